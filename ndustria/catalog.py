@@ -1,0 +1,205 @@
+"""The catalog: one SQLite database (WAL mode) per cache directory.
+
+It records which entries exist (``entries``), every run (``runs``) and what each
+task did in each run (``task_runs``: status, engine, timings, memory, error).
+It is the single source of truth for every report: console, CLI, notebook
+widgets and the JupyterLab sidebar all read it through this module.
+
+Writes come from the process that schedules a run; any number of readers
+(another kernel, the Jupyter server) may read concurrently thanks to WAL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .worker import TaskReport
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY, task TEXT, function TEXT, pipeline TEXT,
+    size INTEGER, checksum TEXT, created REAL, last_used REAL, run_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT, pipeline TEXT, started REAL, ended REAL,
+    state TEXT, backend TEXT, workers INTEGER, n_tasks INTEGER, n_cached INTEGER,
+    n_done INTEGER, n_failed INTEGER, n_skipped INTEGER, host TEXT, pid INTEGER, options TEXT
+);
+CREATE TABLE IF NOT EXISTS task_runs (
+    run_id INTEGER, key TEXT, task TEXT, function TEXT, status TEXT,
+    engine TEXT, host TEXT, pid INTEGER, start REAL, end REAL, wall_s REAL, cpu_s REAL,
+    error TEXT, metrics TEXT,
+    PRIMARY KEY (run_id, key)
+);
+CREATE INDEX IF NOT EXISTS task_runs_key ON task_runs (key);
+CREATE INDEX IF NOT EXISTS task_runs_function ON task_runs (function, status);
+CREATE INDEX IF NOT EXISTS runs_pipeline ON runs (pipeline, started);
+"""
+
+TASK_STATES = ("queued", "running", "done", "failed", "cached", "skipped")
+
+
+class Catalog:
+    """Thread-safe access to ``<cache_dir>/catalog.sqlite``."""
+
+    def __init__(self, root: str | os.PathLike, *, readonly: bool = False) -> None:
+        self.path = Path(root) / "catalog.sqlite"
+        self._lock = threading.RLock()
+        if readonly:
+            uri = f"file:{self.path}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        else:
+            self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            with self._db:
+                self._db.executescript(_SCHEMA)
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+        self._db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._db:
+            yield self._db
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(row) for row in self._db.execute(sql, tuple(params))]
+
+    # -- entries -----------------------------------------------------------------
+    def record_entry(self, key: str, task: str, function: str, pipeline: str, size: int,
+                     checksum: str, run_id: int | None) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, task, function, pipeline, size, checksum, now, now, run_id),
+            )
+
+    def touch(self, keys: Iterable[str]) -> None:
+        """Mark entries as used now (least-recently-used bookkeeping)."""
+        now = time.time()
+        with self._tx() as db:
+            db.executemany("UPDATE entries SET last_used = ? WHERE key = ?", [(now, k) for k in keys])
+
+    def touch_cached(self, run_id: int) -> None:
+        """Mark the entries a run found cached as used now."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE entries SET last_used = ? WHERE key IN"
+                " (SELECT key FROM task_runs WHERE run_id = ? AND status = 'cached')",
+                (time.time(), run_id),
+            )
+
+    def remove_entry(self, key: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM entries WHERE key = ?", (key,))
+
+    def entries(self) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM entries ORDER BY last_used DESC")
+
+    def entry(self, key: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM entries WHERE key = ?", (key,))
+        return rows[0] if rows else None
+
+    # -- runs ----------------------------------------------------------------------
+    def start_run(self, pipeline: str, backend: str, workers: int, options: dict[str, Any]) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO runs (pipeline, started, state, backend, workers, n_tasks, n_cached, n_done,"
+                " n_failed, n_skipped, host, pid, options) VALUES (?, ?, 'running', ?, ?, 0, 0, 0, 0, 0, ?, ?, ?)",
+                (pipeline, time.time(), backend, workers, socket.gethostname(), os.getpid(), json.dumps(options)),
+            )
+            return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, state: str) -> None:
+        with self._tx() as db:
+            counts = {
+                row[0]: row[1]
+                for row in db.execute("SELECT status, COUNT(*) FROM task_runs WHERE run_id = ? GROUP BY status", (run_id,))
+            }
+            db.execute(
+                "UPDATE runs SET ended = ?, state = ?, n_tasks = ?, n_cached = ?, n_done = ?, n_failed = ?,"
+                " n_skipped = ? WHERE run_id = ?",
+                (time.time(), state, sum(counts.get(s, 0) for s in ("queued", "running", "done", "failed", "skipped")),
+                 counts.get("cached", 0), counts.get("done", 0), counts.get("failed", 0),
+                 counts.get("skipped", 0), run_id),
+            )
+
+    def runs(self, pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        if pipeline is None:
+            return self._query("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (limit,))
+        return self._query("SELECT * FROM runs WHERE pipeline = ? ORDER BY run_id DESC LIMIT ?", (pipeline, limit))
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return rows[0] if rows else None
+
+    # -- task runs -----------------------------------------------------------------
+    def add_tasks(self, run_id: int, rows: Iterable[tuple[str, str, str, str]]) -> None:
+        """Register the tasks of a run as (key, task, function, status) before anything runs."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO task_runs (run_id, key, task, function, status) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, *row) for row in rows],
+            )
+
+    def set_status(self, run_id: int, keys: Iterable[str], status: str, error: str = "") -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE task_runs SET status = ?, error = ? WHERE run_id = ? AND key = ?",
+                [(status, error, run_id, k) for k in keys],
+            )
+
+    def record_report(self, run_id: int, report: TaskReport) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE task_runs SET status = ?, engine = ?, host = ?, pid = ?, start = ?, end = ?, wall_s = ?,"
+                " cpu_s = ?, error = ?, metrics = ? WHERE run_id = ? AND key = ?",
+                (report.status, report.engine, report.host, report.pid, report.start, report.end,
+                 report.wall_s, report.cpu_s, report.error,
+                 json.dumps(report.metrics) if report.metrics else None, run_id, report.key),
+            )
+
+    def tasks(self, run_id: int) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM task_runs WHERE run_id = ? ORDER BY start IS NULL, start, task", (run_id,))
+
+    def last_executions(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The most recent completed execution of each key (cached tasks keep the run that computed them)."""
+        keys = list(keys)
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(
+                f"SELECT * FROM task_runs WHERE status = 'done' AND key IN ({marks}) ORDER BY run_id", chunk
+            ):
+                out[row["key"]] = row
+        return out
+
+    def durations(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Remembered durations: (last wall time per key, mean wall time per function)."""
+        by_key = {r["key"]: r["wall_s"] for r in self._query(
+            "SELECT key, wall_s FROM task_runs WHERE status = 'done' ORDER BY run_id")}
+        by_fn = {r["function"]: r["mean"] for r in self._query(
+            "SELECT function, AVG(wall_s) AS mean FROM task_runs WHERE status = 'done' GROUP BY function")}
+        return by_key, by_fn

@@ -1,0 +1,70 @@
+"""Console lines, as the original ndustria printed them (stdout), plus failures and dry runs.
+
+Only this module (and the notebook views) print; everything else logs through
+``logging.getLogger("ndustria")``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+
+class Console:
+    """Prints a pipeline's progress. ``verbose=False`` silences everything but failures."""
+
+    def __init__(self, verbose: bool = True, stream: TextIO | None = None) -> None:
+        self.verbose = verbose
+        self._stream = stream
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream if self._stream is not None else sys.stdout
+
+    def _say(self, line: str, *, always: bool = False) -> None:
+        if self.verbose or always:
+            print(line, file=self.stream, flush=True)
+
+    def added(self, task: str) -> None:
+        self._say(f"[Added Task] {task}")
+
+    def cache_hit(self, task: str) -> None:
+        self._say(f"[Cache hit!] {task} can be skipped")
+
+    def run_start(self, n_tasks: int, workers: int = 1, backend: str = "serial") -> None:
+        if workers > 1:
+            self._say(f"Initializing parallel run with {workers} {_worker_word(backend)}")
+        self._say(f"---\n Starting a run with {n_tasks} tasks.\n---")
+
+    def running(self, task: str, engine: str) -> None:
+        self._say(f"[{engine}] running: {task}")
+
+    def saved(self, task: str, path: str) -> None:
+        self._say(f"Saved result of {task} to {path}")
+
+    def failed(self, task: str, error: str) -> None:
+        last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+        self._say(f"[Failed] {task}: {last}", always=True)
+
+    def skipped(self, task: str, because: str) -> None:
+        self._say(f"[Skipped] {task}: its input {because} did not complete", always=True)
+
+    def recomputing(self, task: str, reason: str) -> None:
+        self._say(f"[Recompute] {task}: {reason}", always=True)
+
+    def would_run(self, task: str) -> None:
+        self._say(f"[Dry run] would run: {task}")
+
+    def dry_run_end(self, n_tasks: int) -> None:
+        self._say(f"Dry run: {n_tasks} tasks would run; nothing was executed.")
+
+    def all_done(self) -> None:
+        self._say("All done.")
+
+    def summary_failed(self, n_failed: int, n_skipped: int) -> None:
+        self._say(f"{n_failed} task(s) failed, {n_skipped} skipped; the others completed and are cached.",
+                  always=True)
+
+
+def _worker_word(backend: str) -> str:
+    return {"mpi": "processes", "ipyparallel": "engines"}.get(backend, "workers")

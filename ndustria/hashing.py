@@ -1,0 +1,601 @@
+"""Content hashing of argument values: equal values give equal 128-bit digests in every process.
+
+Stream format
+-------------
+A digest is xxh3_128 over one byte stream that starts with ``_FORMAT``. Every item
+is a one-byte *tag* naming its kind, then (for variable-size items) a little-endian
+8-byte length or element count, then its payload:
+
+* scalars: ``tag + len + payload`` -- int: two's complement little-endian, float:
+  IEEE-754 binary64 (every NaN written as one canonical NaN), str: UTF-8 with
+  ``surrogatepass``, bytes: raw (>= 1 MiB: ``BIG + len + xxh3_128(buffer)``);
+* sequences: ``tag + count`` then each element as an item, in order; fixed-shape
+  values (range, datetime, partial, ...) write their tag, then their parts as items;
+* dicts and sets: ``tag + count`` then the 16-byte sub-digests of the members
+  (key digest + value digest for dicts), sorted, so neither insertion order nor
+  ``PYTHONHASHSEED`` matters;
+* arrays, frames and generic objects are hashed into a 16-byte sub-digest of
+  their own first and enter the stream as ``tag + sub-digest`` (the memo keeps these);
+* an object met again while it is still being hashed (a cycle) is written as
+  ``REF + its depth on the current stack``, like pickle's memo.
+
+Because every item is tagged, kinds never collide: 1, 1.0, True, "1", b"1",
+(1,) and [1] all differ. ``str()``, ``repr()``, ``id()`` and ``hash()`` never
+enter a digest. Tags are part of stored keys: add new ones, never renumber.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import dataclasses
+import datetime as dt
+import enum
+import functools
+import io
+import os
+import pickle
+import site
+import struct
+import sys
+import sysconfig
+import threading
+import types
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import PurePath
+from typing import Any
+
+import xxhash
+
+from .errors import UnhashableError
+
+__all__ = ["MEMO_MIN_BYTES", "ValueHasher", "hash_value"]
+
+_FORMAT = b"ndustria-value-1\x00"
+MEMO_MIN_BYTES = 1 << 20  # arrays and bytes at least this large are memoized by identity
+_CHUNK_BYTES = 16 << 20  # a strided array is copied this much at a time
+_FIX = ("pass a hashable description instead (a path, parameters), "
+        "or give the class a __ndustria_token__() method returning one")
+_LEN = struct.Struct("<Q").pack
+_F64 = struct.Struct("<d").pack
+_NAN = _F64(float("nan"))
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set for classes made by a class statement
+
+T_NONE, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_COMPLEX, T_STR = b"N", b"F", b"T", b"i", b"f", b"c", b"s"
+T_BYTES, T_BYTEARRAY, T_MEMVIEW, T_BIG, T_BUFFER = b"b", b"a", b"m", b"B", b"2"
+T_LIST, T_TUPLE, T_DICT, T_SET, T_FROZENSET = b"l", b"t", b"d", b"e", b"z"
+T_RANGE, T_SLICE, T_ELLIPSIS, T_NOTIMPL, T_REF = b"r", b"x", b".", b"!", b"@"
+T_TYPE, T_ENUM, T_DATACLASS, T_NAMEDTUPLE, T_TOKEN, T_OBJECT = b"C", b"E", b"D", b"n", b"K", b"O"
+T_DATETIME, T_DATE, T_TIME, T_TIMEDELTA, T_DECIMAL, T_FRACTION, T_UUID, T_PATH = (
+    b"W", b"Y", b"H", b"J", b"L", b"Q", b"U", b"P")
+T_FUNCTOKEN, T_GLOBAL, T_METHOD, T_PARTIAL, T_MODULE = b"V", b"G", b"M", b"R", b"X"
+T_NDARRAY, T_NDSUB, T_NPSCALAR, T_DTYPE = b"A", b"S", b"0", b"1"
+T_FRAME, T_SERIES, T_INDEX, T_PDARRAY = b"3", b"4", b"5", b"6"
+
+Handler = Callable[["_Walk", Any, Any], None]
+
+
+def _put(h: Any, tag: bytes, payload: bytes) -> None:
+    h.update(tag + _LEN(len(payload)) + payload)
+
+
+def _int_bytes(n: int) -> bytes:
+    return n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
+
+
+def _float_bytes(x: float) -> bytes:
+    # -0.0 and 0.0 stay different keys: they compare equal, but functions can tell them
+    # apart (1/x, math.copysign, np.signbit), so one must not reuse the other's result.
+    return _NAN if x != x else _F64(x)
+
+
+def _buffer_digest(buf: Any) -> bytes:
+    """xxh3_128 of a contiguous buffer, read in place: the one loop over bulk data."""
+    return xxhash.xxh3_128_digest(buf)
+
+
+def _qualname(cls: type) -> str:
+    return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls.__name__)}"
+
+
+def _unhashable(obj: object, why: str) -> UnhashableError:
+    return UnhashableError(f"cannot hash a value of type {_qualname(type(obj))}: {why}; {_FIX}")
+
+
+def _key_label(key: object) -> str:
+    text = repr(key)  # only ever shown in an error message
+    return f"[{text[:37]}...]" if len(text) > 40 else f"[{text}]"
+
+
+def _attr_label(name: object) -> str:
+    return f".{name}"
+
+
+def _index_label(i: int) -> str:
+    return f"[{i}]"
+
+
+class _Walk:
+    """State of one top-level ``digest()`` call: the stack of containers being hashed."""
+
+    __slots__ = ("owner", "stack", "generic_depth")
+
+    def __init__(self, owner: ValueHasher) -> None:
+        self.owner = owner
+        self.stack: dict[int, int] = {}
+        self.generic_depth = 0
+
+    def feed(self, h: Any, obj: object) -> None:
+        cls = type(obj)
+        (_DISPATCH.get(cls) or _resolve(cls))(self, h, obj)
+
+    def sub(self, handler: Handler, obj: object) -> bytes:
+        h = xxhash.xxh3_128()
+        handler(self, h, obj)
+        return h.digest()
+
+    def memo(self, obj: object, big: bool, handler: Handler) -> bytes:
+        """Sub-digest of ``obj``; big objects are memoized by identity (strong reference kept)."""
+        if not big:
+            return self.sub(handler, obj)
+        memo = self.owner._memo
+        hit = memo.get(id(obj))
+        if hit is None:  # a fresh stack keeps the memoized digest independent of context
+            hit = memo[id(obj)] = (obj, _Walk(self.owner).sub(handler, obj))
+        return hit[1]
+
+    def items(self, h: Any, seq: Iterable[object], label: Callable[[int], str] = _index_label) -> None:
+        for i, x in enumerate(seq):
+            try:
+                self.feed(h, x)
+            except UnhashableError as exc:
+                exc.where = label(i) + exc.where
+                raise
+
+    def unordered(self, h: Any, tag: bytes, members: Iterable[tuple[object, ...]],
+                  label: Callable[[object], str] = _key_label) -> None:
+        """Dict items or set elements: each member's digests, sorted (by key digest first)."""
+        out = []
+        for member in members:
+            try:
+                out.append(b"".join([self.sub(_Walk.feed, x) for x in member]))
+            except UnhashableError as exc:
+                exc.where = label(member[0]) + exc.where
+                raise
+        out.sort()
+        h.update(tag + _LEN(len(out)) + b"".join(out))
+
+
+def _cyclic(body: Handler) -> Handler:
+    """Wrap the handler of a kind that can take part in a reference cycle."""
+    def handler(w: _Walk, h: Any, obj: Any) -> None:
+        depth = w.stack.get(id(obj))
+        if depth is not None:
+            h.update(T_REF + _LEN(depth))
+            return
+        w.stack[id(obj)] = len(w.stack)
+        try:
+            body(w, h, obj)
+        finally:
+            del w.stack[id(obj)]
+    return handler
+
+
+def _tagged(tag: bytes, parts: Callable[[Any], Iterable[object]], labels: tuple[str, ...] = ()) -> Handler:
+    """Handler for a fixed-shape kind: ``tag`` then ``parts(obj)`` as items."""
+    label = labels.__getitem__ if labels else _index_label
+
+    def handler(w: _Walk, h: Any, obj: Any) -> None:
+        h.update(tag)
+        w.items(h, parts(obj), label)
+    return handler
+
+
+def _str(w: _Walk, h: Any, obj: str) -> None:
+    _put(h, T_STR, obj.encode("utf-8", "surrogatepass"))
+
+
+def _type(w: _Walk, h: Any, cls: type) -> None:
+    _put(h, T_TYPE, f"{cls.__module__}\0{cls.__qualname__}".encode("utf-8", "surrogatepass"))
+
+
+def _bytes_like(tag: bytes, memoize: bool) -> Handler:
+    def handler(w: _Walk, h: Any, obj: Any) -> None:
+        n = memoryview(obj).nbytes
+        if n < MEMO_MIN_BYTES:
+            _put(h, tag, bytes(obj) if isinstance(obj, memoryview) else obj)
+        else:
+            h.update(tag + T_BIG + _LEN(n) + w.memo(obj, memoize, lambda w, h, b: h.update(_buffer_digest(b))))
+    return handler
+
+
+def _memoryview(w: _Walk, h: Any, mv: memoryview) -> None:
+    h.update(T_MEMVIEW)
+    w.items(h, (mv.format, mv.shape))
+    _bytes_like(T_BUFFER, False)(w, h, mv if mv.c_contiguous else memoryview(mv.tobytes()))
+
+
+def _dataclass_fields(obj: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(obj)]
+
+
+def _fields(tag: bytes, names: Callable[[Any], Iterable[str]]) -> Handler:
+    """Dataclasses and namedtuples: class identity + (field name, value) in field order."""
+    def body(w: _Walk, h: Any, obj: Any) -> None:
+        h.update(tag)
+        _type(w, h, type(obj))
+        fields = list(names(obj))
+        h.update(_LEN(len(fields)))
+        for name in fields:
+            _str(w, h, name)
+            w.items(h, (getattr(obj, name),), lambda i, name=name: f".{name}")
+    return _cyclic(body)
+
+
+def _refuse(why: str) -> Handler:
+    def handler(w: _Walk, h: Any, obj: object) -> None:
+        raise _unhashable(obj, why)
+    return handler
+
+
+# ----------------------------------------------------------------------------- code
+
+_LIBRARY_CACHE: dict[str, bool] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def _library_roots() -> tuple[str, ...]:
+    paths = {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    if hasattr(site, "getsitepackages"):
+        paths.update([*site.getsitepackages(), site.getusersitepackages()])
+    return tuple(os.path.join(os.path.realpath(p), "") for p in paths if p)
+
+
+def _is_library(modname: str) -> bool:
+    """Standard library, built-in or installed (site-packages) code, identified by its version."""
+    if modname not in _LIBRARY_CACHE:
+        module = sys.modules.get(modname)
+        if module is None or modname == "__main__":
+            return False
+        path = getattr(module, "__file__", None)
+        if path:
+            _LIBRARY_CACHE[modname] = os.path.realpath(path).startswith(_library_roots())
+        else:  # built-in or frozen; a module made at run time (no file, no origin) is user code
+            origin = getattr(getattr(module, "__spec__", None), "origin", None)
+            _LIBRARY_CACHE[modname] = origin in ("built-in", "frozen")
+    return _LIBRARY_CACHE[modname]
+
+
+def _global_name(obj: object) -> str | None:
+    """``module\\0qualname`` if ``obj`` is reachable under that name (as pickle would store it)."""
+    mod, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not isinstance(mod, str) or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    target: object = sys.modules.get(mod)
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    return f"{mod}\0{qualname}" if target is obj else None
+
+
+def _version(modname: str) -> str:
+    for name in (modname, modname.partition(".")[0]):
+        version = getattr(sys.modules.get(name), "__version__", None)
+        if isinstance(version, str):
+            return version
+    return ""
+
+
+def _library_function(w: _Walk, h: Any, fn: Any) -> None:
+    name = _global_name(fn)
+    if name is None or not _is_library(fn.__module__):
+        raise UnhashableError(
+            f"cannot hash the function {getattr(fn, '__qualname__', fn)!r}: it is not an importable library "
+            "function, so its code cannot be identified without a code fingerprint; hash it through a "
+            f"pipeline (which fingerprints code), or {_FIX}")
+    _put(h, T_GLOBAL, f"{name}\0{_version(fn.__module__)}".encode())
+
+
+def _function(w: _Walk, h: Any, fn: Any) -> None:
+    token = w.owner.function_token
+    if token is None:
+        _library_function(w, h, fn)
+    else:
+        _put(h, T_FUNCTOKEN, bytes(token(fn)))
+
+
+def _builtin(w: _Walk, h: Any, fn: Any) -> None:
+    owner = getattr(fn, "__self__", None)
+    if (owner is None or isinstance(owner, types.ModuleType)) and _global_name(fn):
+        _library_function(w, h, fn)
+    else:  # a method bound to an object ([].append): pickle reduces it to getattr(obj, name)
+        _generic(w, h, fn)
+
+
+# ----------------------------------------------------------------------------- generic objects
+
+@_cyclic
+def _generic(w: _Walk, h: Any, obj: object) -> None:
+    """Any other object, through its pickle reduction. The outermost one is reduced twice to
+    catch reductions that are not deterministic (the check covers the objects inside it)."""
+    digest = w.sub(_reduction, obj)
+    if w.generic_depth == 0 and w.sub(_reduction, obj) != digest:
+        raise _unhashable(obj, "its pickle is not deterministic (two reductions of it differ)")
+    h.update(T_OBJECT + digest)
+
+
+def _reduction(w: _Walk, h: Any, obj: object) -> None:
+    cls = type(obj)
+    reducer = copyreg.dispatch_table.get(cls)
+    try:
+        rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(5)
+    except Exception as exc:
+        raise _unhashable(obj, f"it cannot be pickled ({exc})") from exc
+    if isinstance(rv, str):  # a module-level singleton, pickled by name
+        mod = getattr(obj, "__module__", None) or pickle.whichmodule(obj, rv)
+        return _put(h, T_GLOBAL, f"{mod}\0{rv}".encode())
+    if not isinstance(rv, tuple) or not 2 <= len(rv) <= 6:
+        raise _unhashable(obj, f"its __reduce_ex__ returned a {type(rv).__name__}")
+    func, args, state, listitems, dictitems = (*rv, None, None, None)[:5]
+    if (func is copyreg.__newobj__ and state is None and isinstance(args, tuple) and len(args) == 1
+            and args[0] is cls is not object and not cls.__flags__ & _HEAPTYPE):
+        raise _unhashable(obj, "it is an opaque C object (pickling it records only its type)")
+    w.generic_depth += 1
+    try:
+        name = None if isinstance(func, type) else _global_name(func)
+        if name:
+            _put(h, T_GLOBAL, name.encode())
+        else:
+            w.feed(h, func)
+        w.items(h, (args,), lambda i: "(reduce args)")
+        _state(w, h, state)
+        w.items(h, (None if listitems is None else list(listitems),), lambda i: "(list items)")
+        if dictitems is None or isinstance(obj, OrderedDict):
+            w.items(h, (None if dictitems is None else list(dictitems),), lambda i: "(dict items)")
+        else:
+            w.unordered(h, T_DICT, list(dictitems))
+    finally:
+        w.generic_depth -= 1
+
+
+def _state(w: _Walk, h: Any, state: object) -> None:
+    if isinstance(state, tuple) and len(state) == 2 and all(s is None or type(s) is dict for s in state):
+        h.update(T_TUPLE + _LEN(2))  # (__dict__, __slots__ values)
+        for part in state:
+            _state(w, h, part)
+    elif type(state) is dict:
+        w.unordered(h, T_DICT, state.items(), _attr_label)
+    else:
+        w.items(h, (state,), lambda i: ".__getstate__()")
+
+
+# ----------------------------------------------------------------------------- numpy (lazy)
+
+def _ndarray(w: _Walk, h: Any, a: Any) -> None:
+    h.update(T_NDARRAY + w.memo(a, a.nbytes >= MEMO_MIN_BYTES, _array_digest))
+
+
+def _array_digest(w: _Walk, h: Any, a: Any) -> None:
+    np, dtype = sys.modules["numpy"], a.dtype
+    w.feed(h, a.shape)
+    if dtype.names is not None:  # structured: field by field, so padding bytes never count
+        w.feed(h, dtype.descr)
+        w.items(h, (a[name] for name in dtype.names), lambda i: f"[{dtype.names[i]!r}]")
+        return
+    _str(w, h, dtype.str)
+    if dtype.hasobject:
+        h.update(_LEN(a.size))
+        w.items(h, a.ravel(order="C"), lambda i: f".flat[{i}]")
+    elif dtype.itemsize and a.size:
+        h.update(T_BUFFER + _array_bytes_digest(np, a))
+
+
+def _array_bytes_digest(np: Any, a: Any) -> bytes:
+    """xxh3_128 of the C-order bytes of ``a``: in place when contiguous, else copied in bounded
+    chunks (streaming xxh3 gives the digest of one pass over a contiguous copy)."""
+    if a.flags.c_contiguous:
+        return _buffer_digest(a.reshape(-1).view(np.uint8))
+    h = xxhash.xxh3_128()
+    step = max(1, _CHUNK_BYTES // (a[0].nbytes or 1))
+    for start in range(0, len(a), step):
+        h.update(np.ascontiguousarray(a[start:start + step]).reshape(-1).view(np.uint8))
+    return h.digest()
+
+
+def _ndarray_subclass(w: _Walk, h: Any, a: Any) -> None:
+    np, ma = sys.modules["numpy"], sys.modules.get("numpy.ma")
+    h.update(T_NDSUB)
+    w.items(h, (type(a), a.view(np.ndarray)))
+    if ma is not None and isinstance(a, ma.MaskedArray):
+        w.items(h, (ma.getmaskarray(a), a.fill_value), (".mask", ".fill_value").__getitem__)
+    else:
+        w.unordered(h, T_DICT, getattr(a, "__dict__", {}).items(), _attr_label)
+
+
+def _np_scalar(w: _Walk, h: Any, x: Any) -> None:
+    if x.dtype.names is not None or x.dtype.hasobject:
+        h.update(T_NPSCALAR)
+        _ndarray(w, h, sys.modules["numpy"].asarray(x))
+    else:
+        _put(h, T_NPSCALAR, x.dtype.str.encode() + b"\0" + x.tobytes())
+
+
+def _register_numpy(np: Any) -> None:
+    _DISPATCH[np.ndarray] = _DISPATCH[np.memmap] = _ndarray  # a memory-mapped array is its content
+    _CHECKS.extend([(np.ndarray, _ndarray_subclass), (np.generic, _np_scalar),
+                    (np.dtype, _tagged(T_DTYPE, lambda d: (d.descr if d.names is not None else d.str,)))])
+
+
+# ----------------------------------------------------------------------------- pandas (lazy)
+
+def _pd_values(obj: Any) -> Any:
+    return obj.to_numpy() if isinstance(obj.dtype, sys.modules["numpy"].dtype) else obj.array
+
+
+def _frame_digest(w: _Walk, h: Any, df: Any) -> None:
+    w.items(h, (type(df), df.columns, df.index, df.attrs), ("", ".columns", ".index", ".attrs").__getitem__)
+    h.update(_LEN(df.shape[1]))
+    for i, name in enumerate(df.columns):
+        col = df.iloc[:, i]
+        w.items(h, (col.dtype, _pd_values(col)), lambda _, name=name: _key_label(name))
+
+
+def _series_digest(w: _Walk, h: Any, s: Any) -> None:
+    w.items(h, (type(s), s.name, s.index, s.attrs, s.dtype, _pd_values(s)),
+            ("", ".name", ".index", ".attrs", ".dtype", ".values").__getitem__)
+
+
+def _index_parts(idx: Any) -> tuple:
+    pd = sys.modules["pandas"]
+    if isinstance(idx, pd.RangeIndex):
+        return type(idx), idx.name, idx.start, idx.stop, idx.step
+    if isinstance(idx, pd.MultiIndex):
+        return type(idx), list(idx.names), list(idx.levels), list(idx.codes)
+    return type(idx), idx.name, idx.dtype, _pd_values(idx)
+
+
+def _ext_array_parts(arr: Any) -> tuple:
+    np, pd = sys.modules["numpy"], sys.modules["pandas"]
+    if isinstance(arr, pd.Categorical):
+        return type(arr), arr.dtype, arr.codes, arr.categories, arr.ordered
+    data, mask = getattr(arr, "_data", None), getattr(arr, "_mask", None)
+    if isinstance(data, np.ndarray) and isinstance(mask, np.ndarray):  # nullable ints, floats, bools:
+        return type(arr), arr.dtype, np.where(mask, np.zeros((), data.dtype), data), mask  # NA hides junk
+    if isinstance(getattr(arr, "_ndarray", None), np.ndarray):  # datetimes, periods, numpy strings
+        return type(arr), arr.dtype, arr._ndarray
+    return type(arr), arr.dtype, np.asarray(arr, dtype=object)
+
+
+def _register_pandas(pd: Any) -> None:
+    _CHECKS.extend([
+        (pd.DataFrame, lambda w, h, df: h.update(T_FRAME + w.memo(df, True, _frame_digest))),
+        (pd.Series, lambda w, h, s: h.update(T_SERIES + w.memo(s, True, _series_digest))),
+        (pd.Index, _tagged(T_INDEX, _index_parts)),
+        (pd.api.extensions.ExtensionArray, _tagged(T_PDARRAY, _ext_array_parts)),
+    ])
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+def _const(tag: bytes) -> Handler:
+    return lambda w, h, obj: h.update(tag)
+
+
+def _sequence(tag: bytes) -> Handler:
+    def body(w: _Walk, h: Any, obj: Any) -> None:
+        h.update(tag + _LEN(len(obj)))
+        w.items(h, obj)
+    return _cyclic(body)
+
+
+def _set(tag: bytes) -> Handler:
+    return _cyclic(lambda w, h, obj: w.unordered(h, tag, ((x,) for x in obj), lambda x: "{<element>}"))
+
+
+def _datetime_parts(d: dt.datetime) -> tuple:
+    return d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond, d.fold, d.tzinfo
+
+
+_DISPATCH: dict[type, Handler] = {
+    type(None): _const(T_NONE), type(Ellipsis): _const(T_ELLIPSIS), type(NotImplemented): _const(T_NOTIMPL),
+    bool: lambda w, h, obj: h.update(T_TRUE if obj else T_FALSE),
+    int: lambda w, h, obj: _put(h, T_INT, _int_bytes(obj)),
+    float: lambda w, h, obj: h.update(T_FLOAT + _float_bytes(obj)),
+    complex: lambda w, h, obj: h.update(T_COMPLEX + _float_bytes(obj.real) + _float_bytes(obj.imag)),
+    str: _str, type: _type,
+    bytes: _bytes_like(T_BYTES, True), bytearray: _bytes_like(T_BYTEARRAY, False), memoryview: _memoryview,
+    list: _sequence(T_LIST), tuple: _sequence(T_TUPLE), set: _set(T_SET), frozenset: _set(T_FROZENSET),
+    dict: _cyclic(lambda w, h, obj: w.unordered(h, T_DICT, obj.items())),
+    range: _tagged(T_RANGE, lambda r: (r.start, r.stop, r.step)),
+    slice: _tagged(T_SLICE, lambda s: (s.start, s.stop, s.step)),
+    dt.datetime: _tagged(T_DATETIME, _datetime_parts),
+    dt.date: _tagged(T_DATE, lambda d: (d.year, d.month, d.day)),
+    dt.time: _tagged(T_TIME, lambda t: (t.hour, t.minute, t.second, t.microsecond, t.fold, t.tzinfo)),
+    dt.timedelta: _tagged(T_TIMEDELTA, lambda d: (d.days, d.seconds, d.microseconds)),
+    Decimal: _tagged(T_DECIMAL, lambda d: tuple(d.as_tuple())),  # Decimal("1.0") != Decimal("1.00") as keys
+    Fraction: _tagged(T_FRACTION, lambda f: (f.numerator, f.denominator)),
+    uuid.UUID: _tagged(T_UUID, lambda u: (u.bytes,)),
+    types.FunctionType: _function, types.BuiltinFunctionType: _builtin,
+    types.MethodType: _tagged(T_METHOD, lambda m: (m.__func__, m.__self__), (".__func__", ".__self__")),
+    functools.partial: _tagged(T_PARTIAL, lambda p: (p.func, p.args, p.keywords), (".func", ".args", ".keywords")),
+    types.ModuleType: lambda w, h, m: _put(h, T_MODULE, f"{m.__name__}\0{_version(m.__name__)}".encode()),
+}
+_CHECKS: list[tuple[type | tuple[type, ...], Handler]] = [
+    (type, _type),
+    (enum.Enum, _tagged(T_ENUM, lambda e: (type(e), e.name, e.value if isinstance(e, enum.Flag) else None))),
+    (PurePath, _tagged(T_PATH, lambda p: (type(p), p.parts))),
+    ((types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType),
+     _refuse("a generator or coroutine is consumed by iterating it, so it has no content to hash")),
+    (io.IOBase, _refuse("an open file or stream is not a value (its content can change)")),
+]
+_LAZY: dict[str, Callable[[Any], None]] = {"numpy": _register_numpy, "pandas": _register_pandas}
+_LAZY_LOCK = threading.Lock()
+_RESOLVED: weakref.WeakKeyDictionary[type, Handler] = weakref.WeakKeyDictionary()
+
+
+def _resolve(cls: type) -> Handler:
+    """Handler for a type without an exact entry; registers numpy/pandas once they are imported."""
+    if any(name in sys.modules for name in _LAZY):
+        with _LAZY_LOCK:
+            for name in [n for n in _LAZY if n in sys.modules]:
+                _LAZY.pop(name)(sys.modules[name])
+    handler = _DISPATCH.get(cls) or _RESOLVED.get(cls)
+    if handler is None:
+        handler = _RESOLVED[cls] = _pick(cls)
+    return handler
+
+
+def _pick(cls: type) -> Handler:
+    if callable(getattr(cls, "__ndustria_token__", None)):
+        return _tagged(T_TOKEN, lambda obj: (type(obj), obj.__ndustria_token__()))
+    for base, handler in _CHECKS:
+        if issubclass(cls, base):
+            return handler
+    if dataclasses.is_dataclass(cls):
+        return _fields(T_DATACLASS, _dataclass_fields)
+    if issubclass(cls, tuple) and isinstance(getattr(cls, "_fields", None), tuple):
+        return _fields(T_NAMEDTUPLE, lambda obj: obj._fields)
+    return _generic
+
+
+# ----------------------------------------------------------------------------- public API
+
+class ValueHasher:
+    """Hashes argument values by content into 16-byte xxh3_128 digests.
+
+    ``function_token`` (settable) maps a user function or lambda found inside a
+    value to bytes identifying its code; without it only library functions hash.
+
+    Large arrays and bytes (>= 1 MiB) and every DataFrame/Series are memoized by
+    identity: the same object is not re-hashed, even if mutated in place, until
+    ``clear()`` -- call it whenever values may have changed (e.g. after each run).
+    """
+
+    def __init__(self, function_token: Callable[[Callable], bytes] | None = None) -> None:
+        self.function_token = function_token
+        self._memo: dict[int, tuple[object, bytes]] = {}
+
+    def digest(self, obj: object) -> bytes:
+        """The 16-byte digest of ``obj``; UnhashableError (with ``where``) if it has no stable content."""
+        h = xxhash.xxh3_128(_FORMAT)
+        try:
+            _Walk(self).feed(h, obj)
+        except RecursionError as exc:
+            raise _unhashable(obj, "it is nested too deeply") from exc
+        return h.digest()
+
+    def hexdigest(self, obj: object) -> str:
+        """The digest of ``obj`` as 32 hex characters."""
+        return self.digest(obj).hex()
+
+    def clear(self) -> None:
+        """Forget memoized digests and release the references the memo holds."""
+        self._memo.clear()
+
+
+def hash_value(obj: object) -> str:
+    """Hex digest of ``obj`` with a fresh ValueHasher (no function_token, no memo carried over)."""
+    return ValueHasher().hexdigest(obj)

@@ -1,0 +1,362 @@
+"""The Pipeline: declare tasks with decorated functions, then run what is not cached."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .backends import Backend, resolve_backend
+from .catalog import Catalog
+from .config import resolve_cache_dir
+from .console import Console
+from .errors import (
+    CorruptEntryError,
+    NdustriaError,
+    NdustriaWarning,
+    TaskError,
+    TaskFailure,
+    TaskNotComputedError,
+)
+from .keys import KeyMaker
+from .scheduler import DEFAULT_DURATION, GraphState, Scheduler, SchedulerHooks, longest_path_priority
+from .store import Store
+from .task import TaskFunction, TaskHandle, iter_handles, replace_handles
+from .worker import DepRef, TaskPayload, TaskReport, execute
+
+log = logging.getLogger("ndustria")
+_SEQUENCE = itertools.count()
+
+
+@dataclass
+class RunSummary:
+    """What one ``run()`` did."""
+
+    run_id: int | None
+    executed: int
+    cached: int
+    failed: int
+    skipped: int
+    seconds: float
+
+
+def default_name() -> str:
+    """The running script's file stem (``simple_example``), else ``"ndustria"``."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] else "")
+    stem = Path(path).stem if path else ""
+    if not stem or stem in ("-c", "-m", "ipykernel_launcher", "__main__", "pytest") or stem.startswith("<"):
+        return "ndustria"
+    return stem
+
+
+class Pipeline:
+    """A set of tasks declared by calling decorated functions, run with :meth:`run`."""
+
+    def __init__(self, name: str | None = None, dryrun: bool = False, parallel: bool = False,
+                 timeit: bool = False, profiling: bool = False, memcheck: bool = False,
+                 cache_dir: str | Path | None = None, backend: str | None = None, engines: int | None = None,
+                 *, executor: Executor | None = None, retries: int = 1, shared_cache: bool = True,
+                 fsync: bool = True, verbose: bool = True) -> None:
+        self.name = name or default_name()
+        self.dryrun = dryrun
+        self.parallel = parallel
+        self.timeit = timeit
+        self.profiling = profiling
+        self.memcheck = memcheck
+        self.cache_dir = Path(resolve_cache_dir(cache_dir).value)
+        self.backend_name = backend
+        self.engines = engines
+        self.executor = executor
+        self.retries = retries
+        self.shared_cache = shared_cache
+        self.fsync = fsync
+        self.console = Console(verbose)
+        self.tasks: list[TaskHandle] = []
+        self._pending: dict[str, TaskHandle] = {}
+        self._keys = KeyMaker()
+        self._store: Store | None = None
+        self._catalog: Catalog | None = None
+        self._backend: Backend | None = None
+        self._failures: dict[str, TaskFailure] = {}
+
+    # -- declaring -------------------------------------------------------------------
+    def AddFunction(self, func: Callable[..., Any] | None = None, *, rerun: bool = False,  # noqa: N802
+                    version: str | None = None, name: str | None = None) -> Any:
+        """Decorator registering a function as a task of this pipeline.
+
+        ``rerun=True`` runs its tasks even when cached; ``version="..."`` replaces the
+        code fingerprint (keep the cache across a refactor, or bump it by hand).
+        """
+        def register(f: Callable[..., Any]) -> TaskFunction:
+            if isinstance(f, TaskFunction):
+                f = f.func
+            if not callable(f):
+                raise NdustriaError(f"@AddFunction decorates functions, not {type(f).__name__}")
+            return TaskFunction(f, self, rerun=rerun, version=version, name=name)
+
+        return register(func) if func is not None else register
+
+    task = AddFunction
+
+    def _declare(self, function: TaskFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskHandle:
+        try:
+            bound_args, bound_kwargs, arguments = function.bind(args, kwargs)
+        except TypeError as exc:
+            raise NdustriaError(f"cannot declare a task of {function.name}: {exc}") from exc
+        key = self._keys.task_key(function, arguments, args, kwargs)
+        existing = self._pending.get(key)
+        if existing is not None:
+            return existing
+        deps: dict[str, TaskHandle] = {}
+        for handle in iter_handles((bound_args, bound_kwargs)):
+            deps.setdefault(handle.key, handle)
+        handle = TaskHandle(function, bound_args, bound_kwargs, arguments, key, list(deps.values()), function.rerun)
+        handle._written_args = (args, kwargs)
+        handle.seq = next(_SEQUENCE)
+        self.tasks.append(handle)
+        self._pending[key] = handle
+        if not handle.rerun and self.store.contains(key):
+            handle.status = "cached"
+            self.console.cache_hit(handle.name)
+        else:
+            self.console.added(handle.name)
+        return handle
+
+    # -- running ---------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        """Run every declared task that is not cached (and ``rerun`` tasks), in parallel if asked.
+
+        Raises :class:`TaskError` after the run if any task failed; every task that did
+        not depend on a failed one has completed and is cached.
+        """
+        handles = self._closure(list(self._pending.values()))
+        self._pending.clear()
+        try:
+            return self._run_handles(handles)
+        finally:
+            self._keys.clear()
+
+    def _closure(self, roots: list[TaskHandle]) -> dict[str, TaskHandle]:
+        """The roots and every dependency they reach, by key."""
+        out: dict[str, TaskHandle] = {}
+        stack = list(roots)
+        while stack:
+            handle = stack.pop()
+            if handle.key not in out:
+                out[handle.key] = handle
+                stack.extend(handle.deps)
+        return dict(sorted(out.items(), key=lambda item: item[1].seq))  # declaration order
+
+    def _run_handles(self, handles: dict[str, TaskHandle]) -> RunSummary:
+        t0 = time.perf_counter()
+        store = self.store
+        to_run = [h for h in handles.values() if h.status != "done" and (h.rerun or not store.contains(h.key))]
+        for h in to_run:
+            h.status = "queued"
+        run_keys = {h.key for h in to_run}
+        cached = [h for h in handles.values() if h.key not in run_keys]
+        for h in cached:
+            if h.status != "done":
+                h.status = "cached"
+        if self.dryrun:
+            return self._dry_run(handles, to_run, t0)
+        backend = self._get_backend() if to_run else None
+        self.console.run_start(len(to_run), backend.workers if backend else 1,
+                               backend.name if backend else "serial")
+        catalog = self.catalog
+        run_id = catalog.start_run(self.name, backend.name if backend else "none",
+                                   backend.workers if backend else 0, self._options())
+        catalog.add_tasks(run_id, [(h.key, h.name, h.function.name, "queued" if h.key in run_keys else "cached")
+                                   for h in handles.values()])
+        catalog.touch_cached(run_id)
+        state = GraphState(deps={k: tuple(d.key for d in h.deps) for k, h in handles.items()},
+                           available={h.key for h in cached},
+                           order={k: i for i, k in enumerate(handles)})
+        state.priority = longest_path_priority(state.deps, run_keys, self._duration_estimator(to_run))
+        state.add([h.key for h in to_run])
+        self._failures = {}
+        if to_run:
+            self._schedule(state, handles, backend, run_id)
+        catalog.finish_run(run_id, "failed" if state.failed else "done")
+        summary = RunSummary(run_id, len(state.done), len(cached), len(state.failed), len(state.skipped),
+                             time.perf_counter() - t0)
+        if state.failed:
+            self.console.summary_failed(len(state.failed), len(state.skipped))
+            raise TaskError(list(self._failures.values()))
+        self.console.all_done()
+        return summary
+
+    def _schedule(self, state: GraphState, handles: dict[str, TaskHandle], backend: Backend, run_id: int) -> None:
+        catalog = self.catalog
+
+        def submitted(key: str) -> None:
+            handles[key].status = "running"
+            catalog.set_status(run_id, [key], "running")
+
+        def completed(report: TaskReport) -> None:
+            handle = handles[report.key]
+            if report.has_value:  # engines without the shared cache send the value back
+                info = self.store.save(report.key, report.value)
+                report.path, report.size, report.checksum = str(info.path), info.size, info.checksum
+                report.value = None
+            handle.status, handle.path = "done", report.path
+            catalog.record_report(run_id, report)
+            catalog.record_entry(report.key, handle.name, handle.function.name, self.name, report.size,
+                                 report.checksum, run_id)
+            self.console.saved(handle.name, report.path)
+
+        def failed(report: TaskReport) -> None:
+            handle = handles[report.key]
+            handle.status, handle.error = "failed", report.exception
+            catalog.record_report(run_id, report)
+            self._failures[report.key] = TaskFailure(handle.name, report.key, report.exception,
+                                                     report.error or "unknown error")
+            self.console.failed(handle.name, report.error)
+
+        def skipped(key: str, cause: str) -> None:
+            handles[key].status = "skipped"
+            catalog.set_status(run_id, [key], "skipped", f"input {handles[cause].name} failed")
+            failure = self._failures.get(cause)
+            if failure is not None:
+                failure.skipped.append(handles[key].name)
+            self.console.skipped(handles[key].name, handles[cause].name)
+
+        def repairing(key: str, bad: list[str]) -> None:
+            for b in bad:
+                name = handles[b].name if b in handles else b
+                warnings.warn(f"the cached result of {name} is damaged or missing; it was removed and "
+                              "will be recomputed", NdustriaWarning, stacklevel=2)
+                self._forget(b)
+                self.console.recomputing(name, "damaged cache entry")
+
+        hooks = SchedulerHooks(submitted, completed, failed, skipped, repairing)
+        scheduler = Scheduler(backend.executor, backend.workers, execute,
+                              lambda key: self._payload(handles[key], backend), hooks, retries=self.retries)
+        try:
+            scheduler.run(state)
+        except BaseException:
+            catalog.finish_run(run_id, "interrupted")
+            self._shutdown_backend()
+            raise
+
+    def _payload(self, handle: TaskHandle, backend: Backend) -> TaskPayload:
+        def to_ref(h: TaskHandle) -> DepRef:
+            return DepRef(h.key)
+
+        def is_handle(x: Any) -> bool:
+            return isinstance(x, TaskHandle)
+
+        inputs: dict[str, Any] = {}
+        if not backend.shared_cache:
+            inputs = {d.key: self.store.load(d.key) for d in handle.deps}
+        return TaskPayload(
+            key=handle.key, name=handle.name, func=handle.function.func,
+            args=replace_handles(handle.args, to_ref, is_handle),
+            kwargs=replace_handles(handle.kwargs, to_ref, is_handle),
+            store_root=str(self.cache_dir), fsync=self.fsync, instruments=self._instruments(),
+            shared_cache=backend.shared_cache, inputs=inputs,
+        )
+
+    def _dry_run(self, handles: dict[str, TaskHandle], to_run: list[TaskHandle], t0: float) -> RunSummary:
+        self.console.run_start(len(to_run))
+        run_id = self.catalog.start_run(self.name, "dryrun", 0, self._options())
+        state = GraphState(deps={k: tuple(d.key for d in h.deps) for k, h in handles.items()},
+                           available={h.key for h in handles.values() if h.status == "cached"},
+                           order={k: i for i, k in enumerate(handles)})
+        run_keys = [h.key for h in to_run]
+        state.priority = longest_path_priority(state.deps, run_keys, self._duration_estimator(to_run))
+        state.add(run_keys)
+        while (key := state.pop_ready()) is not None:
+            self.console.would_run(handles[key].name)
+            state.finish(key)
+            handles[key].status = "declared"
+        self.catalog.finish_run(run_id, "dryrun")
+        self.console.dry_run_end(len(to_run))
+        self.console.all_done()
+        return RunSummary(run_id, 0, len(handles) - len(to_run), 0, 0, time.perf_counter() - t0)
+
+    def _duration_estimator(self, to_run: Iterable[TaskHandle]) -> Callable[[str], float]:
+        to_run = list(to_run)
+        if not to_run:
+            return lambda key: DEFAULT_DURATION
+        by_key, by_fn = self.catalog.durations()
+        fn_of = {h.key: h.function.name for h in to_run}
+        return lambda key: by_key.get(key) or by_fn.get(fn_of.get(key, ""), DEFAULT_DURATION) or DEFAULT_DURATION
+
+    # -- results ---------------------------------------------------------------------
+    def _result(self, handle: TaskHandle, *, mmap: bool = False) -> Any:
+        if handle.status == "failed":
+            failure = self._failures.get(handle.key)
+            raise TaskNotComputedError(f"{handle.name} failed in the last run:\n"
+                                       f"{failure.traceback if failure else handle.error}")
+        if handle.status == "skipped":
+            raise TaskNotComputedError(f"{handle.name} was skipped because one of its inputs failed")
+        try:
+            return self.store.load(handle.key, mmap=mmap)
+        except KeyError:
+            raise TaskNotComputedError(
+                f"{handle.name} has no result yet: call {self.name}.run() (pipe.run()) first"
+            ) from None
+        except CorruptEntryError as exc:
+            warnings.warn(f"the cached result of {handle.name} is damaged ({exc.reason}); it was removed "
+                          "and is being recomputed", NdustriaWarning, stacklevel=3)
+            self._forget(handle.key)
+            self.console.recomputing(handle.name, "damaged cache entry")
+            handle.status = "queued"
+            self._run_handles(self._closure([handle]))
+            return self.store.load(handle.key, mmap=mmap)
+
+    def _forget(self, key: str) -> None:
+        self.store.remove(key)
+        self.catalog.remove_entry(key)
+
+    # -- plumbing ----------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.cache_dir, fsync=self.fsync)
+        return self._store
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self.store  # noqa: B018 - creates the cache directory first
+            self._catalog = Catalog(self.cache_dir)
+        return self._catalog
+
+    def _get_backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = resolve_backend(parallel=self.parallel, backend=self.backend_name,
+                                            engines=self.engines, executor=self.executor,
+                                            shared_cache=self.shared_cache)
+        return self._backend
+
+    def _shutdown_backend(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def close(self) -> None:
+        """Release the backend (a cluster or process pool this pipeline started) and the catalog."""
+        self._shutdown_backend()
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+
+    def _instruments(self) -> tuple[str, ...]:
+        return tuple(n for n, on in (("timeit", self.timeit), ("memcheck", self.memcheck),
+                                     ("profiling", self.profiling)) if on)
+
+    def _options(self) -> dict[str, Any]:
+        return {"parallel": self.parallel, "instruments": list(self._instruments()), "dryrun": self.dryrun}
+
+    def __repr__(self) -> str:
+        return f"<Pipeline {self.name!r}: {len(self.tasks)} tasks, cache {self.cache_dir}>"

@@ -1,0 +1,182 @@
+"""The one function that runs a task, wherever it runs (in-process, loky, ipyparallel, MPI).
+
+It loads the task's inputs from the store, calls the function (inside the
+requested instruments), writes the result to the store and returns a small
+:class:`TaskReport`. Results travel through the store, not through the
+scheduler — unless the engines do not share the cache directory, in which case
+the value travels back in the report and the scheduler stores it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import CorruptEntryError, NdustriaError, ResultNotPicklableError
+from .store import Store
+from .task import replace_handles
+
+_ENGINE_ID: str | None = None
+_STORES: dict[tuple[str, bool], Store] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def set_engine_id(engine_id: str) -> None:
+    """Name this process in reports (an MPI rank, an ipyparallel engine id)."""
+    global _ENGINE_ID
+    _ENGINE_ID = engine_id
+
+
+def engine_id() -> str:
+    return _ENGINE_ID if _ENGINE_ID is not None else f"pid{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class DepRef:
+    """Stands for a dependency's value inside a payload's arguments."""
+
+    key: str
+
+
+@dataclass
+class TaskPayload:
+    """Everything an engine needs to run one task."""
+
+    key: str
+    name: str
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    store_root: str
+    fsync: bool = True
+    instruments: tuple[str, ...] = ()
+    shared_cache: bool = True
+    inputs: dict[str, Any] = field(default_factory=dict)  # dependency values, when the cache is not shared
+
+
+@dataclass
+class TaskReport:
+    """What one execution of a task produced; travels from the engine to the scheduler."""
+
+    key: str
+    status: str  # "done" | "failed"
+    engine: str = ""
+    host: str = ""
+    pid: int = 0
+    start: float = 0.0
+    end: float = 0.0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    path: str = ""
+    size: int = 0
+    checksum: str = ""
+    error: str = ""
+    exception: BaseException | None = None
+    bad_inputs: list[str] = field(default_factory=list)  # dependency entries found damaged or missing
+    metrics: dict[str, Any] | None = None
+    value: Any = None
+    has_value: bool = False
+
+
+def get_store(root: str, fsync: bool = True) -> Store:
+    with _STORES_LOCK:
+        store = _STORES.get((root, fsync))
+        if store is None:
+            store = _STORES[(root, fsync)] = Store(root, fsync=fsync)
+        return store
+
+
+def execute(payload: TaskPayload) -> TaskReport:
+    """Run one task and store its result. Never raises for a task's own failure."""
+    report = TaskReport(key=payload.key, status="failed", engine=engine_id(), host=socket.gethostname(),
+                        pid=os.getpid())
+    store = get_store(payload.store_root, payload.fsync)
+    try:
+        args, kwargs = _load_inputs(payload, store)
+    except _BadInputs as bad:
+        report.bad_inputs = bad.keys
+        report.error = f"inputs of {payload.name} could not be loaded: {bad}"
+        return report
+    report.start = time.time()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    try:
+        value = payload.func(*args, **kwargs)
+    except Exception as exc:
+        report.wall_s, report.cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+        report.end = time.time()
+        report.error = _format_exception(exc)
+        report.exception = _portable(exc)
+        return report
+    report.wall_s, report.cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+    report.end = time.time()
+    del args, kwargs
+    return _finish(payload, store, value, report)
+
+
+def _finish(payload: TaskPayload, store: Store, value: Any, report: TaskReport) -> TaskReport:
+    if not payload.shared_cache:
+        report.value, report.has_value, report.status = value, True, "done"
+        return report
+    try:
+        info = store.save(payload.key, value)
+    except ResultNotPicklableError as exc:
+        report.error = f"the result of {payload.name} cannot be stored: {exc}"
+        report.exception = ResultNotPicklableError(report.error)
+        return report
+    report.path, report.size, report.checksum, report.status = str(info.path), info.size, info.checksum, "done"
+    return report
+
+
+class _BadInputs(Exception):
+    def __init__(self, keys: list[str], reason: str) -> None:
+        super().__init__(reason)
+        self.keys = keys
+
+
+def _load_inputs(payload: TaskPayload, store: Store) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    values: dict[str, Any] = dict(payload.inputs)
+    bad: list[str] = []
+    reasons: list[str] = []
+
+    def resolve(ref: DepRef) -> Any:
+        if ref.key not in values:
+            try:
+                values[ref.key] = store.load(ref.key)
+            except (KeyError, CorruptEntryError) as exc:
+                bad.append(ref.key)
+                reasons.append(str(exc))
+                values[ref.key] = None
+        return values[ref.key]
+
+    def is_ref(x: Any) -> bool:
+        return isinstance(x, DepRef)
+
+    args = replace_handles(payload.args, resolve, is_ref)
+    kwargs = replace_handles(payload.kwargs, resolve, is_ref)
+    if bad:
+        raise _BadInputs(bad, "; ".join(reasons))
+    return args, kwargs
+
+
+def _format_exception(exc: BaseException) -> str:
+    """The task's own traceback, without ndustria's frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The exception itself if it survives pickling, else an NdustriaError carrying its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return NdustriaError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}")

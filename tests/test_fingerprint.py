@@ -1,0 +1,383 @@
+"""Behaviour of code fingerprints: what changes a task's code identity and what does not."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import itertools
+import linecache
+import math
+import os
+import sys
+import textwrap
+import time
+
+import numpy
+import pytest
+
+from ndustria.errors import UnhashableError
+from ndustria.fingerprint import Fingerprinter, is_library_module
+from ndustria.hashing import ValueHasher
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def fp() -> Fingerprinter:
+    return Fingerprinter(ValueHasher())
+
+
+def load(src: str, filename: str | None = None, module: str = "usercode") -> dict:
+    """Exec ``src`` as if it were a file (registered in linecache so its source can be read)."""
+    src = textwrap.dedent(src)
+    filename = filename or f"<ndustria-test-{next(_counter)}>"
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+    ns = {"__name__": module}
+    exec(compile(src, filename, "exec"), ns)
+    return ns
+
+
+def digest_of(fp: Fingerprinter, src: str, name: str = "task") -> bytes:
+    return fp.digest(load(src)[name])
+
+
+BASE = """
+import functools
+
+def deco(**options):
+    def wrap(fn):
+        @functools.wraps(fn)
+        def wrapper(*a, **k):
+            return fn(*a, **k)
+        return wrapper
+    return wrap
+
+def task(x, y=2):
+    total = 0
+    for i in range(x):
+        total += i * y
+    return total
+"""
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        BASE.replace("total = 0", "total = 0  # start from zero"),
+        BASE.replace("def task(x, y=2):", 'def task(x, y=2):\n    """Sum things up."""'),
+        BASE.replace("    return total", "\n\n    return total"),
+        BASE.replace("for i in range(x):", "for i in range( x ) :"),
+        BASE.replace("total += i * y", "total += (i *\n                  y)"),
+    ],
+    ids=["comment", "docstring", "blank-lines", "spacing", "line-break"],
+)
+def test_cosmetic_edits_keep_the_digest(fp, edited):
+    assert digest_of(fp, edited) == digest_of(fp, BASE)
+
+
+def test_decorator_arguments_do_not_count(fp):
+    a = load(BASE.replace("def task(", "@deco(retries=3)\ndef task("))["task"]
+    b = load(BASE.replace("def task(", "@deco(retries=5, verbose=True)\ndef task("))["task"]
+    assert fp.digest(a) == fp.digest(b) == digest_of(fp, BASE)
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        BASE.replace("total += i * y", "total += i + y"),
+        BASE.replace("y=2", "y=3"),
+        BASE.replace("def task(x, y=2):", "def task(x: int, y=2):"),
+    ],
+    ids=["operator", "default", "annotation"],
+)
+def test_code_edits_change_the_digest(fp, edited):
+    assert digest_of(fp, edited) != digest_of(fp, BASE)
+
+
+def test_function_name_counts(fp):
+    renamed = load(BASE.replace("def task(", "def job("))["job"]
+    assert fp.digest(renamed) != digest_of(fp, BASE)
+
+
+def test_reverting_restores_the_earlier_digest(fp):
+    v1 = digest_of(fp, BASE)
+    v2 = digest_of(fp, BASE.replace("i * y", "i - y"))
+    v3 = digest_of(fp, BASE)
+    assert v1 != v2
+    assert v1 == v3
+    assert fp.hexdigest(load(BASE)["task"]) == v1.hex()
+    assert len(v1) == 16
+
+
+HELPERS = """
+SCALE = 3
+
+def inner(v):
+    return v * SCALE
+
+def helper(v):
+    return inner(v) + 1
+
+def task(x):
+    return [helper(i) for i in range(x)]
+"""
+
+
+def test_editing_a_helper_changes_the_task(fp):
+    base = digest_of(fp, HELPERS)
+    assert digest_of(fp, HELPERS.replace("inner(v) + 1", "inner(v) + 2")) != base
+    assert digest_of(fp, HELPERS.replace("# nothing", "")) == base
+
+
+def test_editing_a_helpers_helper_changes_the_task(fp):
+    assert digest_of(fp, HELPERS.replace("v * SCALE", "v ** SCALE")) != digest_of(fp, HELPERS)
+
+
+def test_constant_read_by_a_helper_changes_the_task(fp):
+    ns = load(HELPERS)
+    before = fp.digest(ns["task"])
+    ns["SCALE"] = 4
+    after = fp.digest(ns["task"])
+    ns["SCALE"] = 3
+    assert before != after
+    assert fp.digest(ns["task"]) == before
+
+
+def test_constant_read_by_the_task_changes_the_digest(fp):
+    src = "LIMIT = {}\ndef task(x):\n    return min(x, LIMIT)\n"
+    assert digest_of(fp, src.format(10)) != digest_of(fp, src.format(11))
+    assert digest_of(fp, src.format("[1, 2]")) != digest_of(fp, src.format("[1, 3]"))
+
+
+def test_global_changed_between_declarations(fp):
+    ns = load("def task(x):\n    return x + K\n")
+    digests = []
+    for k in (1, 2, 1):
+        ns["K"] = k
+        digests.append(fp.digest(ns["task"]))
+    assert digests[0] != digests[1]
+    assert digests[0] == digests[2]
+
+
+def test_missing_global_is_allowed_and_counts(fp):
+    ns = load("def task(x):\n    return later(x)\n")
+    missing = fp.digest(ns["task"])
+    ns["later"] = load("def later(v):\n    return v\n", module="usercode")["later"]
+    assert fp.digest(ns["task"]) != missing
+
+
+def test_closure_values_count(fp):
+    ns = load("def make(k):\n    def task(x):\n        return x + k\n    return task\n")
+    one, two, one_again = ns["make"](1), ns["make"](2), ns["make"](1)
+    assert one.__code__ is two.__code__
+    assert fp.digest(one) != fp.digest(two)
+    assert fp.digest(one) == fp.digest(one_again)
+
+
+def test_closure_over_a_helper_function(fp):
+    ns = load("def make(f):\n    return lambda x: f(x)\n")
+    a = load("def h(v):\n    return v + 1\n")["h"]
+    b = load("def h(v):\n    return v + 2\n")["h"]
+    assert fp.digest(ns["make"](a)) != fp.digest(ns["make"](b))
+
+
+def test_recursive_functions_terminate(fp):
+    src = "def task(n):\n    return 1 if n <= 1 else n * task(n - 1)\n"
+    assert digest_of(fp, src) == digest_of(fp, src)
+    assert digest_of(fp, src) != digest_of(fp, src.replace("n - 1", "n - 2"))
+
+
+MUTUAL = """
+def is_even(n):
+    return True if n == 0 else is_odd(n - 1)
+
+def is_odd(n):
+    return False if n == 0 else is_even(n - 1)
+"""
+
+
+def test_mutual_recursion_terminates_and_sees_edits(fp):
+    ns = load(MUTUAL)
+    assert fp.digest(ns["is_even"]) == fp.digest(load(MUTUAL)["is_even"])
+    assert fp.digest(ns["is_even"]) != fp.digest(ns["is_odd"])
+    edited = load(MUTUAL.replace("False if", "bool(0) if"))
+    assert fp.digest(edited["is_even"]) != fp.digest(ns["is_even"])
+    assert set(fp.helpers(ns["is_even"])) == {ns["is_odd"]}
+
+
+def test_decorated_recursive_task(fp):
+    src = BASE + "\n@deco(retries=1)\ndef rec(n):\n    return 0 if n == 0 else rec(n - 1)\n"
+    ns = load(src)
+    assert ns["rec"].__wrapped__ is not ns["rec"]
+    assert fp.digest(ns["rec"]) == fp.digest(ns["rec"].__wrapped__) == fp.digest(load(src)["rec"])
+
+
+def test_library_functions_are_identified_by_version_not_source(fp, monkeypatch):
+    parsed = []
+    real = inspect.getsource
+
+    def spy(obj):
+        parsed.append(getattr(obj, "co_filename", obj))
+        return real(obj)
+
+    monkeypatch.setattr(inspect, "getsource", spy)
+    src = """
+    import numpy as np
+    from math import sqrt
+    from numpy import dot, sqrt as npsqrt
+    from collections import OrderedDict
+    def task(a):
+        return sqrt(dot(a, a)) + np.linalg.norm(a) + npsqrt(2.0) + len(OrderedDict())
+    """
+    first = digest_of(fp, src)
+    assert first == digest_of(fp, src)
+    assert all(isinstance(p, str) and p.startswith("<ndustria-test-") for p in parsed), parsed
+
+
+def test_library_module_reference_is_stable(fp):
+    a = load("import math\ndef task(x):\n    return math.sqrt(x)\n")["task"]
+    b = load("import math\ndef task(x):\n    return math.sqrt(x)\n")["task"]
+    c = load("import numpy as math\ndef task(x):\n    return math.sqrt(x)\n")["task"]
+    assert fp.digest(a) == fp.digest(b) != fp.digest(c)
+    assert math.sqrt(4) == numpy.sqrt(4)
+
+
+def _write(path, text: str) -> None:
+    """Write a source file with a strictly newer mtime, as an editor would."""
+    stamp = os.stat(path).st_mtime_ns + 1_000_000_000 if path.exists() else time.time_ns()
+    path.write_text(textwrap.dedent(text))
+    os.utime(path, ns=(stamp, stamp))
+
+
+def test_user_module_helper_edit_changes_the_task(fp, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    name = f"ndustria_test_helpers_{next(_counter)}"
+    path = tmp_path / f"{name}.py"
+    deep = tmp_path / f"{name}_deep.py"
+    _write(deep, "def deeper(v):\n    return v + 1\n")
+    _write(path, f"from {name}_deep import deeper\n\ndef helper(v):\n    return deeper(v) * 2\n")
+    importlib.invalidate_caches()
+    mod = importlib.import_module(name)
+    try:
+        task = load(f"import {name} as hm\ndef task(x):\n    return hm.helper(x)\n")["task"]
+        before = fp.digest(task)
+        assert fp.digest(task) == before
+        assert fp.helpers(task) == [mod.helper, mod.deeper]
+
+        _write(
+            path,
+            f"from {name}_deep import deeper\n\ndef helper(v):\n    # comment\n    return deeper(v) * 2\n",
+        )
+        importlib.reload(mod)
+        assert fp.digest(task) == before
+
+        _write(path, f"from {name}_deep import deeper\n\ndef helper(v):\n    return deeper(v) * 3\n")
+        importlib.reload(mod)
+        edited = fp.digest(task)
+        assert edited != before
+
+        _write(deep, "def deeper(v):\n    return v + 5\n")
+        importlib.reload(sys.modules[f"{name}_deep"])
+        importlib.reload(mod)
+        assert fp.digest(task) not in (before, edited)
+    finally:
+        sys.modules.pop(name, None)
+        sys.modules.pop(f"{name}_deep", None)
+
+
+def test_user_class_source_counts(fp):
+    src = "class Model:\n    def predict(self, x):\n        return x * 2\n\ndef task(x):\n    return Model().predict(x)\n"
+    base = digest_of(fp, src)
+    assert digest_of(fp, src.replace("x * 2", "x * 3")) != base
+    assert digest_of(fp, src.replace("class Model:", 'class Model:\n    """A model."""')) == base
+    ns = load(src)
+    assert fp.helpers(ns["task"]) == [ns["Model"].predict]
+
+
+def test_instance_of_a_user_class_in_a_global_counts_its_code(fp):
+    src = "class Scaler:\n    def __call__(self, x):\n        return x * 2\n\nSCALER = Scaler()\n\ndef task(x):\n    return SCALER(x)\n"
+    assert digest_of(fp, src) == digest_of(fp, src)
+    assert digest_of(fp, src.replace("x * 2", "x * 3")) != digest_of(fp, src)
+
+
+def test_function_inside_a_global_container_is_fingerprinted(fp):
+    src = "def double(v):\n    return v * 2\n\nSTEPS = [double]\n\ndef task(x):\n    return [s(x) for s in STEPS] + [task]\n"
+    assert digest_of(fp, src) == digest_of(fp, src)
+    assert digest_of(fp, src.replace("v * 2", "v + v")) != digest_of(fp, src)
+
+
+def test_unhashable_global_names_function_and_variable(fp, tmp_path):
+    ns = load("def task(x):\n    return LOG.write(str(x))\n")
+    with open(tmp_path / "log.txt", "w") as fh:
+        ns["LOG"] = fh
+        with pytest.raises(UnhashableError) as info:
+            fp.digest(ns["task"])
+    message = str(info.value)
+    assert "task" in message and "LOG" in message
+    assert "argument" in message and "version=" in message
+
+
+def test_unhashable_global_of_a_helper_names_the_helper(fp, tmp_path):
+    ns = load("def helper(v):\n    return SINK.write(v)\n\ndef task(x):\n    return helper(x)\n")
+    with open(tmp_path / "sink.txt", "w") as fh:
+        ns["SINK"] = fh
+        with pytest.raises(UnhashableError, match="helper.*SINK"):
+            fp.digest(ns["task"])
+
+
+def test_lambdas(fp):
+    base = digest_of(fp, "task = lambda x: x + 1\n")
+    assert digest_of(fp, "task = lambda x: x + 1  # add one\n") == base
+    assert digest_of(fp, "task = (lambda x:  x+1)\n") == base
+    assert digest_of(fp, "task = lambda x: x + 2\n") != base
+    pair = "plus, times = (lambda x: x + 1), (lambda x: x * 2)\n"
+    ns = load(pair)
+    assert fp.digest(ns["plus"]) != fp.digest(ns["times"])
+    assert fp.digest(ns["plus"]) == digest_of(fp, pair, "plus")
+
+
+def test_code_without_source_falls_back_to_bytecode(fp):
+    src = "def task(x):\n    return x * FACTOR\n"
+    ns1, ns2 = {"__name__": "m"}, {"__name__": "m"}
+    exec(compile(src, "<no-source-1>", "exec"), ns1)
+    exec(compile("\n\n\n" + src, "<no-source-2>", "exec"), ns2)  # other line numbers
+    ns1["FACTOR"] = ns2["FACTOR"] = 2
+    assert fp.digest(ns1["task"]) == fp.digest(ns2["task"])
+    ns2["FACTOR"] = 3
+    assert fp.digest(ns1["task"]) != fp.digest(ns2["task"])
+    ns3 = {"__name__": "m", "FACTOR": 2}
+    exec(compile(src.replace("x *", "x +"), "<no-source-3>", "exec"), ns3)
+    assert fp.digest(ns3["task"]) != fp.digest(ns1["task"])
+
+
+def test_notebook_cells_do_not_depend_on_cell_file_names(fp):
+    src = "def task(x):\n    return helper(x) + 1\n\ndef helper(v):\n    return v\n"
+    a = load(src, filename="/tmp/ipykernel_111/2034101.py", module="__main__")["task"]
+    b = load(src, filename="<ipython-input-7-abcdef>", module="__main__")["task"]
+    assert fp.digest(a) == fp.digest(b)
+    assert [f.__name__ for f in fp.helpers(a)] == ["helper"]
+
+
+def test_helpers_lists_reachable_user_functions(fp):
+    ns = load(HELPERS + "\nimport math\ndef unused(v):\n    return math.sqrt(v)\n")
+    assert set(fp.helpers(ns["task"])) == {ns["helper"], ns["inner"]}
+    assert fp.helpers(ns["inner"]) == []
+    assert fp.helpers(ns["unused"]) == []
+
+
+def test_fingerprinter_becomes_the_hashers_function_token():
+    hasher = ValueHasher()
+    fp = Fingerprinter(hasher)
+    assert hasher.function_token == fp.digest
+
+
+def test_is_library_module():
+    assert is_library_module("numpy")
+    assert is_library_module("numpy.linalg")
+    assert is_library_module("json")
+    assert is_library_module("math")
+    assert is_library_module("builtins")
+    assert is_library_module("ndustria")
+    assert not is_library_module("__main__")
+    assert not is_library_module("usercode")

@@ -1,0 +1,68 @@
+"""The scheduler's state, one step at a time, and its priority rule."""
+
+from __future__ import annotations
+
+from ndustria.scheduler import GraphState, longest_path_priority
+
+#   a -> c -> d ;  b -> d ; e independent
+DEPS = {"a": (), "b": (), "c": ("a",), "d": ("c", "b"), "e": ()}
+
+
+def fresh(available=()) -> GraphState:
+    state = GraphState(deps=DEPS, available=set(available), order={k: i for i, k in enumerate(DEPS)})
+    return state
+
+
+def test_tasks_become_ready_as_soon_as_their_inputs_exist():
+    state = fresh()
+    state.add(list(DEPS))
+    assert sorted(k for _, _, k in state.ready) == ["a", "b", "e"]
+    assert state.waiting == {"c": {"a"}, "d": {"c", "b"}}
+    assert state.pop_ready() == "a"  # declaration order breaks ties
+    assert state.finish("a") == ["c"]  # c does not wait for b or e: no levels
+    assert state.waiting == {"d": {"c", "b"}}
+
+
+def test_cached_inputs_count_as_available():
+    state = fresh(available={"a", "b"})
+    state.add(["c", "d"])
+    assert [k for _, _, k in state.ready] == ["c"]
+    assert state.waiting == {"d": {"c"}}
+
+
+def test_failure_skips_dependents_transitively_and_nothing_else():
+    state = fresh()
+    state.add(list(DEPS))
+    state.pop_ready()
+    skipped = state.fail("a")
+    assert sorted(skipped) == ["c", "d"]
+    assert state.skipped == {"c": "a", "d": "a"}
+    assert sorted(k for _, _, k in state.ready) == ["b", "e"]
+
+
+def test_repair_recomputes_a_damaged_input_then_the_consumer():
+    state = fresh(available={"a"})
+    state.add(["c"])
+    assert state.pop_ready() == "c"
+    new = state.repair("c", ["a"])
+    assert new == ["a"]
+    assert state.waiting == {"c": {"a"}}
+    assert state.pop_ready() == "a"
+    assert state.finish("a") == ["c"]
+
+
+def test_longest_remaining_path_goes_first():
+    durations = {"a": 1.0, "b": 5.0, "c": 1.0, "d": 1.0, "e": 2.0}
+    rank = longest_path_priority(DEPS, DEPS, durations.__getitem__)
+    assert rank == {"a": 3.0, "b": 6.0, "c": 2.0, "d": 1.0, "e": 2.0}
+    state = GraphState(deps=DEPS, available=set(), priority=rank, order={k: i for i, k in enumerate(DEPS)})
+    state.add(list(DEPS))
+    assert [state.pop_ready() for _ in range(3)] == ["b", "a", "e"]
+
+
+def test_history_reorders_a_short_first_declaration():
+    deps = {f"short{i}": () for i in range(4)} | {"long": ()}
+    rank = longest_path_priority(deps, deps, lambda k: 2.0 if k == "long" else 0.5)
+    state = GraphState(deps=deps, available=set(), priority=rank, order={k: i for i, k in enumerate(deps)})
+    state.add(list(deps))
+    assert state.pop_ready() == "long"
