@@ -17,6 +17,7 @@ from typing import Any
 
 from .errors import (
     CacheError,
+    CacheWriteError,
     ConfigError,
     CorruptEntryError,
     NdustriaError,
@@ -26,6 +27,7 @@ from .errors import (
     TaskFailure,
     TaskNotComputedError,
     UnhashableError,
+    UntrustedEntryError,
 )
 from .pipeline import Pipeline, RunSummary
 from .task import TaskFunction, TaskHandle
@@ -34,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CacheError",
+    "CacheWriteError",
     "ConfigError",
     "CorruptEntryError",
     "NdustriaError",
@@ -47,10 +50,30 @@ __all__ = [
     "TaskHandle",
     "TaskNotComputedError",
     "UnhashableError",
+    "UntrustedEntryError",
     "__version__",
+    "default_pipeline",
     "load_ipython_extension",
+    "task",
     "unload_ipython_extension",
 ]
+
+
+_default_pipeline: Pipeline | None = None
+
+
+def default_pipeline() -> Pipeline:
+    """The pipeline ``@task`` registers into: the kernel's under ``%load_ext ndustria``, else a module-level one."""
+    global _default_pipeline
+    if _default_pipeline is None:
+        _default_pipeline = Pipeline()
+    return _default_pipeline
+
+
+def task(func: Any = None, *, rerun: bool = False, version: str | None = None, name: str | None = None) -> Any:
+    """``@task`` / ``@task(rerun=True)``: ``AddFunction`` of :func:`default_pipeline` (in a script, run it
+    with ``ndustria.default_pipeline().run()``; in a notebook, with ``%%ndustria`` or ``%ndustria run``)."""
+    return default_pipeline().AddFunction(func, rerun=rerun, version=version, name=name)
 
 
 def load_ipython_extension(ipython: Any) -> None:

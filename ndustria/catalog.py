@@ -1,7 +1,8 @@
 """The catalog: one SQLite database (WAL mode) per cache directory.
 
-It records which entries exist (``entries``), every run (``runs``) and what each
-task did in each run (``task_runs``: status, engine, timings, memory, error).
+It records which entries exist (``entries``), every run (``runs``), what each
+task did in each run (``task_runs``: status, engine, timings, memory, error)
+and line profiles (``profiles``: one row per source line of each profiled function).
 It is the single source of truth for every report: console, CLI, notebook
 widgets and the JupyterLab sidebar all read it through this module.
 
@@ -44,6 +45,11 @@ CREATE TABLE IF NOT EXISTS task_runs (
     error TEXT, metrics TEXT,
     PRIMARY KEY (run_id, key)
 );
+CREATE TABLE IF NOT EXISTS profiles (
+    run_id INTEGER, key TEXT, task TEXT, function TEXT, file TEXT, func_name TEXT, func_lineno INTEGER,
+    lineno INTEGER, hits INTEGER, time_s REAL, source TEXT
+);
+CREATE INDEX IF NOT EXISTS profiles_key ON profiles (key, run_id);
 CREATE INDEX IF NOT EXISTS task_runs_key ON task_runs (key);
 CREATE INDEX IF NOT EXISTS task_runs_function ON task_runs (function, status);
 CREATE INDEX IF NOT EXISTS runs_pipeline ON runs (pipeline, started);
@@ -170,15 +176,36 @@ class Catalog:
                 [(status, error, run_id, k) for k in keys],
             )
 
-    def record_report(self, run_id: int, report: TaskReport) -> None:
+    def record_report(self, run_id: int, report: TaskReport,
+                      entry: tuple[str, str, str] | None = None) -> None:
+        """Store what one execution did; a line profile in its metrics goes to ``profiles``.
+
+        ``entry`` = (task, function, pipeline) also records the stored result, in the same transaction.
+        """
+        metrics = dict(report.metrics or {})
+        profile = metrics.pop("profile", None)
         with self._tx() as db:
+            if entry is not None:
+                now = time.time()
+                db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (report.key, *entry, report.size, report.checksum, now, now, run_id))
             db.execute(
                 "UPDATE task_runs SET status = ?, engine = ?, host = ?, pid = ?, start = ?, end = ?, wall_s = ?,"
                 " cpu_s = ?, error = ?, metrics = ? WHERE run_id = ? AND key = ?",
                 (report.status, report.engine, report.host, report.pid, report.start, report.end,
                  report.wall_s, report.cpu_s, report.error,
-                 json.dumps(report.metrics) if report.metrics else None, run_id, report.key),
+                 json.dumps(metrics) if metrics else None, run_id, report.key),
             )
+            if profile:
+                row = db.execute("SELECT task, function FROM task_runs WHERE run_id = ? AND key = ?",
+                                 (run_id, report.key)).fetchone()
+                task, function = (row[0], row[1]) if row else ("", "")
+                db.execute("DELETE FROM profiles WHERE run_id = ? AND key = ?", (run_id, report.key))
+                db.executemany(
+                    "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(run_id, report.key, task, function, f["file"], f["name"], f["lineno"], line["lineno"],
+                      line["hits"], line["time_s"], line["source"]) for f in profile for line in f["lines"]],
+                )
 
     def tasks(self, run_id: int) -> list[dict[str, Any]]:
         return self._query("SELECT * FROM task_runs WHERE run_id = ? ORDER BY start IS NULL, start, task", (run_id,))
@@ -203,3 +230,67 @@ class Catalog:
         by_fn = {r["function"]: r["mean"] for r in self._query(
             "SELECT function, AVG(wall_s) AS mean FROM task_runs WHERE status = 'done' GROUP BY function")}
         return by_key, by_fn
+
+    # -- reports -------------------------------------------------------------------
+    def latest_run(self, pipeline: str) -> dict[str, Any] | None:
+        """The most recent run of ``pipeline`` that was not a dry run."""
+        rows = self._query("SELECT * FROM runs WHERE pipeline = ? AND backend != 'dryrun'"
+                           " ORDER BY run_id DESC LIMIT 1", (pipeline,))
+        return rows[0] if rows else None
+
+    def pipeline_keys(self, pipeline: str) -> list[str]:
+        """The task keys of the latest run of ``pipeline`` (run or cached), in declaration order."""
+        run = self.latest_run(pipeline)
+        if run is None:
+            return []
+        return [r["key"] for r in self._query(
+            "SELECT key FROM task_runs WHERE run_id = ? ORDER BY rowid", (run["run_id"],))]
+
+    def latest_executions(self, keys: Iterable[str], metric: str | None = None) -> dict[str, dict[str, Any]]:
+        """The most recent execution (done or failed) of each key, ``metrics`` decoded.
+
+        With ``metric`` ("memory", say), the most recent execution that recorded it.
+        Cached tasks so keep the numbers of the run that computed them.
+        """
+        keys = list(keys)
+        where, params = "status IN ('done', 'failed')", []
+        if metric is not None:
+            where, params = where + " AND json_extract(metrics, ?) IS NOT NULL", [f"$.{metric}"]
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(f"SELECT * FROM task_runs WHERE {where} AND key IN ({marks}) ORDER BY run_id",
+                                   [*params, *chunk]):
+                row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
+                out[row["key"]] = row
+        return out
+
+    def profile_lines(self, run_id: int | None = None, key: str | None = None) -> list[dict[str, Any]]:
+        """Profile rows of a run and/or a task, by task, function and line."""
+        where, params = [], []
+        for column, value in (("run_id", run_id), ("key", key)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = "SELECT * FROM profiles" + (" WHERE " + " AND ".join(where) if where else "")
+        return self._query(sql + " ORDER BY run_id, task, file, func_lineno, lineno", params)
+
+    def latest_profiles(self, keys: Iterable[str]) -> list[dict[str, Any]]:
+        """For each key, the profile rows of the most recent run that profiled it."""
+        out: list[dict[str, Any]] = []
+        for key in dict.fromkeys(keys):
+            row = self._query("SELECT MAX(run_id) AS run_id FROM profiles WHERE key = ?", (key,))
+            if row and row[0]["run_id"] is not None:
+                out += self.profile_lines(row[0]["run_id"], key)
+        return out
+
+    def used_instrument(self, pipeline: str, instrument: str) -> bool:
+        """Whether any run of ``pipeline`` had ``instrument`` ("timeit", ...) on."""
+        for row in self._query("SELECT options FROM runs WHERE pipeline = ?", (pipeline,)):
+            try:
+                if instrument in json.loads(row["options"] or "{}").get("instruments", []):
+                    return True
+            except (ValueError, AttributeError):
+                continue
+        return False

@@ -1,4 +1,4 @@
-"""The ``ndustria`` command: set-up, cache management and (later) reports."""
+"""The ``ndustria`` command: set-up, cache management and run reports (``-t/-m/-p NAME``, ``runs``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+from . import __version__, eviction
 from .catalog import Catalog
 from .config import config_file_path, resolve_cache_dir, write_config_file
 from .errors import NdustriaError
@@ -25,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ndustria {__version__}")
     parser.add_argument("--cache-dir", help="cache directory (default: as configured; see `ndustria config`)")
     parser.add_argument("-c", "--clear-cache", action="store_true", help="remove every cached result")
+    parser.add_argument("-t", dest="report_timeit", metavar="NAME", help="timing report of pipeline NAME")
+    parser.add_argument("-m", dest="report_memcheck", metavar="NAME", help="memory report of pipeline NAME")
+    parser.add_argument("-p", dest="report_profile", metavar="NAME", help="line profile of pipeline NAME")
+    parser.add_argument("--html", dest="top_html", metavar="FILE", help="with -t/-m/-p: also write the plotly figures")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     init = sub.add_parser("init", help="write the config file (cache directory); never edits shell files")
@@ -37,8 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
     cache_sub.add_parser("ls", help="list entries: task, size, age (the default)")
     rm = cache_sub.add_parser("rm", help="remove entries whose task, function or key matches PATTERN")
     rm.add_argument("pattern", help="a task call, a function name, a glob like 'matrix_*', or a key prefix")
+    gc = cache_sub.add_parser("gc", help="remove least recently used entries down to a size, and/or unused ones")
+    gc.add_argument("--max-size", metavar="SIZE", help="e.g. 10GB, 500MiB (default: the configured max_size)")
+    gc.add_argument("--older-than", metavar="AGE", help="remove entries not used for AGE, e.g. 30d, 12h")
+    cache_sub.add_parser("verify", help="check every entry's checksums; remove damaged entries")
     clear = cache_sub.add_parser("clear", help="remove every entry")
     clear.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    for command, what in (("timeit", "timing table (tasks, time per function) of the latest run of NAME"),
+                          ("memcheck", "memory table (heap and RSS: initial, peak, final) of NAME"),
+                          ("profile", "line profiles of the tasks of NAME")):
+        report = sub.add_parser(command, help=what)
+        report.add_argument("name", metavar="NAME", help="the pipeline's name (Pipeline(name=...), or the script's stem)")
+        report.add_argument("--html", metavar="FILE", help="also write the plotly figures to FILE")
+    runs = sub.add_parser("runs", help="list past runs: pipeline, start, duration, tasks run/cached/failed, backend")
+    runs.add_argument("name", metavar="NAME", nargs="?", help="only the runs of this pipeline")
+    runs.add_argument("-n", "--limit", type=int, default=50, help="how many runs (default 50)")
     return parser
 
 
@@ -65,12 +82,22 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _cache_clear(cache_dir, assume_yes=True)
     if args.command == "config":
         return _config(args.cache_dir)
+    for kind in ("timeit", "memcheck", "profile"):
+        name = getattr(args, f"report_{kind}")
+        if name:
+            return show_report(cache_dir, kind, name, args.top_html)
+    if args.command in ("timeit", "memcheck", "profile"):
+        return show_report(cache_dir, args.command, args.name, args.html or args.top_html)
+    if args.command == "runs":
+        return show_runs(cache_dir, args.name, args.limit)
     if args.command == "cache":
         action = args.cache_command or "ls"
         if action == "ls":
             return _cache_ls(cache_dir)
         if action == "rm":
             return _cache_rm(cache_dir, args.pattern)
+        if action in ("gc", "verify"):
+            return _cache_gc(cache_dir, args) if action == "gc" else _cache_verify(cache_dir)
         return _cache_clear(cache_dir, assume_yes=args.yes)
     parser.print_help()
     return 0
@@ -158,6 +185,33 @@ def _cache_rm(cache_dir: Path, pattern: str) -> int:
     return 0
 
 
+def _cache_gc(cache_dir: Path, args: argparse.Namespace) -> int:
+    max_size = eviction.resolve_max_size(args.max_size)
+    older_than = eviction.parse_age(args.older_than) if args.older_than else None
+    if max_size is None and older_than is None:
+        raise NdustriaError("nothing to collect by: give --max-size SIZE or --older-than AGE, "
+                            "or set max_size in the config file")
+    opened = _open(cache_dir)
+    if opened is None:
+        return 0
+    result = eviction.collect(*opened, max_size=max_size, older_than=older_than)
+    for r in result.removed:
+        print(f"Removed {r.get('task') or r['key']} ({human_size(r['size'])})")
+    print(f"Freed {human_size(result.freed)}; {human_size(result.remaining)} left in {cache_dir}")
+    return 0
+
+
+def _cache_verify(cache_dir: Path) -> int:
+    opened = _open(cache_dir)
+    if opened is None:
+        return 0
+    checked, damaged = eviction.verify_all(*opened)
+    for exc in damaged:
+        print(f"Removed damaged entry {exc.key}: {exc.reason}")
+    print(f"Checked {checked} entries: {checked - len(damaged)} intact, {len(damaged)} damaged and removed")
+    return 1 if damaged else 0
+
+
 def _matches(row: dict, pattern: str) -> bool:
     if row["key"].startswith(pattern.lower()) and len(pattern) >= 6:
         return True
@@ -203,6 +257,70 @@ def human_age(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.0f} {unit}"
     return f"{seconds:.0f} s"
+
+
+# -- reports -----------------------------------------------------------------------
+_REPORT_WHAT = {"timeit": ("timing", "timeit"), "memcheck": ("memory", "memcheck"), "profile": ("profile", "profiling")}
+
+
+def _report_catalog(cache_dir: Path) -> Catalog | None:
+    if not (cache_dir / "catalog.sqlite").is_file():
+        return None
+    return Catalog(cache_dir, readonly=True)
+
+
+def show_report(cache_dir: Path, kind: str, name: str, html: str | None = None) -> int:
+    """Print the ``timeit``/``memcheck``/``profile`` report of pipeline ``name``; ``html`` writes figures."""
+    from . import reports
+
+    what, flag = _REPORT_WHAT[kind]
+    catalog = _report_catalog(cache_dir)
+    keys = catalog.pipeline_keys(name) if catalog is not None else []
+    rows: list = []
+    if keys and kind == "timeit" and catalog.used_instrument(name, "timeit"):
+        rows = reports.timing_rows(catalog, keys)
+    elif keys and kind == "memcheck":
+        rows = reports.memory_rows(catalog, keys)
+    elif keys and kind == "profile":
+        rows = reports.profile_rows(catalog, keys)
+    if not rows:
+        message = reports.no_data_message(name, what, flag)
+        known = sorted({r["pipeline"] for r in catalog.runs(limit=1000)}) if catalog is not None else []
+        hint = f" (pipelines with runs in {cache_dir}: {', '.join(known)})" if known and name not in known else ""
+        raise NdustriaError(message + hint)
+    run = catalog.latest_run(name) or {}
+    print(f"Pipeline {name!r}, latest run {run.get('run_id')} ({_when(run.get('started'))}, "
+          f"backend {run.get('backend')}); cached tasks show the run that computed them.\n")
+    if kind == "timeit":
+        print(reports.timing_table(rows))
+        figures = [reports.timeline_figure(rows, f"{name}: timeline"),
+                   reports.function_time_figure(reports.function_totals(rows), f"{name}: time per function")]
+    elif kind == "memcheck":
+        print(reports.memory_table(rows))
+        figures = [reports.memory_figure(rows, name), reports.memory_figure(rows, name, rss=True)]
+    else:
+        print(reports.profile_text(rows), end="")
+        figures = [reports.profile_figure(rows, f"{name}: line profile")]
+    if html:
+        print(f"Wrote {reports.write_html(figures, html)}")
+    return 0
+
+
+def _when(epoch: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else "?"
+
+
+def show_runs(cache_dir: Path, name: str | None = None, limit: int = 50) -> int:
+    """Print past runs, newest first."""
+    from . import reports
+
+    catalog = _report_catalog(cache_dir)
+    rows = reports.runs_rows(catalog, name, limit) if catalog is not None else []
+    if not rows:
+        print(f"No runs{f' of {name!r}' if name else ''} recorded in {cache_dir}.")
+        return 0
+    print(reports.runs_table(rows))
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Only this module (and the notebook views) print; everything else logs through
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 
 class Console:
@@ -16,20 +16,43 @@ class Console:
     def __init__(self, verbose: bool = True, stream: TextIO | None = None) -> None:
         self.verbose = verbose
         self._stream = stream
+        self._bar: Any = None
 
     @property
     def stream(self) -> TextIO:
         return self._stream if self._stream is not None else sys.stdout
 
     def _say(self, line: str, *, always: bool = False) -> None:
-        if self.verbose or always:
+        if not (self.verbose or always):
+            return
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
             print(line, file=self.stream, flush=True)
 
-    def added(self, task: str) -> None:
-        self._say(f"[Added Task] {task}")
+    def progress_start(self, total: int) -> None:
+        """A progress bar on stderr, only when both streams are terminals (never in logs or pipes)."""
+        if self.verbose and total > 1 and self.stream.isatty() and sys.stderr.isatty():
+            from tqdm import tqdm
 
-    def cache_hit(self, task: str) -> None:
-        self._say(f"[Cache hit!] {task} can be skipped")
+            self._bar = tqdm(total=total, unit="task", leave=False, dynamic_ncols=True)
+
+    def progress_step(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def progress_end(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def added(self, task: object) -> None:
+        if self.verbose:  # formatting a task's call is only paid for when it is shown
+            self._say(f"[Added Task] {task}")
+
+    def cache_hit(self, task: object) -> None:
+        if self.verbose:
+            self._say(f"[Cache hit!] {task} can be skipped")
 
     def run_start(self, n_tasks: int, workers: int = 1, backend: str = "serial") -> None:
         if workers > 1:
@@ -39,8 +62,19 @@ class Console:
     def running(self, task: str, engine: str) -> None:
         self._say(f"[{engine}] running: {task}")
 
+    def task_output(self, task: str, stdout: str, stderr: str) -> None:
+        """What a task printed on a remote engine, each line marked with the task."""
+        for text, stream in ((stdout, self.stream), (stderr, sys.stderr if self._stream is None else self.stream)):
+            if text and self.verbose:
+                lines = text.rstrip("\n").split("\n")
+                stream.write("".join(f"[{task}] {line}\n" for line in lines))  # one write: no splicing
+                stream.flush()
+
     def saved(self, task: str, path: str) -> None:
         self._say(f"Saved result of {task} to {path}")
+
+    def found(self, task: str, path: str) -> None:
+        self._say(f"[Cache hit!] {task} was computed by another process meanwhile: {path}")
 
     def failed(self, task: str, error: str) -> None:
         last = error.strip().splitlines()[-1] if error.strip() else "unknown error"

@@ -43,6 +43,27 @@ class CorruptEntryError(CacheError):
         self.reason = reason
 
 
+class UntrustedEntryError(CorruptEntryError):
+    """A stored entry is not signed by a trusted key (or predates signing); it was never unpickled."""
+
+    def __init__(self, key: str, path: str, reason: str) -> None:
+        super().__init__(key, path, reason)
+        self.args = (f"cache entry {key} at {path} is not trusted: {reason}",)
+
+
+class CacheWriteError(CacheError, OSError):
+    """A result could not be written (disk full, read-only cache directory); nothing partial was left."""
+
+    def __init__(self, message: str, errno: int | None = None, path: str = "", reason: str = "") -> None:
+        OSError.__init__(self, errno, message)
+        self.message = message
+        self.path = path  # the cache directory
+        self.reason = reason  # the operating system's words ("No space left on device")
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class ResultNotPicklableError(CacheError):
     """A task returned a value that cannot be serialized; nothing was written."""
 

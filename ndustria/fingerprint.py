@@ -68,7 +68,7 @@ _MAIN_NAMES = frozenset({"__main__", "__mp_main__"})
 _OWN_PACKAGES = frozenset({"ndustria", "ndustria_nb"})
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _IMMUTABLE = frozenset({type(None), bool, int, float, complex, str, bytes})
-_FAST_MAX = 4096  # remembered digests per Fingerprinter (oldest dropped first)
+_FAST_MAX = 4096  # remembered digests per Fingerprinter (the oldest quarter dropped when full)
 
 
 def _enc(item: str | bytes) -> bytes:
@@ -602,8 +602,9 @@ class Fingerprinter:
         root = ctx.funcs[key][1]  # digest() noted it first; kept apart so fn is not held strongly
         memo = _Memo(weakref.ref(fn, drop), out, root, ctx, tuple(dicts.values()))
         memos.pop(key, None)
-        while len(memos) >= _FAST_MAX:
-            memos.pop(next(iter(memos)), None)
+        if len(memos) >= _FAST_MAX:  # bounded: functions kept alive by their own reads go too
+            for old in list(memos)[: _FAST_MAX // 4]:  # the oldest quarter
+                memos.pop(old, None)
         memos[key] = memo
 
     def _digest(self, fn: Callable, ctx: _Ctx) -> bytes:
@@ -739,7 +740,7 @@ class Fingerprinter:
                 reads.append((d, a, f))
                 if isinstance(f, types.FunctionType):
                     ctx.note_fn(f)  # its __module__ decides whether it is followed
-                if f is not _MISSING and _is_user_function(f):
+                if _is_user_function(f):
                     s.put("attribute", a)
                     low = min(low, self._value(s, f, owner, kind, f"{name}.{a}", (), ctx))
             return low

@@ -93,9 +93,40 @@ def _float_bytes(x: float) -> bytes:
     return _NAN if x != x else _F64(x)
 
 
-def _buffer_digest(buf: Any) -> bytes:
-    """xxh3_128 of a contiguous buffer, read in place: the one loop over bulk data."""
-    return xxhash.xxh3_128_digest(buf)
+TREE_MIN_BYTES = 64 << 20  # from this size on, bulk data is hashed as a tree of chunks
+_TREE_CHUNK = 16 << 20
+_POOL: Any = None
+
+
+def _buffer_digest(buf: Any, itemsize: int = 1) -> bytes:
+    """Digest of a contiguous buffer, read in place: the one loop over bulk data.
+
+    Large buffers are cut into fixed chunks (a whole number of items) hashed on two
+    threads (xxhash releases the GIL), then the chunk digests are hashed: the digest
+    depends on the bytes only, never on the number of threads.
+    """
+    view = memoryview(buf).cast("B")
+    if view.nbytes < TREE_MIN_BYTES:
+        return xxhash.xxh3_128_digest(view)
+    step = _TREE_CHUNK // itemsize * itemsize
+    chunks = [view[i : i + step] for i in range(0, view.nbytes, step)]
+    return _tree_digest(view.nbytes, _pool().map(xxhash.xxh3_128_digest, chunks))
+
+
+def _tree_digest(nbytes: int, digests: Iterable[bytes]) -> bytes:
+    h = xxhash.xxh3_128(b"tree\x00" + nbytes.to_bytes(8, "little"))
+    for d in digests:
+        h.update(d)
+    return h.digest()
+
+
+def _pool() -> Any:
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="ndustria-hash")
+    return _POOL
 
 
 def _qualname(cls: type) -> str:
@@ -397,12 +428,32 @@ def _array_bytes_digest(np: Any, a: Any) -> bytes:
     """xxh3_128 of the C-order bytes of ``a``: in place when contiguous, else copied in bounded
     chunks (streaming xxh3 gives the digest of one pass over a contiguous copy)."""
     if a.flags.c_contiguous:
-        return _buffer_digest(a.reshape(-1).view(np.uint8))
-    h = xxhash.xxh3_128()
+        return _buffer_digest(a.reshape(-1).view(np.uint8), a.itemsize)
     step = max(1, _CHUNK_BYTES // (a[0].nbytes or 1))
-    for start in range(0, len(a), step):
-        h.update(np.ascontiguousarray(a[start:start + step]).reshape(-1).view(np.uint8))
-    return h.digest()
+    blocks = (np.ascontiguousarray(a[start:start + step]).reshape(-1).view(np.uint8)
+              for start in range(0, len(a), step))
+    if a.nbytes < TREE_MIN_BYTES:
+        h = xxhash.xxh3_128()
+        for block in blocks:
+            h.update(block)
+        return h.digest()
+    return _tree_digest(a.nbytes, _rechunk(np, blocks, _TREE_CHUNK // a.itemsize * a.itemsize))
+
+
+def _rechunk(np: Any, blocks: Iterable[Any], size: int) -> Iterable[bytes]:
+    """Digests of fixed-size chunks of a stream of byte blocks (as if it were contiguous)."""
+    staging, fill = np.empty(size, np.uint8), 0
+    for block in blocks:
+        pos = 0
+        while pos < len(block):
+            take = min(size - fill, len(block) - pos)
+            staging[fill : fill + take] = block[pos : pos + take]
+            fill, pos = fill + take, pos + take
+            if fill == size:
+                yield xxhash.xxh3_128_digest(staging)
+                fill = 0
+    if fill:
+        yield xxhash.xxh3_128_digest(staging[:fill])
 
 
 def _ndarray_subclass(w: _Walk, h: Any, a: Any) -> None:

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends import Backend, resolve_backend
+from .backends import Backend, choose, mpi_world, resolve_backend
+from .batching import BatchPolicy
 from .catalog import Catalog
 from .config import resolve_cache_dir
 from .console import Console
 from .errors import (
+    CacheWriteError,
+    ConfigError,
     CorruptEntryError,
     NdustriaError,
     NdustriaWarning,
@@ -25,11 +28,16 @@ from .errors import (
     TaskFailure,
     TaskNotComputedError,
 )
+from .eviction import enforce_limit, resolve_max_size
 from .keys import KeyMaker
+from .locks import clean_stale
+from .mpi import NullStream, abort_on_uncaught_exception, run_collective
+from .remote import execute_batch, run_one
+from .runfiles import write_run_files
 from .scheduler import DEFAULT_DURATION, GraphState, Scheduler, SchedulerHooks, longest_path_priority
 from .store import Store
 from .task import TaskFunction, TaskHandle, iter_handles, replace_handles
-from .worker import DepRef, TaskPayload, TaskReport, execute
+from .worker import DepRef, TaskPayload, TaskReport
 
 log = logging.getLogger("ndustria")
 _SEQUENCE = itertools.count()
@@ -61,15 +69,19 @@ class Pipeline:
     """A set of tasks declared by calling decorated functions, run with :meth:`run`."""
 
     def __init__(self, name: str | None = None, dryrun: bool = False, parallel: bool = False,
-                 timeit: bool = False, profiling: bool = False, memcheck: bool = False,
+                 timeit: bool = False, profiling: bool = False, memcheck: bool | str = False,
                  cache_dir: str | Path | None = None, backend: str | None = None, engines: int | None = None,
-                 *, executor: Executor | None = None, retries: int = 1, shared_cache: bool = True,
-                 fsync: bool = True, verbose: bool = True) -> None:
+                 *, executor: Executor | None = None, cluster: Any = None, retries: int = 1,
+                 shared_cache: bool = True, fsync: bool = True, verbose: bool = True,
+                 max_cache_size: int | str | None = None, on_cache_error: str = "error") -> None:
         self.name = name or default_name()
         self.dryrun = dryrun
         self.parallel = parallel
         self.timeit = timeit
         self.profiling = profiling
+        if memcheck not in (True, False, "rss"):
+            raise ConfigError(f"memcheck must be True, False or 'rss' (process RSS only, no tracemalloc), "
+                              f"not {memcheck!r}")
         self.memcheck = memcheck
         self.cache_dir = Path(resolve_cache_dir(cache_dir).value)
         self.backend_name = backend
@@ -78,7 +90,18 @@ class Pipeline:
         self.retries = retries
         self.shared_cache = shared_cache
         self.fsync = fsync
-        self.console = Console(verbose)
+        self.max_cache_size = resolve_max_size(max_cache_size)  # bytes, or None: no limit
+        if on_cache_error not in ("error", "warn"):
+            raise NdustriaError(f"on_cache_error must be 'error' or 'warn', not {on_cache_error!r}")
+        self.on_cache_error = on_cache_error  # "warn": results that cannot be written stay in memory
+        self._uncached: dict[str, Any] = {}
+        self.cluster = cluster  # an ipp.Cluster / ipp.Client / profile name / cluster id to attach to
+        # Under mpiexec with several ranks, run() is collective and only rank 0 prints.
+        self._mpi = choose(parallel, backend, executor, cluster) == "mpi" and mpi_world()[1] > 1
+        quiet = self._mpi and mpi_world()[0] != 0
+        if self._mpi:
+            abort_on_uncaught_exception()
+        self.console = Console(verbose, stream=NullStream() if quiet else None)
         self.tasks: list[TaskHandle] = []
         self._pending: dict[str, TaskHandle] = {}
         self._keys = KeyMaker()
@@ -86,6 +109,7 @@ class Pipeline:
         self._catalog: Catalog | None = None
         self._backend: Backend | None = None
         self._failures: dict[str, TaskFailure] = {}
+        self._last_scheduler: Scheduler | None = None  # the last run's scheduler (its submission count)
 
     # -- declaring -------------------------------------------------------------------
     def AddFunction(self, func: Callable[..., Any] | None = None, *, rerun: bool = False,  # noqa: N802
@@ -116,8 +140,9 @@ class Pipeline:
         if existing is not None:
             return existing
         deps: dict[str, TaskHandle] = {}
-        for handle in iter_handles((bound_args, bound_kwargs)):
-            deps.setdefault(handle.key, handle)
+        for value in (*bound_args, *bound_kwargs.values()):
+            for handle in iter_handles(value):
+                deps.setdefault(handle.key, handle)
         handle = TaskHandle(function, bound_args, bound_kwargs, arguments, key, list(deps.values()), function.rerun)
         handle._written_args = (args, kwargs)
         handle.seq = next(_SEQUENCE)
@@ -125,9 +150,9 @@ class Pipeline:
         self._pending[key] = handle
         if not handle.rerun and self.store.contains(key):
             handle.status = "cached"
-            self.console.cache_hit(handle.name)
+            self.console.cache_hit(handle)
         else:
-            self.console.added(handle.name)
+            self.console.added(handle)
         return handle
 
     # -- running ---------------------------------------------------------------------
@@ -140,6 +165,8 @@ class Pipeline:
         handles = self._closure(list(self._pending.values()))
         self._pending.clear()
         try:
+            if self._mpi:
+                return run_collective(self, handles)
             return self._run_handles(handles)
         finally:
             self._keys.clear()
@@ -158,7 +185,9 @@ class Pipeline:
     def _run_handles(self, handles: dict[str, TaskHandle]) -> RunSummary:
         t0 = time.perf_counter()
         store = self.store
-        to_run = [h for h in handles.values() if h.status != "done" and (h.rerun or not store.contains(h.key))]
+        # Hits were looked up when declared; an entry that vanished since is repaired when it is needed.
+        to_run = [h for h in handles.values()
+                  if h.status not in ("done", "cached") and (h.rerun or not store.contains(h.key))]
         for h in to_run:
             h.status = "queued"
         run_keys = {h.key for h in to_run}
@@ -186,6 +215,9 @@ class Pipeline:
         if to_run:
             self._schedule(state, handles, backend, run_id)
         catalog.finish_run(run_id, "failed" if state.failed else "done")
+        write_run_files(catalog, self.cache_dir, self.name, [h.key for h in self.tasks],
+                        timeit=self.timeit, memcheck=self.memcheck, profiling=self.profiling)
+        enforce_limit(store, catalog, self.max_cache_size, keep={*handles, *(h.key for h in self.tasks)})
         summary = RunSummary(run_id, len(state.done), len(cached), len(state.failed), len(state.skipped),
                              time.perf_counter() - t0)
         if state.failed:
@@ -197,29 +229,31 @@ class Pipeline:
     def _schedule(self, state: GraphState, handles: dict[str, TaskHandle], backend: Backend, run_id: int) -> None:
         catalog = self.catalog
 
-        def submitted(key: str) -> None:
-            handles[key].status = "running"
-            catalog.set_status(run_id, [key], "running")
+        def submitted(keys: list[str]) -> None:
+            for key in keys:
+                handles[key].status = "running"
+            catalog.set_status(run_id, keys, "running")
 
         def completed(report: TaskReport) -> None:
             handle = handles[report.key]
             if report.has_value:  # engines without the shared cache send the value back
-                info = self.store.save(report.key, report.value)
-                report.path, report.size, report.checksum = str(info.path), info.size, info.checksum
+                report.path, report.size, report.checksum = self._save_or_keep(report.key, report.value)
                 report.value = None
             handle.status, handle.path = "done", report.path
-            catalog.record_report(run_id, report)
-            catalog.record_entry(report.key, handle.name, handle.function.name, self.name, report.size,
-                                 report.checksum, run_id)
-            self.console.saved(handle.name, report.path)
+            self.console.task_output(handle.name, report.stdout, report.stderr)
+            catalog.record_report(run_id, report, entry=(handle.name, handle.function.name, self.name))
+            (self.console.found if report.found else self.console.saved)(handle.name, report.path)
+            self.console.progress_step()
 
         def failed(report: TaskReport) -> None:
             handle = handles[report.key]
             handle.status, handle.error = "failed", report.exception
+            self.console.task_output(handle.name, report.stdout, report.stderr)
             catalog.record_report(run_id, report)
             self._failures[report.key] = TaskFailure(handle.name, report.key, report.exception,
                                                      report.error or "unknown error")
             self.console.failed(handle.name, report.error)
+            self.console.progress_step()
 
         def skipped(key: str, cause: str) -> None:
             handles[key].status = "skipped"
@@ -228,6 +262,7 @@ class Pipeline:
             if failure is not None:
                 failure.skipped.append(handles[key].name)
             self.console.skipped(handles[key].name, handles[cause].name)
+            self.console.progress_step()
 
         def repairing(key: str, bad: list[str]) -> None:
             for b in bad:
@@ -238,14 +273,23 @@ class Pipeline:
                 self.console.recomputing(name, "damaged cache entry")
 
         hooks = SchedulerHooks(submitted, completed, failed, skipped, repairing)
-        scheduler = Scheduler(backend.executor, backend.workers, execute,
-                              lambda key: self._payload(handles[key], backend), hooks, retries=self.retries)
+        policy = BatchPolicy(backend.overhead, backend.workers, history=catalog.durations()[1])
+        scheduler = Scheduler(backend.executor, backend.workers, run_one,
+                              lambda key: self._payload(handles[key], backend), hooks, retries=self.retries,
+                              run_batch=execute_batch, policy=policy, group=lambda key: handles[key].function.name,
+                              watchdog=backend.watchdog)
+        self._last_scheduler = scheduler
+        self.console.progress_start(len(state.waiting) + len(state.ready))
         try:
             scheduler.run(state)
         except BaseException:
             catalog.finish_run(run_id, "interrupted")
-            self._shutdown_backend()
+            if self._backend is not None:  # stop what ndustria started (a local cluster), cancel the rest
+                self._backend.abort()
+                self._backend = None
             raise
+        finally:
+            self.console.progress_end()
 
     def _payload(self, handle: TaskHandle, backend: Backend) -> TaskPayload:
         def to_ref(h: TaskHandle) -> DepRef:
@@ -256,13 +300,14 @@ class Pipeline:
 
         inputs: dict[str, Any] = {}
         if not backend.shared_cache:
-            inputs = {d.key: self.store.load(d.key) for d in handle.deps}
+            inputs = {d.key: self.store.load(d.key) for d in handle.deps if d.key not in self._uncached}
+        inputs.update({d.key: self._uncached[d.key] for d in handle.deps if d.key in self._uncached})
         return TaskPayload(
             key=handle.key, name=handle.name, func=handle.function.func,
             args=replace_handles(handle.args, to_ref, is_handle),
             kwargs=replace_handles(handle.kwargs, to_ref, is_handle),
             store_root=str(self.cache_dir), fsync=self.fsync, instruments=self._instruments(),
-            shared_cache=backend.shared_cache, inputs=inputs,
+            shared_cache=backend.shared_cache, inputs=inputs, rerun=handle.rerun, on_cache_error=self.on_cache_error,
         )
 
     def _dry_run(self, handles: dict[str, TaskHandle], to_run: list[TaskHandle], t0: float) -> RunSummary:
@@ -299,20 +344,40 @@ class Pipeline:
                                        f"{failure.traceback if failure else handle.error}")
         if handle.status == "skipped":
             raise TaskNotComputedError(f"{handle.name} was skipped because one of its inputs failed")
+        if handle.key in self._uncached:  # on_cache_error="warn" and the cache could not take it
+            return self._uncached[handle.key]
         try:
             return self.store.load(handle.key, mmap=mmap)
         except KeyError:
-            raise TaskNotComputedError(
-                f"{handle.name} has no result yet: call {self.name}.run() (pipe.run()) first"
-            ) from None
+            if handle.status not in ("done", "cached"):
+                raise TaskNotComputedError(
+                    f"{handle.name} has no result yet: call {self.name}.run() (pipe.run()) first"
+                ) from None
+            reason = "its cache entry was removed"
         except CorruptEntryError as exc:
-            warnings.warn(f"the cached result of {handle.name} is damaged ({exc.reason}); it was removed "
-                          "and is being recomputed", NdustriaWarning, stacklevel=3)
-            self._forget(handle.key)
-            self.console.recomputing(handle.name, "damaged cache entry")
-            handle.status = "queued"
-            self._run_handles(self._closure([handle]))
-            return self.store.load(handle.key, mmap=mmap)
+            reason = f"its cache entry is damaged ({exc.reason})"
+        warnings.warn(f"the cached result of {handle.name} cannot be used: {reason}; it is being recomputed",
+                      NdustriaWarning, stacklevel=3)
+        self._forget(handle.key)
+        self.console.recomputing(handle.name, reason)
+        handle.status = "queued"
+        self._run_handles(self._closure([handle]))
+        return self.store.load(handle.key, mmap=mmap)
+
+    def _save_or_keep(self, key: str, value: Any) -> tuple[str, int, str]:
+        """Store a value an engine sent back: (path, size, checksum); with ``on_cache_error="warn"``
+        a value the cache cannot take is kept in memory for this pipeline instead."""
+        try:
+            info = self.store.save(key, value)
+        except CacheWriteError as exc:
+            if self.on_cache_error != "warn":
+                raise
+            warnings.warn(f"cannot write to the cache directory {exc.path} ({exc.reason}): results are kept "
+                          "in memory only and will be recomputed by the next run", NdustriaWarning, stacklevel=2)
+            self._uncached[key] = value
+            return "", 0, ""
+        self._uncached.pop(key, None)
+        return str(info.path), info.size, info.checksum
 
     def _forget(self, key: str) -> None:
         self.store.remove(key)
@@ -323,6 +388,7 @@ class Pipeline:
     def store(self) -> Store:
         if self._store is None:
             self._store = Store(self.cache_dir, fsync=self.fsync)
+            clean_stale(self._store)  # temp and lock files of killed runs, once they are an hour old
         return self._store
 
     @property
@@ -334,9 +400,11 @@ class Pipeline:
 
     def _get_backend(self) -> Backend:
         if self._backend is None:
+            if self._mpi:  # outside a collective run (a damaged entry recomputed by result()): this rank alone
+                return resolve_backend(parallel=False, backend="serial", engines=None)
             self._backend = resolve_backend(parallel=self.parallel, backend=self.backend_name,
                                             engines=self.engines, executor=self.executor,
-                                            shared_cache=self.shared_cache)
+                                            shared_cache=self.shared_cache, cluster=self.cluster)
         return self._backend
 
     def _shutdown_backend(self) -> None:
@@ -352,8 +420,9 @@ class Pipeline:
             self._catalog = None
 
     def _instruments(self) -> tuple[str, ...]:
-        return tuple(n for n, on in (("timeit", self.timeit), ("memcheck", self.memcheck),
-                                     ("profiling", self.profiling)) if on)
+        names = tuple(n for n, on in (("timeit", self.timeit), ("memcheck", self.memcheck),
+                                      ("profiling", self.profiling)) if on)
+        return (*names, "rss-only") if self.memcheck == "rss" else names
 
     def _options(self) -> dict[str, Any]:
         return {"parallel": self.parallel, "instruments": list(self._instruments()), "dryrun": self.dryrun}

@@ -21,13 +21,18 @@ block on the queue, update the state, repeat.
 from __future__ import annotations
 
 import heapq
+import logging
 import queue
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import CancelledError, Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from .batching import BatchPolicy
 from .worker import TaskReport
+
+log = logging.getLogger("ndustria")
 
 DEFAULT_DURATION = 1.0
 MAX_INPUT_REPAIRS = 2
@@ -70,6 +75,23 @@ class GraphState:
         key = heapq.heappop(self.ready)[2]
         self.running.add(key)
         return key
+
+    def count_ready(self, group: str, group_of: Callable[[str], str]) -> int:
+        """How many ready keys belong to ``group``."""
+        return sum(1 for _, _, k in self.ready if group_of(k) == group)
+
+    def take(self, first: str, n: int, group_of: Callable[[str], str]) -> list[str]:
+        """Mark ``first`` (the top of the heap) and up to ``n - 1`` more ready keys of its group as running."""
+        if n <= 1 or len(self.ready) == 1:
+            return [self.pop_ready()] if self.ready else []
+        group = group_of(first)
+        chosen = heapq.nsmallest(n, (item for item in self.ready if group_of(item[2]) == group))
+        keys = [item[2] for item in chosen]  # the top of the heap comes first
+        taken = set(keys)
+        self.ready = [item for item in self.ready if item[2] not in taken]
+        heapq.heapify(self.ready)
+        self.running.update(keys)
+        return keys
 
     def finish(self, key: str) -> list[str]:
         """``key`` is stored; returns the keys that became ready."""
@@ -161,68 +183,131 @@ def _reverse_topological(keys: set[str], children: dict[str, list[str]]) -> list
 class SchedulerHooks:
     """What the scheduler tells its caller (console, catalog, progress views)."""
 
-    submitted: Callable[[str], None] = lambda key: None
+    submitted: Callable[[list[str]], None] = lambda keys: None  # the keys of one submission
     completed: Callable[[TaskReport], None] = lambda report: None
     failed: Callable[[TaskReport], None] = lambda report: None
     skipped: Callable[[str, str], None] = lambda key, cause: None
     repairing: Callable[[str, list[str]], None] = lambda key, bad: None
 
 
+@dataclass
+class _Submission:
+    keys: list[str]
+    sent: float  # time.perf_counter() at submission
+    measured: bool  # a worker was free: the round trip measures the backend's overhead
+
+
 class Scheduler:
-    """Drives a :class:`GraphState` over an executor until nothing is ready or running."""
+    """Drives a :class:`GraphState` over an executor until nothing is ready or running.
+
+    At most ``capacity`` submissions are in flight, plus one extra batch per worker
+    when tiny tasks are batched (the next batch waits on the engine while the
+    current one runs, hiding the round trip). ``run_batch`` runs a list of payloads
+    and returns a list of reports; ``policy`` sizes the batches (no policy: no
+    batching); ``group`` names a key's function.
+    """
 
     def __init__(self, executor: Executor, capacity: int, run_task: Callable[[Any], TaskReport],
-                 make_payload: Callable[[str], Any], hooks: SchedulerHooks, retries: int = 1) -> None:
+                 make_payload: Callable[[str], Any], hooks: SchedulerHooks, retries: int = 1, *,
+                 run_batch: Callable[[list[Any]], list[TaskReport]] | None = None,
+                 policy: BatchPolicy | None = None, group: Callable[[str], str] | None = None,
+                 watchdog: Callable[[], None] | None = None) -> None:
         self.executor = executor
         self.capacity = max(1, capacity)
         self.run_task = run_task
+        self.run_batch = run_batch
         self.make_payload = make_payload
         self.hooks = hooks
         self.retries = retries
+        self.policy = policy if run_batch is not None else None
+        self.group = group or (lambda key: "")
+        self.watchdog = watchdog or (lambda: None)
+        self.submissions = 0  # how many calls were sent to the executor (tests, benchmarks)
         self._attempts: dict[str, int] = {}
         self._repairs: dict[str, int] = {}
 
     def run(self, state: GraphState) -> None:
         events: queue.SimpleQueue[Future] = queue.SimpleQueue()
-        futures: dict[Future, str] = {}
+        futures: dict[Future, _Submission] = {}
         try:
             while True:
-                while len(futures) < self.capacity:
-                    key = state.pop_ready()
-                    if key is None:
-                        break
-                    self._submit(key, futures, events)
+                self._fill(state, futures, events)
                 if not futures:
                     return
-                future = _next_event(events)
+                future = _next_event(events, self.watchdog)
                 self._handle(state, futures.pop(future), future, futures, events)
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
 
-    def _submit(self, key: str, futures: dict[Future, str], events: queue.SimpleQueue) -> None:
-        self._attempts[key] = self._attempts.get(key, 0) + 1
+    def _fill(self, state: GraphState, futures: dict[Future, _Submission], events: queue.SimpleQueue) -> None:
+        """Submit ready tasks, highest priority first, while there is capacity."""
+        while state.ready and len(futures) < 2 * self.capacity:
+            key = state.ready[0][2]
+            size = 1
+            fn = self.group(key)
+            if self.policy is not None and self.policy.may_batch(fn):
+                size = self.policy.size(fn, state.count_ready(fn, self.group))
+            if size == 1 and len(futures) >= self.capacity:
+                return
+            keys = state.take(key, size, self.group)
+            self._submit(keys, futures, events, measured=len(futures) < self.capacity)
+
+    def _submit(self, keys: list[str], futures: dict[Future, _Submission], events: queue.SimpleQueue,
+                measured: bool = False) -> None:
+        for key in keys:
+            self._attempts[key] = self._attempts.get(key, 0) + 1
+        self.hooks.submitted(keys)  # before submit: an in-process executor runs the task inside submit()
         try:
-            future = self.executor.submit(self.run_task, self.make_payload(key))
+            if len(keys) == 1:
+                future = self.executor.submit(self.run_task, self.make_payload(keys[0]))
+            else:
+                future = self.executor.submit(self.run_batch, [self.make_payload(k) for k in keys])
         except Exception as exc:  # e.g. the payload cannot be pickled
             future = Future()
             future.set_exception(exc)
-        futures[future] = key
-        self.hooks.submitted(key)
+        self.submissions += 1
+        futures[future] = _Submission(keys, time.perf_counter(), measured)
         future.add_done_callback(events.put)
 
-    def _handle(self, state: GraphState, key: str, future: Future, futures: dict[Future, str],
+    def _handle(self, state: GraphState, sub: _Submission, future: Future, futures: dict[Future, _Submission],
                 events: queue.SimpleQueue) -> None:
         try:
-            report = future.result()
+            result = future.result()
         except CancelledError:
-            report = TaskReport(key=key, status="failed", error="cancelled")
+            reports = [TaskReport(key=k, status="failed", error="cancelled") for k in sub.keys]
         except Exception as exc:  # the engine died, or the executor could not run the call
-            if self._attempts.get(key, 0) <= self.retries and _is_engine_fault(exc):
-                self._submit(key, futures, events)
-                return
-            report = TaskReport(key=key, status="failed", error=f"{type(exc).__name__}: {exc}", exception=exc)
+            retry = [k for k in sub.keys if self._attempts.get(k, 0) <= self.retries and _is_engine_fault(exc)]
+            for key in retry:
+                log.warning("retrying task %s after an engine fault: %s", key, exc)
+                self._submit([key], futures, events)
+            reports = [TaskReport(key=k, status="failed", error=f"{type(exc).__name__}: {exc}", exception=exc)
+                       for k in sub.keys if k not in retry]
+        else:
+            reports = list(result) if isinstance(result, list) else [result]
+            self._learn(sub, reports)
+        for report in reports:
+            self._settle(state, report)
+
+    def _learn(self, sub: _Submission, reports: list[TaskReport]) -> None:
+        if self.policy is None or not reports:
+            return
+        round_trip = time.perf_counter() - sub.sent
+        timed = [r for r in reports if r.end > 0 and r.start > 0]
+        if not timed:
+            return
+        if len(timed) == 1:
+            busy = timed[0].wall_s
+            self.policy.observe(self.group(timed[0].key), busy)
+        else:
+            busy = max(r.end for r in timed) - min(r.start for r in timed)
+            self.policy.observe(self.group(timed[0].key), busy / len(timed))
+        if sub.measured:
+            self.policy.observe_overhead(round_trip - busy)
+
+    def _settle(self, state: GraphState, report: TaskReport) -> None:
+        key = report.key
         if report.status == "done":
             self.hooks.completed(report)
             state.finish(key)
@@ -236,14 +321,22 @@ class Scheduler:
                 self.hooks.skipped(child, state.skipped[child])
 
 
-def _next_event(events: queue.SimpleQueue) -> Future:
+def _next_event(events: queue.SimpleQueue, watchdog: Callable[[], None]) -> Future:
     while True:  # a timeout keeps the wait interruptible by Ctrl-C everywhere
         try:
             return events.get(timeout=0.5)
         except queue.Empty:
-            continue
+            watchdog()  # e.g. replace dead engines; raises when nothing can run any more
+
+
+ENGINE_FAULTS = {"TerminatedWorkerError", "BrokenProcessPool", "EngineError", "BrokenExecutor"}
 
 
 def _is_engine_fault(exc: BaseException) -> bool:
-    names = {type(e).__name__ for e in (exc, exc.__cause__) if e is not None}
-    return bool(names & {"TerminatedWorkerError", "BrokenProcessPool", "EngineError", "BrokenExecutor"})
+    """The worker process died (not the task's own error): loky, ipyparallel (RemoteError ename), dask."""
+    names = set()
+    for e in (exc, exc.__cause__):
+        if e is not None:
+            names.add(type(e).__name__)
+            names.add(str(getattr(e, "ename", "")))
+    return bool(names & ENGINE_FAULTS)

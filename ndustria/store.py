@@ -2,7 +2,7 @@
 
 Directory layout::
 
-    root/FORMAT                              "ndustria-store 1"
+    root/FORMAT                              "ndustria-store <version>"
     root/objects/<key[:2]>/<key>             one entry file per result
     root/tmp/<key>.<uuid>-<pid>-<tid>.tmp    entries being written
 
@@ -14,7 +14,8 @@ Entry file (integers little-endian)::
     16      header, H bytes of UTF-8 JSON:
               {"key", "created", "pickle": [offset, length],
                "buffers": [[offset, length], ...],
-               "pickle_digest", "buffers_digest"}      (xxh3_128, hex)
+               "pickle_digest", "buffers_digest",      (xxh3_128, hex)
+               "pickle_sha256", "signer", "signature"} (format 2: see "Signatures")
     16+H    16-byte xxh3_128 digest of bytes [0, 16+H) (magic, version, H, header)
             zero padding to a multiple of 64
             pickle bytes (cloudpickle, protocol 5)
@@ -22,25 +23,39 @@ Entry file (integers little-endian)::
             the file ends right after the last region.
 
 ``buffers_digest`` is one streaming xxh3_128 over all buffers in order. A writer
-writes to root/tmp, fsyncs, then ``os.replace``\\ s into place, so a reader sees no
-entry or a complete one. ``load()`` checks every digest before unpickling anything.
-``load(mmap=True)`` checks the header and pickle digests only: buffer pages are
-not read, so they are not verified (``verify()`` checks everything).
+writes the data, then the header, to a file in root/tmp, fsyncs it (``fsync=True``)
+and renames it into place with ``os.replace``: a reader sees no entry or a complete
+one. ``load()`` checks every digest before unpickling anything; arrays come back as
+writable views of one page-aligned read buffer. ``load(mmap=True)`` checks the
+header and pickle digests only: buffer pages are not read, so they are not verified
+(``verify()`` checks everything).
+
+Signatures (format 2). ``signature`` is HMAC-SHA256, under the writer's secret key
+(:mod:`ndustria.trust`; ``signer`` is the key's public id), of the key, the regions, the
+SHA-256 of the pickle bytes and both xxh3 digests. ``load()`` checks it, after the
+digests and before unpickling anything: an entry signed by no trusted key, or a format-1
+entry (unsigned), raises :class:`UntrustedEntryError` (a :class:`CorruptEntryError`, so
+callers treat it as a miss and recompute). The pickle — the only part that can run code
+when loaded — is covered by SHA-256; array data by the signed xxh3_128 digest (a forged
+xxh3 collision could alter array values, not run code). ``verify()`` checks checksums only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import mmap as _mmap
 import os
 import pickle
 import re
+import stat as _stat
 import struct
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +63,14 @@ from typing import Any
 import cloudpickle
 import xxhash
 
-from ndustria.errors import CacheError, CorruptEntryError, ResultNotPicklableError
+from ndustria.errors import (
+    CacheError,
+    CacheWriteError,
+    CorruptEntryError,
+    ResultNotPicklableError,
+    UntrustedEntryError,
+)
+from ndustria.trust import Keyring, load_keyring
 
 try:
     import numpy as _np
@@ -57,17 +79,20 @@ except ImportError:  # pragma: no cover - numpy is optional
 
 __all__ = ["FORMAT_VERSION", "EntryInfo", "Store"]
 
-FORMAT_VERSION: int = 1
+FORMAT_VERSION: int = 2  # 2: entries are signed (format-1 entries read as untrusted misses)
 MAGIC = b"NDUSTRIA"
 _PREFIX = struct.Struct("<8sII")
 _DIGEST = 16
 _ALIGN = 64
 _CHUNK = 4 << 20
+_PAGE = 4096
+_THREADED = 64 << 20  # entries this large are hashed by a helper thread while read
 _STORE_TAG = "ndustria-store"
 _KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _TMP_RE = re.compile(r".*-(\d+)-(\d+)\.tmp")
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _ZERO_DIGEST = "0" * 32
+_UNSIGNED = 1  # the format before signatures
 
 
 @dataclass(frozen=True)
@@ -86,18 +111,45 @@ class _Header:
     buffers: list[tuple[int, int]]
     pickle_digest: str
     buffers_digest: str
+    pickle_sha256: str = ""
+    signer: str = ""
+    signature: str = ""
 
     @property
     def checksum(self) -> str:
         return xxhash.xxh3_128_hexdigest(f"{self.pickle_digest}:{self.buffers_digest}".encode())
 
 
+def _message(key: str, hdr: _Header) -> bytes:
+    """What a signature covers."""
+    return _dumps({"format": FORMAT_VERSION, "key": key, "pickle": list(hdr.pickle),
+                   "buffers": [list(r) for r in hdr.buffers], "pickle_sha256": hdr.pickle_sha256,
+                   "pickle_digest": hdr.pickle_digest, "buffers_digest": hdr.buffers_digest})
+
+
 def _align(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
 
 
-def _write_all(fd: int, data: Any, hasher: Any = None) -> None:
-    """Write a bytes-like object in large chunks, hashing each chunk while it is hot in cache."""
+def _dumps(header: dict[str, Any]) -> bytes:
+    return json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _buffer(n: int) -> memoryview:
+    """A writable buffer of ``n`` bytes, not zero-filled when numpy is present.
+
+    Page-aligned, like the file: the kernel copies file pages much more slowly into memory
+    whose offset within a page differs (numpy's own allocations start 16 bytes in).
+    """
+    if _np is None:
+        return memoryview(bytearray(n))
+    raw = _np.empty(n + _PAGE, _np.uint8)
+    start = -raw.ctypes.data % _PAGE
+    return memoryview(raw[start : start + n])
+
+
+def _write_all(fd: int, data: Any, pos: int, hasher: Any = None) -> int:
+    """Write ``data`` at file offset ``pos`` in large chunks, hashing each chunk while it is in cache."""
     view = memoryview(data).cast("B")
     for start in range(0, len(view), _CHUNK):
         chunk = view[start : start + _CHUNK]
@@ -105,16 +157,7 @@ def _write_all(fd: int, data: Any, hasher: Any = None) -> None:
             hasher.update(chunk)
         while chunk:
             chunk = chunk[os.write(fd, chunk) :]
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":  # pragma: no cover - directories cannot be fsynced on Windows
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return pos + len(view)
 
 
 def _parse(key: str, path: Path, buf: memoryview, size: int) -> _Header:
@@ -130,7 +173,7 @@ def _parse(key: str, path: Path, buf: memoryview, size: int) -> _Header:
         raise bad("not an ndustria entry (bad magic bytes)")
     if version > FORMAT_VERSION:
         raise bad(f"written by a newer ndustria (format {version}); upgrade ndustria or remove the entry")
-    if version != FORMAT_VERSION:
+    if version not in (FORMAT_VERSION, _UNSIGNED):
         raise bad(f"unknown format version {version}")
     end = _PREFIX.size + hlen
     if len(buf) < end + _DIGEST:
@@ -141,7 +184,9 @@ def _parse(key: str, path: Path, buf: memoryview, size: int) -> _Header:
         head = json.loads(bytes(buf[_PREFIX.size : end]))
         p_off, p_len = (int(v) for v in head["pickle"])
         regions = [(int(o), int(n)) for o, n in head["buffers"]]
-        hdr = _Header((p_off, p_len), regions, str(head["pickle_digest"]), str(head["buffers_digest"]))
+        hdr = _Header((p_off, p_len), regions, str(head["pickle_digest"]), str(head["buffers_digest"]),
+                      str(head.get("pickle_sha256", "")), str(head.get("signer", "")),
+                      str(head.get("signature", "")))
         stored_key = head["key"]
     except (ValueError, TypeError, KeyError) as exc:
         raise bad(f"malformed header ({exc})") from None
@@ -159,13 +204,68 @@ def _parse(key: str, path: Path, buf: memoryview, size: int) -> _Header:
     return hdr
 
 
+def _read_header(key: str, path: Path, f: Any, size: int) -> tuple[_Header, int]:
+    """Read and check the header of an open entry; returns it and the file position after it."""
+    head = f.read(_PREFIX.size)
+    if len(head) == _PREFIX.size and head[:8] == MAGIC:
+        head += f.read(min(_PREFIX.unpack(head)[2] + _DIGEST, size))
+    return _parse(key, path, memoryview(head), size), len(head)
+
+
+def _scan(key: str, path: Path, f: Any, size: int, out: memoryview | None) -> _Header:
+    """Read a whole entry sequentially and check every digest.
+
+    Data goes into ``out`` (a buffer of the file's size) or, if None, through a scratch
+    buffer. Each chunk is hashed right after it is read, while it is still in cache: for
+    large entries read into ``out``, by a helper thread while the next chunk is read.
+    """
+    hdr, pos = _read_header(key, path, f, size)
+    p_hash, b_hash = xxhash.xxh3_128(), xxhash.xxh3_128()
+    segments = [(hdr.pickle[0], sum(hdr.pickle), p_hash)]
+    segments += [(off, off + n, b_hash) for off, n in hdr.buffers]
+    i = 0
+
+    def feed(view: memoryview, pos: int) -> None:
+        nonlocal i
+        top = pos + len(view)
+        while i < len(segments) and segments[i][0] < top:
+            lo, hi, hasher = segments[i]
+            hasher.update(view[max(lo, pos) - pos : min(hi, top) - pos])
+            if hi > top:
+                return
+            i += 1
+
+    scratch = memoryview(bytearray(min(_CHUNK, size))) if out is None else None
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if out is not None and size >= _THREADED:
+            pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="ndustria-hash"))
+        while pos < size:
+            view = out[pos : pos + _CHUNK] if out is not None else scratch[: min(_CHUNK, size - pos)]
+            n = f.readinto(view)
+            if not n:
+                raise CorruptEntryError(key, str(path), "the file shrank while it was read")
+            if pool is not None:
+                pool.submit(feed, view[:n], pos)  # one worker: chunks are hashed in order
+            else:
+                feed(view[:n], pos)
+            pos += n
+    if p_hash.hexdigest() != hdr.pickle_digest:
+        raise CorruptEntryError(key, str(path), "pickle checksum mismatch")
+    if b_hash.hexdigest() != hdr.buffers_digest:
+        raise CorruptEntryError(key, str(path), "array data checksum mismatch")
+    return hdr
+
+
 class Store:
     """A directory of results, one checksummed file per key; safe for concurrent processes."""
 
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True, keyring: Keyring | None = None) -> None:
         self.root = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
         self.fsync = fsync
+        self._keyring = keyring
         self._objects = self.root / "objects"
+        self._objects_str = os.fspath(self._objects)
         self._tmp = self.root / "tmp"
         try:
             existed = self.root.is_dir()
@@ -185,7 +285,7 @@ class Store:
         try:
             text = fmt.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
-            tmp = self._tmp / f"FORMAT.{uuid.uuid4().hex}-{os.getpid()}-{threading.get_ident()}.tmp"
+            tmp = self._tmp_path("FORMAT")
             tmp.write_text(f"{_STORE_TAG} {FORMAT_VERSION}\n", encoding="utf-8")
             os.replace(tmp, fmt)
             return
@@ -198,6 +298,29 @@ class Store:
                 "upgrade ndustria or use another cache directory"
             )
 
+    @property
+    def keyring(self) -> Keyring:
+        """The keys entries are signed with and checked against (loaded on first use)."""
+        if self._keyring is None:
+            self._keyring = load_keyring()
+        return self._keyring
+
+    def _check_signature(self, key: str, path: Path, hdr: _Header, pickled: memoryview) -> None:
+        def untrusted(reason: str) -> UntrustedEntryError:
+            return UntrustedEntryError(key, str(path), reason)
+
+        if not hdr.signature:
+            raise untrusted("it has no signature (written by an older ndustria); it is recomputed")
+        if hashlib.sha256(pickled).hexdigest() != hdr.pickle_sha256:
+            raise untrusted("pickle SHA-256 mismatch")
+        if not self.keyring.check(hdr.signer, hdr.signature, _message(key, hdr)):
+            who = "a key you do not trust" if hdr.signer not in self.keyring.trusted else "a bad signature"
+            raise untrusted(f"it is signed by {who} (signer {hdr.signer}); add that key to trusted_keys "
+                            "to use results written by others")
+
+    def _tmp_path(self, name: str) -> Path:
+        return self._tmp / f"{name}.{uuid.uuid4().hex}-{os.getpid()}-{threading.get_ident()}.tmp"
+
     def path(self, key: str) -> Path:
         """The file of ``key``: root/objects/<key[:2]>/<key>."""
         if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
@@ -205,8 +328,13 @@ class Store:
         return self._objects / key[:2] / key
 
     def contains(self, key: str) -> bool:
-        """Whether an entry exists (one stat; the entry is not read)."""
-        return os.path.isfile(self.path(key))
+        """Whether an entry exists (one stat; the entry is not read). Hot: called once per declared task."""
+        if not isinstance(key, str) or "/" in key or key.startswith("."):
+            return False
+        try:
+            return _stat.S_ISREG(os.stat(f"{self._objects_str}/{key[:2]}/{key}").st_mode)
+        except (OSError, ValueError):
+            return False
 
     def save(self, key: str, value: object) -> EntryInfo:
         """Store ``value`` atomically under ``key``; numpy arrays are written without copies."""
@@ -223,62 +351,83 @@ class Store:
                 "or make the object picklable (define __reduce__ or __getstate__/__setstate__)."
             ) from exc
 
-        created = round(time.time(), 6)
-
-        def layout(start: int) -> list[tuple[int, int]]:
+        meta: dict[str, Any] = {"key": key, "created": round(time.time(), 6)}
+        start = _ALIGN
+        while True:  # offsets change the header's length: find a data start the header fits before
             regions, pos = [(start, len(data))], start + len(data)
             for v in views:
-                pos = _align(pos)
-                regions.append((pos, v.nbytes))
-                pos += v.nbytes
-            return regions
-
-        def header(regions: list[tuple[int, int]], pd: str, bd: str) -> bytes:
-            head = {"key": key, "created": created, "pickle": regions[0], "buffers": regions[1:],
-                    "pickle_digest": pd, "buffers_digest": bd}
-            return json.dumps(head, separators=(",", ":"), sort_keys=True).encode()
-
-        start = _ALIGN
-        while True:  # offsets change the header length: settle on a start that fits the header
-            regions = layout(start)
-            need = _align(_PREFIX.size + len(header(regions, _ZERO_DIGEST, _ZERO_DIGEST)) + _DIGEST)
+                regions.append((_align(pos), v.nbytes))
+                pos = _align(pos) + v.nbytes
+            meta.update(pickle=regions[0], buffers=regions[1:])
+            meta.update(pickle_digest=_ZERO_DIGEST, buffers_digest=_ZERO_DIGEST, pickle_sha256="0" * 64,
+                        signer="0" * 16, signature="0" * 64)
+            need = _align(_PREFIX.size + len(_dumps(meta)) + _DIGEST)
             if need <= start:
                 break
             start = need
 
-        tmp = self._tmp / f"{key}.{uuid.uuid4().hex}-{os.getpid()}-{threading.get_ident()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
+        keyring = self.keyring
+        tmp = self._tmp_path(key)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
+        except OSError as exc:
+            raise self._write_error(key, exc) from exc
         try:
             try:
                 os.lseek(fd, start, os.SEEK_SET)
                 p_hash, b_hash = xxhash.xxh3_128(), xxhash.xxh3_128()
-                _write_all(fd, data, p_hash)
-                pos = start + len(data)
-                for (off, n), view in zip(regions[1:], views):
-                    if off > pos:
-                        _write_all(fd, bytes(off - pos))
-                    _write_all(fd, view, b_hash)
-                    pos = off + n
-                head = header(regions, p_hash.hexdigest(), b_hash.hexdigest())
+                pos = _write_all(fd, data, start, p_hash)
+                for (off, _), view in zip(regions[1:], views):
+                    pos = _write_all(fd, bytes(off - pos), pos)
+                    pos = _write_all(fd, view, pos, b_hash)
+                hdr = _Header(regions[0], regions[1:], p_hash.hexdigest(), b_hash.hexdigest(),
+                              hashlib.sha256(data).hexdigest(), keyring.signer)
+                meta.update(pickle_digest=hdr.pickle_digest, buffers_digest=hdr.buffers_digest,
+                            pickle_sha256=hdr.pickle_sha256, signer=hdr.signer,
+                            signature=keyring.sign(_message(key, hdr)))
+                head = _dumps(meta)
                 block = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)) + head
                 block += xxhash.xxh3_128_digest(block)
                 assert len(block) <= start
                 os.lseek(fd, 0, os.SEEK_SET)
-                _write_all(fd, block + bytes(start - len(block)))
+                _write_all(fd, block + bytes(start - len(block)), 0)
                 if self.fsync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
             final.parent.mkdir(mode=0o700, exist_ok=True)
             os.replace(tmp, final)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):  # disk full, read-only, quota: say where and what to do
+                raise self._write_error(key, exc) from exc
             raise
-        if self.fsync:
-            _fsync_dir(final.parent)
-        hdr = _Header(regions[0], regions[1:], p_hash.hexdigest(), b_hash.hexdigest())
+        if self.fsync and os.name == "posix":  # make the rename durable too
+            dir_fd = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
         return EntryInfo(key, final, pos, hdr.checksum)
+
+    def _write_error(self, key: str, exc: OSError) -> CacheWriteError:
+        why = exc.strerror or str(exc)
+        return CacheWriteError(
+            f"cannot write the result {key} to the cache directory {self.root}: {why}. Free disk space, make "
+            "the directory writable, or choose another cache directory (Pipeline(cache_dir=...)); "
+            "Pipeline(on_cache_error='warn') runs without caching instead", exc.errno, str(self.root), why
+        )
+
+    @contextlib.contextmanager
+    def _open(self, key: str) -> Iterator[tuple[Path, Any, int]]:
+        path = self.path(key)
+        try:
+            f = open(path, "rb", buffering=0)  # noqa: SIM115 - only a missing file means KeyError
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        with f:
+            yield path, f, os.fstat(f.fileno()).st_size
 
     def load(self, key: str, *, mmap: bool = False) -> object:
         """Verify and unpickle an entry; arrays are writable views of one read buffer.
@@ -287,68 +436,25 @@ class Store:
         nothing of them is read until used, and their bytes are not verified.
         Raises KeyError if absent, CorruptEntryError (without unpickling) if damaged.
         """
-        path = self.path(key)
-        try:
-            with open(path, "rb", buffering=0) as f:
-                size = os.fstat(f.fileno()).st_size
-                if mmap and size > 0:
-                    buf = memoryview(_mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_COPY))
-                else:
-                    buf = memoryview(_np.empty(size, _np.uint8) if _np is not None else bytearray(size))
-                    got = 0
-                    while got < size and (n := f.readinto(buf[got:])):
-                        got += n
-                    buf = buf[:got]
-        except FileNotFoundError:
-            raise KeyError(key) from None
-        hdr = _parse(key, path, buf, len(buf))
+        with self._open(key) as (path, f, size):
+            if mmap:
+                hdr, _ = _read_header(key, path, f, size)
+                buf = memoryview(_mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_COPY))
+                p_off, p_len = hdr.pickle
+                if xxhash.xxh3_128_hexdigest(buf[p_off : p_off + p_len]) != hdr.pickle_digest:
+                    raise CorruptEntryError(key, str(path), "pickle checksum mismatch")
+            else:
+                buf = _buffer(size)
+                hdr = _scan(key, path, f, size, buf)
         p_off, p_len = hdr.pickle
-        pickle_bytes = buf[p_off : p_off + p_len]
-        if xxhash.xxh3_128_hexdigest(pickle_bytes) != hdr.pickle_digest:
-            raise CorruptEntryError(key, str(path), "pickle checksum mismatch")
+        self._check_signature(key, path, hdr, buf[p_off : p_off + p_len])
         buffers = [buf[off : off + n] for off, n in hdr.buffers]
-        if not mmap:
-            b_hash = xxhash.xxh3_128()
-            for b in buffers:
-                b_hash.update(b)
-            if b_hash.hexdigest() != hdr.buffers_digest:
-                raise CorruptEntryError(key, str(path), "array data checksum mismatch")
-        return pickle.loads(pickle_bytes, buffers=buffers)
-
-    def _read_header(self, key: str, f: Any) -> tuple[_Header, int]:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(_PREFIX.size)
-        if len(head) == _PREFIX.size and head[:8] == MAGIC:
-            hlen = _PREFIX.unpack(head)[2]
-            head += f.read(min(hlen + _DIGEST, size))
-        return _parse(key, self.path(key), memoryview(head), size), size
+        return pickle.loads(buf[p_off : p_off + p_len], buffers=buffers)
 
     def verify(self, key: str) -> None:
         """Check every digest of an entry without unpickling it; raises CorruptEntryError or KeyError."""
-        path = self.path(key)
-        try:
-            f = open(path, "rb", buffering=0)  # noqa: SIM115 - only the open may raise KeyError
-        except FileNotFoundError:
-            raise KeyError(key) from None
-        with f:
-            hdr, _ = self._read_header(key, f)
-            scratch = memoryview(bytearray(_CHUNK))
-            digests = []
-            for group in ([hdr.pickle], hdr.buffers):
-                hasher = xxhash.xxh3_128()
-                for off, n in group:
-                    f.seek(off)
-                    while n > 0:
-                        got = f.readinto(scratch[: min(n, _CHUNK)])
-                        if not got:
-                            raise CorruptEntryError(key, str(path), "truncated while reading")
-                        hasher.update(scratch[:got])
-                        n -= got
-                digests.append(hasher.hexdigest())
-        if digests[0] != hdr.pickle_digest:
-            raise CorruptEntryError(key, str(path), "pickle checksum mismatch")
-        if digests[1] != hdr.buffers_digest:
-            raise CorruptEntryError(key, str(path), "array data checksum mismatch")
+        with self._open(key) as (path, f, size):
+            _scan(key, path, f, size, None)
 
     def remove(self, key: str) -> bool:
         """Delete an entry; False if there was none."""
@@ -371,11 +477,10 @@ class Store:
 
     def info(self, key: str) -> EntryInfo | None:
         """Size and checksum of an entry from its header (data is not read); None if absent."""
-        path = self.path(key)
         try:
-            with open(path, "rb", buffering=0) as f:
-                hdr, size = self._read_header(key, f)
-        except FileNotFoundError:
+            with self._open(key) as (path, f, size):
+                hdr, _ = _read_header(key, path, f, size)
+        except KeyError:
             return None
         return EntryInfo(key, path, size, hdr.checksum)
 
@@ -389,9 +494,7 @@ class Store:
         with os.scandir(self._tmp) as entries:
             for e in entries:
                 m = _TMP_RE.fullmatch(e.name)
-                if not m:
-                    continue
-                if int(m[1]) == os.getpid() and int(m[2]) in alive:
+                if not m or (int(m[1]) == os.getpid() and int(m[2]) in alive):
                     continue
                 try:
                     if now - e.stat(follow_symlinks=False).st_mtime < older_than:

@@ -13,13 +13,14 @@ import os
 import pickle
 import socket
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import CorruptEntryError, NdustriaError, ResultNotPicklableError
+from . import instruments, locks
+from .errors import CacheWriteError, CorruptEntryError, NdustriaError, ResultNotPicklableError
+from .instruments import call_instrumented
 from .store import Store
 from .task import replace_handles
 
@@ -59,6 +60,8 @@ class TaskPayload:
     instruments: tuple[str, ...] = ()
     shared_cache: bool = True
     inputs: dict[str, Any] = field(default_factory=dict)  # dependency values, when the cache is not shared
+    rerun: bool = False  # compute even if another process stored the entry meanwhile
+    on_cache_error: str = "error"  # "warn": a result that cannot be written travels back in the report
 
 
 @dataclass
@@ -83,6 +86,9 @@ class TaskReport:
     metrics: dict[str, Any] | None = None
     value: Any = None
     has_value: bool = False
+    stdout: str = ""  # the task's own output, when the engine captured it (ipyparallel, MPI)
+    stderr: str = ""
+    found: bool = False  # another process stored the entry while this one waited for its lock
 
 
 def get_store(root: str, fsync: bool = True) -> Store:
@@ -93,6 +99,7 @@ def get_store(root: str, fsync: bool = True) -> Store:
         return store
 
 
+@locks.computed_once
 def execute(payload: TaskPayload) -> TaskReport:
     """Run one task and store its result. Never raises for a task's own failure."""
     report = TaskReport(key=payload.key, status="failed", engine=engine_id(), host=socket.gethostname(),
@@ -104,20 +111,20 @@ def execute(payload: TaskPayload) -> TaskReport:
         report.bad_inputs = bad.keys
         report.error = f"inputs of {payload.name} could not be loaded: {bad}"
         return report
-    report.start = time.time()
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    try:
-        value = payload.func(*args, **kwargs)
+    try:  # the timer (always) and the requested instruments fill the report's timings and metrics
+        value = call_instrumented(payload.instruments, payload.func, args, kwargs, report)
     except Exception as exc:
-        report.wall_s, report.cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
-        report.end = time.time()
         report.error = _format_exception(exc)
         report.exception = _portable(exc)
         return report
-    report.wall_s, report.cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
-    report.end = time.time()
     del args, kwargs
     return _finish(payload, store, value, report)
+
+
+def found_report(payload: TaskPayload, info: Any) -> TaskReport:
+    """The report of a task whose entry another process stored (``info``: its EntryInfo)."""
+    return TaskReport(key=payload.key, status="done", engine=engine_id(), host=socket.gethostname(),
+                      pid=os.getpid(), path=str(info.path), size=info.size, checksum=info.checksum, found=True)
 
 
 def _finish(payload: TaskPayload, store: Store, value: Any, report: TaskReport) -> TaskReport:
@@ -129,6 +136,13 @@ def _finish(payload: TaskPayload, store: Store, value: Any, report: TaskReport) 
     except ResultNotPicklableError as exc:
         report.error = f"the result of {payload.name} cannot be stored: {exc}"
         report.exception = ResultNotPicklableError(report.error)
+        return report
+    except CacheWriteError as exc:  # disk full, read-only cache: nothing partial was left
+        if payload.on_cache_error == "warn":  # the scheduler keeps the value in memory
+            report.value, report.has_value, report.status = value, True, "done"
+            return report
+        report.error = f"the result of {payload.name} cannot be stored: {exc}"
+        report.exception = CacheWriteError(report.error, exc.errno, exc.path, exc.reason)
         return report
     report.path, report.size, report.checksum, report.status = str(info.path), info.size, info.checksum, "done"
     return report
@@ -168,7 +182,7 @@ def _load_inputs(payload: TaskPayload, store: Store) -> tuple[tuple[Any, ...], d
 def _format_exception(exc: BaseException) -> str:
     """The task's own traceback, without ndustria's frames."""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and tb.tb_frame.f_code.co_filename in (__file__, instruments.__file__):
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
 

@@ -87,3 +87,82 @@ def test_cache_clear_subcommand(cache_dir):
     populate()
     proc = cli("cache", "clear", "--yes")
     assert proc.returncode == 0 and "Removed 4 entries" in proc.stdout
+
+
+def instrumented(name: str = "kwargs", **flags) -> Pipeline:
+    pipe = Pipeline(name=name, verbose=False, **flags)
+
+    @pipe.AddFunction()
+    def grow(n):
+        return list(range(n))
+
+    @pipe.AddFunction()
+    def count(values):
+        return len(values)
+
+    for n in (1000, 20000):
+        count(grow(n))
+    pipe.run()
+    return pipe
+
+
+def test_timing_report_short_and_long_forms(cache_dir):
+    instrumented(timeit=True)
+    short, long = cli("-t", "kwargs"), cli("timeit", "kwargs")
+    assert short.returncode == 0, short.stderr
+    assert long.returncode == 0, long.stderr
+    for proc in (short, long):
+        assert "grow(20000)" in proc.stdout and "count(grow(1000))" in proc.stdout
+        assert "total: 4 tasks" in proc.stdout and "FUNCTION" in proc.stdout
+        assert " ms" in proc.stdout or " µs" in proc.stdout
+
+
+def test_memory_and_profile_reports(cache_dir):
+    instrumented(memcheck=True, profiling=True)
+    mem = cli("-m", "kwargs")
+    assert mem.returncode == 0, mem.stderr
+    assert "HEAP PEAK" in mem.stdout and "RSS PEAK" in mem.stdout and "max of 4 tasks" in mem.stdout
+    prof = cli("profile", "kwargs")
+    assert prof.returncode == 0, prof.stderr
+    assert prof.stdout.count("Task: ") == 4 and "return list(range(n))" in prof.stdout
+    assert cli("-p", "kwargs").stdout == prof.stdout
+
+
+def test_report_without_data_names_the_flag(cache_dir):
+    instrumented()  # no instruments
+    for args, flag in ((("-t", "kwargs"), "timeit=True"), (("memcheck", "kwargs"), "memcheck=True"),
+                       (("-p", "kwargs"), "profiling=True")):
+        proc = cli(*args)
+        assert proc.returncode == 2
+        assert "pipeline 'kwargs'" in proc.stderr and f"Pipeline(..., {flag})" in proc.stderr
+    proc = cli("-t", "never-ran")
+    assert proc.returncode == 2
+    assert "no timing data for pipeline 'never-ran': run it with Pipeline(..., timeit=True)" in proc.stderr
+
+
+def test_html_writes_the_plotly_figures(cache_dir, tmp_path):
+    instrumented(timeit=True, memcheck=True)
+    out = tmp_path / "timeline.html"
+    proc = cli("-t", "kwargs", "--html", str(out))
+    assert proc.returncode == 0, proc.stderr
+    html = out.read_text()
+    assert "Plotly.newPlot" in html and "timeline" in html
+    out2 = tmp_path / "memory.html"
+    assert cli("memcheck", "kwargs", "--html", str(out2)).returncode == 0
+    assert "Plotly.newPlot" in out2.read_text()
+
+
+def test_runs_lists_past_runs(cache_dir):
+    assert "No runs" in cli("runs").stdout
+    instrumented(timeit=True)
+    instrumented(timeit=True)  # everything cached
+    proc = cli("runs")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["RUN", "PIPELINE", "STARTED", "DURATION", "STATE", "RUN", "CACHED", "FAILED",
+                                "BACKEND", "WORKERS"]
+    newest, oldest = lines[1].split(), lines[2].split()
+    assert newest[1] == oldest[1] == "kwargs"
+    assert newest[-6:-2] == ["done", "0", "4", "0"] and oldest[-6:-2] == ["done", "4", "0", "0"]
+    assert oldest[-2:] == ["serial", "1"]
+    assert "kwargs" in cli("runs", "kwargs").stdout and "No runs of 'other'" in cli("runs", "other").stdout

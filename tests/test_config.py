@@ -10,7 +10,7 @@ from ndustria.config import resolve_cache_dir, write_config_file
 
 def test_precedence(tmp_path, monkeypatch):
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     monkeypatch.delenv("NDUSTRIA_CACHE_DIR")
     assert resolve_cache_dir().value == str(home / ".ndustria_cache")
 

@@ -381,3 +381,225 @@ def test_is_library_module():
     assert is_library_module("ndustria")
     assert not is_library_module("__main__")
     assert not is_library_module("usercode")
+
+
+# ----------------------------------------------------------------------------- repeated digests (memo)
+
+
+@pytest.fixture
+def slow_calls(fp, monkeypatch) -> list:
+    """Records every full (slow path) digest computation ``fp`` makes."""
+    calls: list = []
+    real = fp._digest
+
+    def counting(fn, ctx):
+        calls.append(fn)
+        return real(fn, ctx)
+
+    monkeypatch.setattr(fp, "_digest", counting)
+    return calls
+
+
+def fresh(fn) -> bytes:
+    """The digest a new Fingerprinter computes from scratch (no memo)."""
+    return Fingerprinter(ValueHasher()).digest(fn)
+
+
+FAST = """
+import numpy as np
+from math import sqrt
+from numpy import add
+
+K = 7
+NAMES = ("a", ("b", 1.5), frozenset({1, 2}))
+
+class Model:
+    def predict(self, x):
+        return x * 2
+
+def helper(v, scale=2, *, shift=1):
+    return v * scale + shift
+
+def make(k):
+    def inner(v):
+        return v + k
+    return inner
+
+adder = make(3)
+
+def task(x, n=K, *, mode="fast"):
+    return np.sqrt(helper(x)) + K + sqrt(x) + add(x, 1) + adder(x) + len(NAMES) + Model().predict(x)
+"""
+
+
+def test_repeated_digest_takes_the_fast_path(fp, slow_calls):
+    ns = load(FAST)
+    task = ns["task"]
+    first = fp.digest(task)
+    assert [fp.digest(task) for _ in range(5)] == [first] * 5
+    assert slow_calls == [task]
+    assert first == fresh(task)
+
+
+def test_fast_path_sees_a_global_changed_to_another_object(fp, slow_calls):
+    ns = load("def task(x):\n    return x + K\n")
+    digests = []
+    for k in (1, 2):
+        ns["K"] = k
+        digests.append(fp.digest(ns["task"]))
+    assert digests[0] != digests[1]
+    ns["K"] = True  # equal to 1, but not the same object: must not reuse the digest of 1
+    assert fp.digest(ns["task"]) not in digests
+    assert fp.digest(ns["task"]) == fresh(ns["task"])
+    assert len(slow_calls) == 3
+
+
+def test_fast_path_sees_a_helper_redefined(fp, slow_calls):
+    ns = load(HELPERS)
+    before = fp.digest(ns["task"])
+    ns["inner"] = load("SCALE = 3\ndef inner(v):\n    return v * SCALE * 2\n")["inner"]
+    after = fp.digest(ns["task"])
+    assert after != before
+    assert after == fresh(ns["task"])
+    assert fp.digest(ns["task"]) == after
+    assert len(slow_calls) == 2
+
+
+def test_fast_path_sees_a_helpers_global_and_a_shadowed_builtin(fp):
+    ns = load("def helper(v):\n    return len(v) + OFFSET\n\ndef task(x):\n    return helper(x)\n")
+    ns["OFFSET"] = 1
+    base = fp.digest(ns["task"])
+    ns["OFFSET"] = 2
+    assert fp.digest(ns["task"]) != base
+    ns["OFFSET"] = 1
+    assert fp.digest(ns["task"]) == base
+    ns["len"] = load("def len(v):\n    return 0\n")["len"]  # a global now shadows the builtin
+    assert fp.digest(ns["task"]) != base
+    del ns["len"]
+    assert fp.digest(ns["task"]) == base
+
+
+def test_fast_path_sees_a_closure_cell_changed(fp):
+    ns = load(
+        """
+        def make():
+            k = 1
+            def task(x):
+                return x + k
+            def bump():
+                nonlocal k
+                k += 1
+            return task, bump
+        """
+    )
+    task, bump = ns["make"]()
+    before = fp.digest(task)
+    assert fp.digest(task) == before
+    bump()
+    after = fp.digest(task)
+    assert after != before
+    assert after == fresh(task)
+
+
+def test_fast_path_sees_defaults_changed(fp):
+    ns = load(BASE)
+    task = ns["task"]
+    before = fp.digest(task)
+    task.__defaults__ = (3,)
+    changed = fp.digest(task)
+    assert changed != before
+    assert changed == fresh(task)
+    task.__defaults__ = (2,)
+    assert fp.digest(task) == before
+
+
+def test_fast_path_sees_keyword_defaults_changed_in_place(fp):
+    ns = load("def helper(v, *, k=1):\n    return v + k\n\ndef task(x):\n    return helper(x)\n")
+    before = fp.digest(ns["task"])
+    ns["helper"].__kwdefaults__["k"] = 2
+    assert fp.digest(ns["task"]) != before
+    ns["helper"].__kwdefaults__["k"] = 1
+    assert fp.digest(ns["task"]) == before
+    ns["helper"].__kwdefaults__ = {"k": 1, "extra": None}
+    assert fp.digest(ns["task"]) != before
+
+
+def test_fast_path_sees_code_replaced(fp):
+    ns = load(BASE)
+    task = ns["task"]
+    before = fp.digest(task)
+    task.__code__ = load(BASE.replace("i * y", "i - y"))["task"].__code__
+    assert fp.digest(task) != before
+    assert fp.digest(task) == fresh(task)
+
+
+def test_mutable_values_disable_the_fast_path(fp, slow_calls):
+    ns = load("def task(x):\n    return x + STEPS[0] + PAIR[1][0]\n")
+    ns["STEPS"], ns["PAIR"] = [1, 2], (0, [5])
+    before = fp.digest(ns["task"])
+    assert fp.digest(ns["task"]) == before
+    assert len(slow_calls) == 2  # recomputed: a list's content may change in place
+    ns["STEPS"].append(3)
+    after = fp.digest(ns["task"])
+    assert after != before
+    ns["PAIR"][1][0] = 6
+    assert fp.digest(ns["task"]) not in (before, after)
+
+
+def test_mutable_default_and_cell_disable_the_fast_path(fp, slow_calls):
+    ns = load(
+        "def make(box):\n    def task(x, opts={}):\n        return box[0] + opts.get(x, 0)\n    return task\n"
+    )
+    box = [1]
+    task = ns["make"](box)
+    before = fp.digest(task)
+    box[0] = 2
+    after = fp.digest(task)
+    task.__defaults__[0]["x"] = 1
+    assert len({before, after, fp.digest(task)}) == 3
+    assert len(slow_calls) == 3
+
+
+def test_fast_path_rechecks_user_module_files(fp, slow_calls, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    name = f"ndustria_test_fast_{next(_counter)}"
+    path = tmp_path / f"{name}.py"
+    _write(path, "def helper(v):\n    return v * 2\n")
+    importlib.invalidate_caches()
+    importlib.import_module(name)
+    try:
+        task = load(f"import {name} as hm\ndef task(x):\n    return hm.helper(x)\n")["task"]
+        before = fp.digest(task)
+        assert fp.digest(task) == before
+        assert len(slow_calls) == 1
+        _write(path, "def helper(v):\n    return v * 3\n")  # edited on disk, not reloaded
+        after = fp.digest(task)
+        assert after != before
+        assert after == fresh(task)
+        assert len(slow_calls) == 2
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_fast_path_follows_decorated_helpers(fp):
+    ns = load(BASE + "\n@deco()\ndef helper(v):\n    return v\n\ndef job(x):\n    return helper(x)\n")
+    before = fp.digest(ns["job"])
+    ns["helper"].__wrapped__ = load("def helper(v):\n    return v + 1\n")["helper"]
+    assert fp.digest(ns["job"]) != before
+    assert fp.digest(ns["job"]) == fresh(ns["job"])
+
+
+def test_memo_does_not_keep_functions_alive(fp):
+    import gc
+    import weakref
+
+    ns = load(BASE)
+    task = ns.pop("task")
+    fp.digest(task)
+    assert len(fp._fast) == 1
+    ref = weakref.ref(task)
+    del task, ns
+    gc.collect()
+    assert ref() is None
+    assert fp._fast == {}

@@ -224,9 +224,9 @@ def test_large_array_is_memoized_until_clear(monkeypatch):
     calls = []
     real = hashing._buffer_digest
 
-    def counting(buf):
+    def counting(buf, itemsize=1):
         calls.append(buf.nbytes)
-        return real(buf)
+        return real(buf, itemsize)
 
     monkeypatch.setattr(hashing, "_buffer_digest", counting)
     array = np.ones(2 * 2**20 // 8)  # 2 MiB
@@ -408,3 +408,16 @@ def test_structurally_different_values_hash_differently(a, b):
         assert hash_value(a) != hash_value(b)
     else:
         assert hash_value(a) == hash_value(b)
+
+
+def test_large_buffers_hash_as_a_tree_that_ignores_layout():
+    from ndustria.hashing import TREE_MIN_BYTES
+
+    base = np.random.default_rng(3).random((2 * TREE_MIN_BYTES // 8 // 1000 + 10, 1000))
+    view = base[:, ::2]  # non-contiguous, above the tree threshold
+    assert view.nbytes >= TREE_MIN_BYTES
+    assert ValueHasher().digest(view) == ValueHasher().digest(np.ascontiguousarray(view))
+    changed = base.copy()
+    changed[-1, -2] += 1.0  # in the last chunk
+    assert ValueHasher().digest(changed[:, ::2]) != ValueHasher().digest(view)
+    assert ValueHasher().digest(base) != ValueHasher().digest(changed)

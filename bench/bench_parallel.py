@@ -1,0 +1,222 @@
+"""Parallel benchmarks, each measured in this run against a peer or a bound on the same machine.
+
+    python bench/bench_parallel.py [--tasks 1000] [--overhead-tasks 300] [--dir DIR]
+
+1. Makespan of a heterogeneous workload on 2 engines (one 2.0 s sleep and four 0.5 s sleeps,
+   declared short-first), without history and then with it (a rerun: the catalog remembers the
+   durations), against the lower bound max(total/P, longest) and against the original ndustria's
+   schedule (each level's tasks dealt round robin to the workers, a barrier between levels;
+   simulated with the measured durations).
+2. Throughput of N tasks of 1 ms on 2 ipyparallel engines, caching included, against one
+   ``apply_async`` per task and against the best hand-picked ``map(chunksize=...)`` (no caching).
+3. Per-task overhead (no-op tasks) of the ipyparallel backend and of the MPI backend
+   (``mpiexec -n 3``: 2 worker ranks), with batching off and with automatic batching.
+Numbers go in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WORKERS = 2
+
+
+def nap(seconds, label):
+    import time
+
+    time.sleep(seconds)
+    return label
+
+
+def tick(i, salt):
+    import time
+
+    time.sleep(0.001)
+    return i
+
+
+def noop(i, salt):
+    return i
+
+
+def round_robin_with_barriers(levels: list[list[float]], workers: int) -> float:
+    """The original's schedule: each level dealt round robin, every level waits for its slowest worker."""
+    total = 0.0
+    for durations in levels:
+        loads = [0.0] * workers
+        for i, d in enumerate(durations):
+            loads[i % workers] += d
+        total += max(loads)
+    return total
+
+
+def bench_makespan(cache: Path) -> None:
+    from ndustria import Pipeline
+
+    sleeps = [0.5, 0.5, 0.5, 0.5, 2.0]  # short first
+    results = []
+    for attempt in ("no history", "with history"):
+        pipe = Pipeline(name="makespan", parallel=True, engines=WORKERS, cache_dir=cache, verbose=False)
+        task = pipe.AddFunction(rerun=True)(nap)
+        for i, s in enumerate(sleeps):
+            task(s, f"t{i}")
+        t0 = time.perf_counter()
+        pipe.run()
+        results.append((attempt, time.perf_counter() - t0))
+        measured = [r["wall_s"] for r in pipe.catalog.tasks(pipe.catalog.runs(limit=1)[0]["run_id"])]
+    total, longest = sum(sleeps), max(sleeps)
+    bound = max(total / WORKERS, longest)
+    rr = round_robin_with_barriers([sleeps], WORKERS)
+    print(f"\n1. Makespan, {len(sleeps)} sleeps {sleeps} on {WORKERS} engines (measured sum {sum(measured):.2f} s)")
+    print(f"   lower bound max(total/P, longest)          {bound:6.2f} s")
+    print(f"   original round robin + barriers (simulated) {rr:6.2f} s   ({rr / bound:.2f}x the bound)")
+    for attempt, seconds in results:
+        print(f"   ndustria, {attempt:<13}                  {seconds:6.2f} s   ({seconds / bound:.2f}x the bound)")
+
+
+def bench_throughput(n: int, cache: Path) -> None:
+    from ndustria import Pipeline, cluster
+
+    client = cluster.local_client(WORKERS)
+    view = client.load_balanced_view()
+
+    def ndustria_run(salt: str, fsync: bool = True) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        pipe = Pipeline(name="throughput", parallel=True, engines=WORKERS, cache_dir=cache, verbose=False,
+                        fsync=fsync)
+        task = pipe.AddFunction()(tick)
+        for i in range(n):
+            task(i, salt)
+        pipe.run()
+        return time.perf_counter() - t0, pipe._last_scheduler.submissions
+
+    first, subs1 = ndustria_run("a")
+    second, subs2 = ndustria_run("b")  # new keys; the catalog remembers tick's duration
+    third, subs3 = ndustria_run("c", fsync=False)
+
+    t0 = time.perf_counter()
+    for ar in [view.apply_async(tick, i, "x") for i in range(n)]:
+        ar.get()
+    per_task = time.perf_counter() - t0
+
+    maps = {}
+    for chunk in (10, 25, 50, 100, 250):
+        t0 = time.perf_counter()
+        view.map_sync(tick, range(n), ["x"] * n, chunksize=chunk)
+        maps[chunk] = time.perf_counter() - t0
+    best_chunk = min(maps, key=maps.get)
+    best = maps[best_chunk]
+    floor = n * 0.001 / WORKERS
+    save_fsync, save_plain = save_cost(cache / "probe", True), save_cost(cache / "probe", False)
+    print(f"\n2. Throughput, {n} tasks of 1 ms on {WORKERS} ipyparallel engines (floor {floor:.2f} s)")
+    print(f"   store: one small result saved in {save_fsync * 1e3:.2f} ms (fsync) / {save_plain * 1e3:.2f} ms "
+          f"(fsync=False) here, so caching alone costs >= {n * save_fsync / WORKERS:.2f} s / "
+          f"{n * save_plain / WORKERS:.2f} s of engine time")
+    print(f"   one apply_async per task                    {per_task:6.2f} s")
+    print("   map(chunksize=c), hand-picked: " + ", ".join(f"c={c}: {t:.2f} s" for c, t in maps.items()))
+    print(f"   ndustria, caching included, no history      {first:6.2f} s   ({subs1} submissions)"
+          f"   {per_task / first:.1f}x faster than apply_async, {first / best:.2f}x best map (c={best_chunk})")
+    print(f"   ndustria, caching included, with history    {second:6.2f} s   ({subs2} submissions)"
+          f"   {per_task / second:.1f}x faster than apply_async, {second / best:.2f}x best map (c={best_chunk})")
+    print(f"   ndustria, with history, fsync=False         {third:6.2f} s   ({subs3} submissions)"
+          f"   {per_task / third:.1f}x faster than apply_async, {third / best:.2f}x best map (c={best_chunk})")
+
+
+def save_cost(root: Path, fsync: bool, n: int = 100) -> float:
+    """Seconds to store one small result, as the engines do after each task."""
+    from ndustria.store import Store
+
+    store = Store(root, fsync=fsync)
+    t0 = time.perf_counter()
+    for i in range(n):
+        store.save(f"probe{fsync:d}{i:026d}", i)
+    return (time.perf_counter() - t0) / n
+
+
+def overhead_run(n: int, cache: Path, batching: bool, salt: str, **kwargs) -> tuple[float, int]:
+    """Seconds per no-op task per worker: makespan x workers / tasks."""
+    from ndustria import Pipeline, backends
+
+    saved = dict(backends.OVERHEAD)
+    if not batching:
+        backends.OVERHEAD.update({k: 0.0 for k in backends.OVERHEAD})
+    try:
+        pipe = Pipeline(name="overhead", parallel=True, cache_dir=cache, verbose=False, **kwargs)
+        task = pipe.AddFunction()(noop)
+        for i in range(n):
+            task(i, f"{batching}-{salt}")  # the same keys on every MPI rank
+        t0 = time.perf_counter()
+        pipe.run()
+        seconds = time.perf_counter() - t0
+        scheduler = pipe._last_scheduler  # None on MPI ranks other than 0
+        return seconds * WORKERS / n, scheduler.submissions if scheduler else 0
+    finally:
+        backends.OVERHEAD.clear()
+        backends.OVERHEAD.update(saved)
+
+
+def bench_overhead(n: int, cache: Path) -> None:
+    print(f"\n3. Per-task overhead, {n} no-op tasks, {WORKERS} workers (makespan x workers / tasks)")
+    for batching in (False, True):
+        per, subs = overhead_run(n, cache, batching, str(time.time()), engines=WORKERS)
+        print(f"   ipyparallel, batching {'on ' if batching else 'off'}   {per * 1e3:7.3f} ms/task   ({subs} submissions)")
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    if not mpiexec.exists():
+        print("   MPI: no mpiexec next to this Python (pip install mpi4py mpich)")
+        return
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([str(mpiexec), "-n", str(WORKERS + 1), sys.executable, __file__, "--mpi-child", str(n),
+                           "--dir", str(cache), "--salt", str(time.time())], capture_output=True, text=True, env=env,
+                          timeout=300)
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            data = json.loads(line)
+            for batching in ("off", "on"):
+                per, subs = data[batching]
+                print(f"   MPI (mpiexec -n {WORKERS + 1}), batching {batching:<3} {per * 1e3:7.3f} ms/task   ({subs} submissions)")
+            return
+    print("   MPI run failed:", proc.stderr[-2000:])
+
+
+def mpi_child(n: int, cache: Path, salt: str) -> None:
+    from mpi4py import MPI
+
+    off = overhead_run(n, cache, False, salt)
+    on = overhead_run(n, cache, True, salt)
+    if MPI.COMM_WORLD.Get_rank() == 0:
+        print(json.dumps({"off": off, "on": on}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--overhead-tasks", type=int, default=300)
+    parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--mpi-child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--salt", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mpi_child:
+        mpi_child(args.mpi_child, args.dir, args.salt)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.dir or Path(tmp)
+        from ndustria import cluster
+
+        t0 = time.perf_counter()
+        cluster.local_client(WORKERS)
+        print(f"local ipyparallel cluster with {WORKERS} engines started in {time.perf_counter() - t0:.1f} s "
+              "(once per process; not counted below)")
+        bench_makespan(root / "makespan")
+        bench_throughput(args.tasks, root / "throughput")
+        bench_overhead(args.overhead_tasks, root / "overhead")
+
+
+if __name__ == "__main__":
+    main()

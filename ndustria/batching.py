@@ -1,0 +1,74 @@
+"""Adaptive batching of tiny tasks.
+
+Every submission to an engine costs a round trip (~3 ms on ipyparallel, well
+under 1 ms with MPI). A task much shorter than that would leave the engines
+idle most of the time, so the scheduler sends several ready tasks of the same
+function in one call (:func:`ndustria.remote.execute_batch`).
+
+:class:`BatchPolicy` decides how many. It knows, per function, the expected cost
+of one task (remembered in the catalog, then measured in this run) and the
+backend's per-submission overhead (measured when the backend starts, then from
+round trips that did not queue: round trip minus the time the engine spent). A batch aims to last
+``target`` times the overhead, so the overhead is ~1/target of the time; it never
+lasts longer than ``max_seconds`` (a long task waiting behind it starts soon),
+and it never takes more than half an equal share of the ready tasks of its
+function per worker (every worker gets some, and the last batches are small). A task at least as long as the overhead is
+never batched, nor is a task whose duration is not known yet.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+ALPHA = 0.3  # weight of a new measurement in the running averages
+
+
+@dataclass
+class BatchPolicy:
+    """How many ready tasks of one function go into one submission."""
+
+    overhead: float  # seconds per submission; 0 disables batching (in-process execution)
+    workers: int = 1
+    history: Mapping[str, float] = field(default_factory=dict)  # function -> remembered seconds per task
+    target: float = 10.0
+    max_seconds: float = 0.25
+    max_size: int = 500
+    cost: dict[str, float] = field(default_factory=dict)  # function -> seconds per task, measured this run
+    samples: deque = field(default_factory=lambda: deque(maxlen=9))  # recent overheads; their median is used
+
+    def expected(self, function: str) -> float | None:
+        """Seconds one task of ``function`` is expected to take, if anything is known."""
+        return self.cost.get(function, self.history.get(function))
+
+    def may_batch(self, function: str) -> bool:
+        """Whether tasks of ``function`` are known to be shorter than one submission's overhead."""
+        seconds = self.expected(function)
+        return self.overhead > 0 and seconds is not None and seconds < self.overhead
+
+    def size(self, function: str, ready: int) -> int:
+        """Batch size for ``function`` when ``ready`` of its tasks are ready (1 = no batching)."""
+        if not self.may_batch(function) or ready <= 1:
+            return 1
+        seconds = max(self.expected(function) or 0.0, 1e-6)
+        want = math.ceil(self.target * self.overhead / seconds)
+        longest = max(1, int(self.max_seconds / seconds))
+        share = math.ceil(ready / (2 * max(1, self.workers)))  # two batches in flight per worker
+        return max(1, min(want, longest, share, self.max_size))
+
+    def observe(self, function: str, per_task: float) -> None:
+        """One measured cost per task of ``function`` (seconds, engine side)."""
+        old = self.cost.get(function)
+        self.cost[function] = per_task if old is None else (1 - ALPHA) * old + ALPHA * per_task
+
+    def observe_overhead(self, seconds: float) -> None:
+        """One measured per-submission overhead (round trip minus engine time, a worker being free);
+        the median of the recent ones is used, so one slow call does not skew it."""
+        if self.overhead > 0:
+            if not self.samples:
+                self.samples.append(self.overhead)  # the backend's calibration counts as one sample
+            self.samples.append(min(max(seconds, 1e-5), 0.05))
+            self.overhead = statistics.median(self.samples)

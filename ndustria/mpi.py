@@ -1,0 +1,136 @@
+"""MPI script mode: ``mpiexec -n 4 python script.py`` with ``Pipeline(parallel=True)``.
+
+Every rank runs the script up to ``run()``. Then, collectively:
+
+1. all ranks enter ``mpi4py.futures.MPICommExecutor(COMM_WORLD, root=0)``;
+   rank 0 gets an executor and schedules the run (it alone prints, writes the
+   catalog, and decides what is cached), the other ranks serve tasks until rank
+   0 leaves the ``with`` block — each prints ``[Rank k] running: <task>``;
+2. rank 0 broadcasts the outcome (every handle's status, the failures, or why
+   the run was aborted), always, in a ``finally`` — so a failing task or an
+   exception on rank 0 never leaves the other ranks waiting;
+3. every rank returns the same summary, or raises the same ``TaskError``.
+
+Results are then readable on every rank: ``h.result()`` loads from the cache
+directory, which all ranks must see (a shared filesystem across nodes).
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+
+from .backends import mpi_backend
+from .errors import NdustriaError, TaskError, TaskFailure
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline, RunSummary
+    from .task import TaskHandle
+
+ROOT = 0
+
+
+class NullStream(io.TextIOBase):
+    """Where the console of a non-root rank writes: nowhere (rank 0 prints for everyone)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+@dataclass
+class Outcome:
+    """What rank 0 tells the other ranks after a run."""
+
+    statuses: dict[str, str] = field(default_factory=dict)
+    failures: list[TaskFailure] = field(default_factory=list)
+    summary: Any = None
+    aborted: str = ""
+
+
+_HOOKED = False
+
+
+def abort_on_uncaught_exception() -> None:
+    """Make an exception that no rank catches end the whole job (``MPI_Abort``), as
+    ``python -m mpi4py`` does, instead of leaving the other ranks waiting in a collective.
+    A ``TaskError`` is exempt: every rank raises it alike, so a normal exit is collective."""
+    global _HOOKED
+    if _HOOKED:
+        return
+    _HOOKED = True
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        previous(kind, value, tb)
+        if not issubclass(kind, TaskError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            from mpi4py import MPI
+
+            MPI.COMM_WORLD.Abort(1)
+
+    sys.excepthook = hook
+
+
+def run_collective(pipe: Pipeline, handles: dict[str, TaskHandle]) -> RunSummary:
+    """Run ``handles`` over all ranks of ``COMM_WORLD``; call it on every rank."""
+    from mpi4py import MPI
+    from mpi4py.futures import MPICommExecutor
+
+    comm = MPI.COMM_WORLD
+    if comm.Get_rank() != ROOT:
+        with MPICommExecutor(comm, root=ROOT):
+            pass  # serve tasks until rank 0 is done
+        return _apply(pipe, handles, _receive(comm))
+    outcome = Outcome()
+    try:
+        with MPICommExecutor(comm, root=ROOT) as executor:
+            pipe._backend = mpi_backend(executor, comm.Get_size(), pipe.shared_cache)
+            try:
+                outcome.summary = pipe._run_handles(handles)
+            except TaskError as exc:
+                outcome.failures = exc.failures
+                raise
+            finally:
+                pipe._backend = None
+    except BaseException as exc:
+        if not outcome.failures:
+            outcome.aborted = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        outcome.statuses = {k: h.status for k, h in handles.items()}
+        _send(comm, outcome)
+    return outcome.summary
+
+
+def _send(comm: Any, outcome: Outcome) -> None:
+    try:
+        blob = cloudpickle.dumps(outcome)
+    except Exception:  # an exception object that will not pickle: send its text
+        for failure in outcome.failures:
+            failure.exception = NdustriaError(failure.traceback)
+        blob = cloudpickle.dumps(outcome)
+    comm.bcast(blob, root=ROOT)
+
+
+def _receive(comm: Any) -> Outcome:
+    return cloudpickle.loads(comm.bcast(None, root=ROOT))
+
+
+def _apply(pipe: Pipeline, handles: dict[str, TaskHandle], outcome: Outcome) -> RunSummary:
+    for key, status in outcome.statuses.items():
+        if key in handles:
+            handles[key].status = status
+    pipe._failures = {f.key: f for f in outcome.failures}
+    for failure in outcome.failures:
+        if failure.key in handles:
+            handles[failure.key].error = failure.exception
+    if outcome.failures:
+        raise TaskError(outcome.failures)
+    if outcome.aborted:
+        raise NdustriaError(f"the run was aborted on rank {ROOT}: {outcome.aborted}")
+    return outcome.summary

@@ -1,0 +1,115 @@
+"""What runs on a remote worker (an ipyparallel engine, an MPI rank) around :func:`worker.execute`.
+
+- :func:`execute_batch` runs several payloads in one call and returns their
+  reports, so tiny tasks do not each pay a round trip to the engine.
+- :func:`run_blob` is the one function the remote executors actually call: its
+  argument is ``cloudpickle.dumps((fn, args, kwargs))`` and it returns
+  ``cloudpickle.dumps(result)``, so closures, notebook functions and user
+  exceptions survive whatever serializer the transport uses (ipyparallel's
+  canning, mpi4py's pickle). It names the engine in reports, can print
+  ``[Rank k] running: <task>`` before each task (MPI script mode) and can
+  capture each task's stdout/stderr into its report, so the scheduler prints
+  them marked with the task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from collections.abc import Sequence
+
+import cloudpickle
+
+from . import worker
+from .errors import NdustriaError
+from .worker import TaskPayload, TaskReport
+
+_ENGINE_NAMED = False
+_CAPTURE = False  # set for the duration of one run_blob call (engines run one call at a time)
+_ANNOUNCE = False
+
+
+def run_one(payload: TaskPayload) -> TaskReport:
+    """Run one payload (announced and captured when :func:`run_blob` asks for it)."""
+    return _run_one(payload)
+
+
+def execute_batch(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
+    """Run payloads one after the other; one report each, in order."""
+    return [_run_one(p) for p in payloads]
+
+
+def noop() -> None:
+    """Does nothing: timing its round trip measures a backend's per-submission overhead."""
+
+
+def run_blob(blob: bytes, capture: bool = False, announce: bool = False) -> bytes:
+    """Unpickle ``(fn, args, kwargs)``, call it on this engine, return the pickled result."""
+    global _CAPTURE, _ANNOUNCE
+    _name_engine()
+    fn, args, kwargs = cloudpickle.loads(blob)
+    _CAPTURE, _ANNOUNCE = capture, announce
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        _CAPTURE = _ANNOUNCE = False
+    try:
+        return cloudpickle.dumps(result)
+    except Exception:  # a report carrying an exception that will not pickle: keep its text only
+        for report in result if isinstance(result, list) else [result]:
+            if isinstance(report, TaskReport):
+                report.exception = NdustriaError(report.error or "task failed")
+        return cloudpickle.dumps(result)
+
+
+def _run_one(payload: TaskPayload) -> TaskReport:
+    if _ANNOUNCE:  # one write per line, so mpiexec never splices two ranks' lines together
+        sys.stdout.write(f"[{_engine_label()}] running: {payload.name}\n")
+        sys.stdout.flush()
+    if not _CAPTURE:
+        return worker.execute(payload)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        report = worker.execute(payload)
+    report.stdout, report.stderr = out.getvalue(), err.getvalue()
+    return report
+
+
+def _engine_label() -> str:
+    rank = _mpi_rank()
+    return f"Rank {rank}" if rank is not None else worker.engine_id()
+
+
+def _name_engine() -> None:
+    """Give this process a readable engine id for reports: ``rank2``, ``engine1``."""
+    global _ENGINE_NAMED
+    if _ENGINE_NAMED:
+        return
+    _ENGINE_NAMED = True
+    rank = _mpi_rank()
+    if rank is not None:
+        worker.set_engine_id(f"rank{rank}")
+        return
+    engine = _ipyparallel_engine_id()
+    if engine is not None:
+        worker.set_engine_id(f"engine{engine}")
+
+
+def _mpi_rank() -> int | None:
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+        return int(mpi.COMM_WORLD.Get_rank())
+    return None
+
+
+def _ipyparallel_engine_id() -> int | None:
+    if "ipyparallel" not in sys.modules:
+        return None
+    try:
+        from IPython import get_ipython
+
+        return getattr(getattr(get_ipython(), "kernel", None), "engine_id", None)
+    except Exception:  # pragma: no cover - not inside an engine
+        return None
+

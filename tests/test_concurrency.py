@@ -1,0 +1,124 @@
+"""Two processes on one cache: every shared task is computed once, both get correct results."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from support import write_script
+
+from ndustria.catalog import Catalog
+from ndustria.locks import clean_locks, key_lock
+from ndustria.worker import TaskPayload, execute, get_store
+
+N_TASKS = 20
+
+SCRIPT = """
+import os, sys, time
+from pathlib import Path
+
+import pytest
+import pytest
+
+from ndustria import Pipeline
+
+side, go, order, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+pipe = Pipeline(name=name, verbose=False)
+
+@pipe.AddFunction()
+def square(i):
+    with open(side, "a") as fh:
+        fh.write(f"{i} {os.getpid()}\\n")
+    time.sleep(0.05)
+    return i * i
+
+@pipe.AddFunction()
+def total(values):
+    return sum(values)
+
+indices = range(N) if order == "up" else reversed(range(N))
+handles = [square(i) for i in indices]
+all_ = total([square(i) for i in range(N)])  # the same task in both processes
+while not go.exists():  # start both runs together
+    time.sleep(0.005)
+summary = pipe.run()
+assert sorted(h.result() for h in handles) == [i * i for i in range(N)]
+assert all_.result() == sum(i * i for i in range(N))
+print("executed", summary.executed, "cached", summary.cached)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_compute_each_shared_task_once(tmp_path: Path, cache_dir: Path) -> None:
+    script = write_script(tmp_path / "shared.py", SCRIPT.replace("N)", f"{N_TASKS})"))
+    side, go = tmp_path / "calls.txt", tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # The same order in both: they race for every task (without the lock, ~18 of 20 run twice).
+    procs = [subprocess.Popen([sys.executable, str(script), str(side), str(go), "up", name], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("first", "second")]
+    time.sleep(1.5)  # both interpreters import ndustria and declare their tasks
+    go.touch()
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for p, (_out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err
+    calls = [line.split()[0] for line in side.read_text().splitlines()]
+    assert sorted(calls, key=int) == [str(i) for i in range(N_TASKS)]  # each task exactly once
+    catalog = Catalog(cache_dir)
+    keys = {row["key"] for row in catalog.entries()}
+    assert len(keys) == N_TASKS + 1
+    for name in ("first", "second"):
+        run = catalog.latest_run(name)
+        assert run["state"] == "done"
+        assert {r["status"] for r in catalog.tasks(run["run_id"])} <= {"done", "cached"}
+
+
+def test_waiting_process_reports_entry_as_found(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def work(i: int) -> int:
+        calls.append(i)
+        return i + 1
+
+    root = str(tmp_path / "c")
+    payload = TaskPayload(key="abc123", name="work(1)", func=work, args=(1,), kwargs={}, store_root=root)
+    get_store(root).save("abc123", 2)  # another process stored it while this one waited for the lock
+    report = execute(payload)
+    assert (report.status, report.found, calls) == ("done", True, [])
+    assert report.size > 0 and report.checksum
+    payload.rerun = True  # a rerun task is computed whatever is stored
+    report = execute(payload)
+    assert (report.status, report.found, calls) == ("done", False, [1])
+
+
+def test_lock_excludes_threads_and_cleans_stale(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    inside: list[int] = []
+    overlap = []
+
+    def hold() -> None:
+        with key_lock(root, "k"):
+            inside.append(1)
+            overlap.append(len(inside))
+            time.sleep(0.05)
+            inside.pop()
+
+    threads = [threading.Thread(target=hold) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlap == [1, 1, 1, 1]
+    lock = root / "locks" / "k.lock"
+    assert lock.exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(f"{dead.stdout.strip()} {os.uname().nodename}\n")
+    assert clean_locks(root, older_than=3600) == 0  # too recent
+    os.utime(lock, (time.time() - 7200, time.time() - 7200))
+    assert clean_locks(root, older_than=3600) == 1
+    assert not lock.exists()

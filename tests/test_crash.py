@@ -1,0 +1,147 @@
+"""Processes really killed while a ~500 MB result is being written: nothing partial survives."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support import write_script
+
+from ndustria import Pipeline
+from ndustria.locks import STALE_AFTER
+from ndustria.store import Store
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")]
+
+SIZE = 500 * 2**20
+KILL_AT = 64 * 2**20  # bytes of the temp file written when the signal is sent
+
+SCRIPT = """
+import os, sys
+from pathlib import Path
+import numpy as np
+from ndustria import Pipeline
+
+side, backend = Path(sys.argv[1]), sys.argv[2]
+pipe = Pipeline(name="crash", backend=backend, engines=1, verbose=False)
+
+@pipe.AddFunction()
+def big(n):
+    with open(side, "a") as fh:
+        fh.write(f"{os.getpid()}\\n")
+    return np.full(n, 7, dtype=np.uint8)
+
+handle = big(SIZE)
+pipe.run()
+arr = handle.result(mmap=True)
+assert arr.shape == (SIZE,) and arr[0] == 7 and arr[-1] == 7 and arr[SIZE // 2] == 7
+print("ok")
+pipe.close()
+"""
+
+
+def start(tmp_path: Path, backend: str, **popen) -> subprocess.Popen:
+    script = write_script(tmp_path / "crash.py", SCRIPT.replace("SIZE", str(SIZE)))
+    return subprocess.Popen([sys.executable, str(script), str(tmp_path / "calls.txt"), backend],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def wait_for_write(cache: Path, proc: subprocess.Popen) -> tuple[int, int]:
+    """Wait until a temp file holds KILL_AT bytes; returns (pid that writes it, its size)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        for f in (cache / "tmp").glob("*.tmp") if (cache / "tmp").is_dir() else ():
+            try:
+                size = f.stat().st_size
+            except FileNotFoundError:
+                continue
+            if size >= KILL_AT:
+                return int(re.fullmatch(r".*-(\d+)-(\d+)\.tmp", f.name)[1]), size
+        time.sleep(0.002)
+    raise AssertionError("the result was never written")
+
+
+def assert_no_partial_entry(cache: Path) -> list[str]:
+    """Every entry in the store verifies; returns their keys."""
+    store = Store(cache, fsync=False)
+    keys = list(store.keys())
+    for key in keys:
+        store.verify(key)
+    return keys
+
+
+def rerun_ok(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(tmp_path / "crash.py"), str(tmp_path / "calls.txt"), "serial"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def calls(tmp_path: Path) -> int:
+    return len((tmp_path / "calls.txt").read_text().splitlines())
+
+
+def test_sigkill_of_driver_while_writing(tmp_path: Path, cache_dir: Path) -> None:
+    proc = start(tmp_path, "serial")
+    pid, size = wait_for_write(cache_dir, proc)
+    assert pid == proc.pid
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert assert_no_partial_entry(cache_dir) == []  # the killed write left no entry
+    leftovers = list((cache_dir / "tmp").glob("*.tmp"))
+    assert len(leftovers) == 1  # only its temp file, which is not an entry
+    rerun_ok(tmp_path)
+    assert calls(tmp_path) == 2  # recomputed
+    assert len(assert_no_partial_entry(cache_dir)) == 1
+    # A later run cleans the killed writer's temp file once it is stale.
+    assert leftovers[0].exists()
+    old = time.time() - STALE_AFTER - 60
+    os.utime(leftovers[0], (old, old))
+    Pipeline(name="cleanup", verbose=False).store  # noqa: B018 - opening the store cleans
+    assert not leftovers[0].exists()
+    shutil.rmtree(cache_dir)
+
+
+def test_sigkill_of_loky_worker_while_writing(tmp_path: Path, cache_dir: Path) -> None:
+    proc = start(tmp_path, "processes")
+    pid, size = wait_for_write(cache_dir, proc)
+    assert pid != proc.pid  # a worker process writes the result
+    os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    # The scheduler retries a task whose engine died; whether the retry completes or the run
+    # fails with TaskError, no partial entry exists and the next run gets a whole result.
+    if proc.returncode == 0:
+        assert out.strip() == "ok"
+        assert len(assert_no_partial_entry(cache_dir)) == 1
+    else:
+        assert "TerminatedWorkerError" in err or "BrokenProcessPool" in err, err
+        assert assert_no_partial_entry(cache_dir) == []
+    computed = calls(tmp_path)
+    rerun_ok(tmp_path)  # a cache hit if the retry completed, else recomputed
+    assert calls(tmp_path) == computed + (proc.returncode != 0)
+    assert len(assert_no_partial_entry(cache_dir)) == 1
+    shutil.rmtree(cache_dir)
+
+
+@pytest.mark.parametrize("backend", ["serial", "processes"])
+def test_ctrl_c_while_writing(tmp_path: Path, cache_dir: Path, backend: str) -> None:
+    proc = start(tmp_path, backend, start_new_session=True)
+    wait_for_write(cache_dir, proc)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert assert_no_partial_entry(cache_dir) == []
+    if backend == "serial":
+        assert list((cache_dir / "tmp").glob("*.tmp")) == []  # the interrupted writer removed its temp file
+    rerun_ok(tmp_path)
+    assert calls(tmp_path) == 2
+    assert len(assert_no_partial_entry(cache_dir)) == 1
+    shutil.rmtree(cache_dir)

@@ -1,0 +1,405 @@
+"""Behaviour of the on-disk result store: round trips, integrity, atomicity."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import mmap
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ndustria.store as store_module
+from ndustria.errors import CacheError, CorruptEntryError, ResultNotPicklableError
+from ndustria.store import FORMAT_VERSION, EntryInfo, Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "cache", fsync=False)
+
+
+def assert_same(got: object, want: object) -> None:
+    assert type(got) is type(want)
+    if isinstance(want, np.ndarray):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        if want.dtype.names:
+            assert got.tobytes() == want.tobytes()
+        else:
+            assert np.array_equal(got, want)
+    elif isinstance(want, dict):
+        assert got.keys() == want.keys()
+        for k in want:
+            assert_same(got[k], want[k])
+    elif isinstance(want, (list, tuple)):
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert_same(g, w)
+    else:
+        assert got == want
+
+
+def file_owner(arr: np.ndarray) -> object:
+    """The object at the end of an array's base chain (the memory's owner)."""
+    base: object = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base.obj if isinstance(base, memoryview) else base
+
+
+def walk_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+VALUES = {
+    "none": None,
+    "empty_str": "",
+    "str": "héllo wörld ✓",
+    "bytes": b"\x00\x01binary\xff",
+    "bytearray": bytearray(b"abc" * 1000),
+    "int": 12345678901234567890,
+    "float": 3.25,
+    "tuple": (1, "two", 3.0),
+    "nested": {
+        "a": np.arange(1000, dtype=np.int64),
+        "b": [np.ones((30, 40), order="F"), {"c": np.linspace(0, 1, 7, dtype=np.float32)}],
+        "meta": {"name": "x", "n": 3},
+    },
+    "zero_d": np.array(3.5),
+    "empty_array": np.empty((0, 3)),
+    "non_contiguous": np.arange(100.0).reshape(10, 10)[::2, ::3],
+    "structured": np.array(
+        [(1, 2.5, b"ab"), (3, -1.0, b"cd")], dtype=[("i", "<i4"), ("f", "<f8"), ("s", "S2")]
+    ),
+    "object_array": np.array([1, "two", None, [3]], dtype=object),
+    "complex": np.arange(5) * (1 + 2j),
+}
+
+
+@pytest.mark.parametrize("name", VALUES)
+@pytest.mark.parametrize("use_mmap", [False, True])
+def test_round_trip(store: Store, name: str, use_mmap: bool) -> None:
+    info = store.save("k" + name, VALUES[name])
+    assert isinstance(info, EntryInfo) and info.size == info.path.stat().st_size
+    assert_same(store.load("k" + name, mmap=use_mmap), VALUES[name])
+
+
+def test_lambda_round_trip(store: Store) -> None:
+    store.save("fn", lambda x: x + 1)
+    assert store.load("fn")(2) == 3
+
+
+@pytest.mark.parametrize("use_mmap", [False, True])
+def test_loaded_arrays_are_writable_and_do_not_change_the_entry(store: Store, use_mmap: bool) -> None:
+    value = {"a": np.arange(100_000, dtype=np.float64), "b": [np.zeros((5, 5), dtype=np.int8)]}
+    store.save("w", value)
+    got = store.load("w", mmap=use_mmap)
+    for arr in (got["a"], got["b"][0]):
+        assert arr.flags.writeable
+        arr += 1
+    store.verify("w")
+    assert_same(store.load("w"), value)
+
+
+def test_mmap_load_is_backed_by_the_file(store: Store) -> None:
+    store.save("m", {"x": np.arange(1 << 20, dtype=np.float64)})
+    mapped = store.load("m", mmap=True)["x"]
+    assert isinstance(file_owner(mapped), mmap.mmap)
+    read = store.load("m")["x"]
+    assert not isinstance(file_owner(read), mmap.mmap)
+    assert read.ctypes.data % 64 == 0 and mapped.ctypes.data % 64 == 0
+
+
+# -- integrity: corrupt entries are detected and never unpickled --------------------------------
+
+
+def _touch(flag: str) -> str:
+    Path(flag).touch()
+    return "unpickled"
+
+
+class Canary:
+    """Unpickling it creates a file: proof that unpickling happened."""
+
+    def __init__(self, flag: Path) -> None:
+        self.flag = str(flag)
+
+    def __reduce__(self):
+        return (_touch, (self.flag,))
+
+
+def regions(path: Path) -> dict:
+    raw = path.read_bytes()
+    _, version, hlen = struct.unpack_from("<8sII", raw)
+    head = json.loads(raw[16 : 16 + hlen])
+    head["header"] = (16, hlen)
+    return head
+
+
+def flip(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x5A]))
+
+
+@pytest.fixture
+def canary_entry(store: Store, tmp_path: Path) -> tuple[Store, Path, Path]:
+    flag = tmp_path / "unpickled.flag"
+    value = {"canary": Canary(flag), "arr": np.arange(200_000, dtype=np.float64)}
+    store.save("canary", value)
+    assert store.load("canary")["canary"] == "unpickled" and flag.exists()  # the canary works
+    flag.unlink()
+    return store, store.path("canary"), flag
+
+
+DAMAGE = ["header", "header_digest", "pickle", "buffer", "truncated_buffer", "truncated_header", "empty"]
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_entry_raises_and_is_never_unpickled(
+    canary_entry, monkeypatch, damage: str, threaded: bool
+) -> None:
+    store, path, flag = canary_entry
+    monkeypatch.setattr(store_module, "_THREADED", 0 if threaded else 1 << 62)
+    head = regions(path)
+    (p_off, p_len), ((b_off, b_len),) = head["pickle"], head["buffers"]
+    if damage == "header":
+        flip(path, 16 + head["header"][1] // 2)
+    elif damage == "header_digest":
+        flip(path, 16 + head["header"][1] + 3)
+    elif damage == "pickle":
+        flip(path, p_off + p_len // 2)
+    elif damage == "buffer":
+        flip(path, b_off + b_len - 10)
+    else:
+        size = {"truncated_buffer": b_off + b_len // 2, "truncated_header": 30, "empty": 0}[damage]
+        os.truncate(path, size)
+    with pytest.raises(CorruptEntryError) as exc_info:
+        store.load("canary")
+    assert exc_info.value.key == "canary" and exc_info.value.path == str(path)
+    with pytest.raises(CorruptEntryError):
+        store.verify("canary")
+    if damage != "buffer":  # mmap loads do not read (so do not verify) array data
+        with pytest.raises(CorruptEntryError):
+            store.load("canary", mmap=True)
+    assert not flag.exists()
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_chunk_boundaries_inside_and_between_regions(store: Store, monkeypatch, threaded: bool) -> None:
+    monkeypatch.setattr(store_module, "_CHUNK", 1000)  # many reads and writes per region
+    monkeypatch.setattr(store_module, "_THREADED", 0 if threaded else 1 << 62)
+    sizes = (0, 1, 100, 1000, 5000)
+    value = {
+        "arrays": [np.arange(n, dtype=np.float64) for n in sizes],
+        "text": "x" * 5000,
+        **VALUES["nested"],
+    }
+    store.save("chunks", value)
+    assert_same(store.load("chunks"), value)
+    store.verify("chunks")
+    flip(store.path("chunks"), store.path("chunks").stat().st_size - 5)
+    with pytest.raises(CorruptEntryError, match="array data checksum"):
+        store.load("chunks")
+    with pytest.raises(CorruptEntryError, match="array data checksum"):
+        store.verify("chunks")
+
+
+def test_newer_format_version_is_reported(canary_entry) -> None:
+    store, path, flag = canary_entry
+    with open(path, "r+b") as f:
+        f.seek(8)
+        f.write(struct.pack("<I", FORMAT_VERSION + 1))
+    for use_mmap in (False, True):
+        with pytest.raises(CorruptEntryError, match=rf"newer ndustria \(format {FORMAT_VERSION + 1}\)"):
+            store.load("canary", mmap=use_mmap)
+    assert not flag.exists()
+
+
+def test_entry_under_the_wrong_key_is_rejected(canary_entry) -> None:
+    store, path, flag = canary_entry
+    other = store.path("other")
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_bytes(path.read_bytes())
+    with pytest.raises(CorruptEntryError):
+        store.load("other")
+    assert not flag.exists()
+
+
+# -- failures while saving leave nothing behind -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, type_name",
+    [
+        ((i for i in range(3)), "generator"),
+        (threading.Lock(), "lock"),
+        ({"ok": 1, "bad": threading.Lock()}, "lock"),
+    ],
+)
+def test_unpicklable_result(store: Store, value: object, type_name: str) -> None:
+    with pytest.raises(ResultNotPicklableError) as exc_info:
+        store.save("bad", value)
+    message = str(exc_info.value)
+    assert type_name in message and "picklable" in message and "plain data" in message
+    assert not store.contains("bad")
+    assert walk_files(store.root / "tmp") == [] and walk_files(store.root / "objects") == []
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()])
+def test_failure_mid_write_leaves_no_partial_entry(store: Store, monkeypatch, error: BaseException) -> None:
+    old = np.zeros(10)
+    store.save("k", old)
+    real_write, calls = os.write, []
+
+    def failing_write(fd: int, data) -> int:
+        calls.append(len(data))
+        if len(calls) > 1:
+            raise error
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", failing_write)
+    with pytest.raises(type(error)):
+        store.save("k", np.ones(4 << 20))
+    monkeypatch.undo()
+    assert len(calls) == 2
+    assert walk_files(store.root / "tmp") == []
+    assert_same(store.load("k"), old)  # the previous entry is untouched
+    store.verify("k")
+
+
+# -- directory, bookkeeping ---------------------------------------------------------------------
+
+
+def test_root_is_private_and_marked(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a" / "cache")
+    assert (store.root.stat().st_mode & 0o777) == 0o700
+    assert (store.root / "FORMAT").read_text().strip() == f"ndustria-store {FORMAT_VERSION}"
+    assert (store.root / "objects").is_dir() and (store.root / "tmp").is_dir()
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o755)
+    os.chmod(existing, 0o755)
+    assert (Store(existing).root.stat().st_mode & 0o777) == 0o700
+    Store(tmp_path / "a" / "cache")  # reopening works
+
+
+def test_unusable_root_raises_cache_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CacheError, match="cannot use cache directory"):
+        Store(tmp_path / "file")
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    (newer / "FORMAT").write_text("ndustria-store 99\n")
+    with pytest.raises(CacheError, match="newer ndustria"):
+        Store(newer)
+
+
+def test_contains_remove_keys_info(store: Store) -> None:
+    assert not store.contains("a1") and store.info("a1") is None and list(store.keys()) == []
+    with pytest.raises(KeyError):
+        store.load("a1")
+    with pytest.raises(KeyError):
+        store.verify("a1")
+    saved = {k: store.save(k, {"v": np.arange(i + 1)}) for i, k in enumerate(["a1", "a2", "b7", "zz"])}
+    assert sorted(store.keys()) == ["a1", "a2", "b7", "zz"]
+    assert store.contains("b7") and store.path("b7") == store.root / "objects" / "b7" / "b7"
+    info = store.info("b7")
+    assert info == saved["b7"] and info.size == store.path("b7").stat().st_size
+    assert store.save("copy", {"v": np.arange(3)}).checksum == info.checksum
+    assert info.checksum != saved["a1"].checksum
+    assert store.remove("b7") is True and store.remove("b7") is False
+    assert not store.contains("b7") and "b7" not in set(store.keys())
+
+
+def test_saving_again_replaces_the_entry(store: Store) -> None:
+    store.save("k", "first")
+    store.save("k", np.arange(5))
+    assert_same(store.load("k"), np.arange(5))
+
+
+@pytest.mark.parametrize("key", ["", "../x", "a/b", ".hidden", "x" * 201, 5])
+def test_invalid_keys_are_rejected(store: Store, key: object) -> None:
+    with pytest.raises(ValueError):
+        store.path(key)  # type: ignore[arg-type]
+
+
+def test_clean_tmp_removes_only_stale_files(store: Store) -> None:
+    tmp = store.root / "tmp"
+    stale = tmp / "k1.0123abcd-999999-1.tmp"
+    fresh = tmp / "k2.4567abcd-999999-1.tmp"
+    mine = tmp / f"k3.89abcdef-{os.getpid()}-{threading.get_ident()}.tmp"
+    for p in (stale, fresh, mine):
+        p.write_bytes(b"partial")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    os.utime(mine, (old, old))
+    assert store.clean_tmp() == 1 and not stale.exists() and fresh.exists()
+    assert store.clean_tmp(older_than=0) == 1 and not fresh.exists()
+    assert mine.exists()  # a live writer of this process is left alone
+
+
+# -- a writer killed mid-write --------------------------------------------------------------------
+
+CHILD = """
+import sys
+import numpy as np
+from ndustria.store import Store
+store = Store(sys.argv[1], fsync=False)
+value = np.full(300 * 2**20 // 8, 7.0)
+print("ready", flush=True)
+while True:
+    store.save("killed", value)
+"""
+
+
+def _partial_file_exists(root: Path, full: int) -> bool:
+    for p in root.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):  # renamed into place meanwhile
+            if 16 << 20 < p.stat().st_size < full:
+                return True
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_while_writing_leaves_no_partial_entry(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    package_parent = str(Path(store_module.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(root)], stdout=subprocess.PIPE, env=env, cwd=tmp_path
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == b"ready"
+        deadline = time.monotonic() + 120  # a safety net, not a performance threshold
+        while not _partial_file_exists(root, 300 << 20):  # kill while a file is half-written
+            assert child.poll() is None, "the writer died on its own"
+            assert time.monotonic() < deadline, "no half-written file was ever seen"
+            time.sleep(0.001)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    try:
+        store = Store(root)
+        if store.contains("killed"):
+            store.verify("killed")
+            got = store.load("killed", mmap=True)
+            assert got.shape == (300 * 2**20 // 8,) and got[0] == got[-1] == 7.0
+            del got
+        store.clean_tmp(older_than=0)  # the dead writer's temp file goes
+        assert list((root / "tmp").glob("*.tmp")) == []
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # do not keep 300 MB in pytest's retained tmp dirs
