@@ -1,0 +1,223 @@
+"""``%%task`` cells: key a cell by its code and its inputs, restore its outputs on a hit.
+
+Key = normalized cell code (``ast.dump``: comments and formatting do not count) + the
+fingerprint of every input, i.e. every name the cell reads before binding it that exists
+in the namespace. A value restored or produced by a cached cell is identified by that
+cell's key (kept in the kernel's side table, no re-hash); functions by their code
+fingerprint; modules by name and version; anything else by content.
+
+On a miss the cell runs with its streams and displays teed (shown live *and* recorded);
+its top-level bindings, recorded outputs and duration are stored under the key as one
+entry. On a hit nothing runs: the bindings come back and the outputs are replayed.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+import xxhash
+
+from ndustria.errors import NdustriaError, ResultNotPicklableError, UnhashableError
+from ndustria.reports import human_bytes, human_seconds
+
+from .analysis import analyze, normalized
+
+if TYPE_CHECKING:
+    from .kernel import KernelState
+
+CELL_KEY_FORMAT = b"ndustria-cell-1"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+_IPY_HISTORY = re.compile(r"_+|_i+|_i?\d+|_[ido]h")
+
+Event = tuple[Any, ...]  # ("stdout" | "stderr", text) or ("display", data, metadata)
+
+
+@dataclass
+class CellOptions:
+    name: str
+    rerun: bool = False
+
+
+# -- keys ----------------------------------------------------------------------------
+def cell_inputs(state: KernelState, source: str) -> tuple[list[str], list[str]]:
+    """(input names present in the namespace, names the cell binds at top level)."""
+    names = analyze(source)
+    ns, hidden = state.shell.user_ns, state.shell.user_ns_hidden
+    inputs = [n for n in names.reads if n in ns and n not in hidden and not _IPY_HISTORY.fullmatch(n)
+              and not n.startswith("__")]
+    return inputs, names.binds
+
+
+def cell_key(state: KernelState, source: str, inputs: list[str]) -> str:
+    """The hex key of a cell: its normalized code and its inputs' fingerprints."""
+    h = xxhash.xxh3_128(CELL_KEY_FORMAT)
+    code = normalized(source).encode()
+    h.update(len(code).to_bytes(8, "little") + code)
+    state.hasher.clear()  # values may have changed in place since the last cell
+    for name in sorted(inputs):
+        value = state.shell.user_ns[name]
+        try:
+            digest = state.fingerprint(value)
+        except UnhashableError as exc:
+            raise UnhashableError(f"input {name!r} of this cell cannot be fingerprinted: {exc.message}",
+                                  where=name) from exc
+        encoded = name.encode()
+        h.update(len(encoded).to_bytes(4, "little") + encoded + digest)
+    return h.hexdigest()
+
+
+# -- recording -------------------------------------------------------------------------
+class _TeeStream:
+    """Writes through to the real stream and records what was written."""
+
+    def __init__(self, inner: Any, kind: str, events: list[Event]) -> None:
+        self._inner, self._kind, self._events = inner, kind, events
+
+    def write(self, text: str) -> int:
+        self._events.append((self._kind, text))
+        return self._inner.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _TeePublisher:
+    """Publishes displays as usual and records them."""
+
+    def __init__(self, inner: Any, events: list[Event]) -> None:
+        self._inner, self._events = inner, events
+
+    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None, *args: Any,
+                **kwargs: Any) -> Any:
+        if not kwargs.get("update"):
+            self._events.append(("display", dict(data), dict(metadata or {})))
+        return self._inner.publish(data, metadata, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@contextmanager
+def recording(shell: Any) -> Iterator[list[Event]]:
+    """Tee stdout, stderr and rich displays into a list of events while the cell runs live."""
+    events: list[Event] = []
+    saved = sys.stdout, sys.stderr, shell.display_pub
+    sys.stdout, sys.stderr = _TeeStream(sys.stdout, "stdout", events), _TeeStream(sys.stderr, "stderr", events)
+    shell.display_pub = _TeePublisher(shell.display_pub, events)
+    try:
+        yield events
+    finally:
+        sys.stdout, sys.stderr, shell.display_pub = saved
+
+
+def _merge(events: list[Event]) -> list[Event]:
+    out: list[Event] = []
+    for ev in events:
+        if out and ev[0] != "display" and out[-1][0] == ev[0]:
+            out[-1] = (ev[0], out[-1][1] + ev[1])
+        else:
+            out.append(ev)
+    return out
+
+
+def replay(events: list[Event]) -> None:
+    """Show recorded outputs again (widget views are dropped: their models died with the kernel)."""
+    from IPython.display import publish_display_data
+
+    for ev in events:
+        if ev[0] == "stdout":
+            sys.stdout.write(ev[1])
+        elif ev[0] == "stderr":
+            sys.stderr.write(ev[1])
+        else:
+            data = {k: v for k, v in ev[1].items() if k != WIDGET_MIME}
+            if data:
+                publish_display_data(data, ev[2])
+    sys.stdout.flush()
+
+
+# -- the magic's body ---------------------------------------------------------------
+def run_task_cell(state: KernelState, options: CellOptions, cell: str) -> None:
+    """Run (or restore) one ``%%task`` cell."""
+    shell = state.shell
+    source = shell.transform_cell(cell)
+    label = f"%%task {options.name}" if options.name else "%%task"
+    try:
+        inputs, binds = cell_inputs(state, source)
+        key = cell_key(state, source, inputs)
+    except SyntaxError:
+        shell.run_cell(cell, store_history=False)  # IPython reports the syntax error
+        return
+    except UnhashableError as exc:
+        print(f"[ndustria] {label}: not cached, {exc.message}. Make it hashable (or pass it through a "
+              "task) to cache this cell.", file=sys.stderr)
+        shell.run_cell(cell, store_history=False)
+        return
+    store = state.pipeline.store
+    if not options.rerun and store.contains(key) and _restore(state, key, label):
+        return
+    _compute(state, key, label, source, cell, binds)
+
+
+def _restore(state: KernelState, key: str, label: str) -> bool:
+    t0 = time.perf_counter()
+    try:
+        payload = state.pipeline.store.load(key)
+    except (KeyError, NdustriaError) as exc:
+        print(f"[ndustria] {label}: the cached entry cannot be used ({exc}); running the cell", file=sys.stderr)
+        return False
+    outputs: dict[str, Any] = payload["outputs"]
+    state.shell.user_ns.update(outputs)
+    for name, value in outputs.items():
+        state.remember(value, key, name)
+    replay(payload["events"])
+    took = time.perf_counter() - t0
+    names = ", ".join(outputs) or "no variables"
+    print(f"[ndustria] {label}: restored {names} from the cache in {human_seconds(took)} "
+          f"(the cell took {human_seconds(payload['seconds'])}; saved {human_seconds(max(payload['seconds'] - took, 0))})")
+    state.pipeline.catalog.touch([key])
+    return True
+
+
+def _compute(state: KernelState, key: str, label: str, source: str, cell: str, binds: list[str]) -> None:
+    shell = state.shell
+    t0 = time.perf_counter()
+    with recording(shell) as events:
+        result = shell.run_cell(cell, store_history=False)
+    seconds = time.perf_counter() - t0
+    if not result.success:
+        return  # a cell that raises stores nothing
+    in_kernel = getattr(shell, "kernel", None) is not None  # a terminal's displayhook writes to stdout (teed)
+    if in_kernel and result.result is not None and not source.rstrip().endswith(";"):
+        data, metadata = shell.display_formatter.format(result.result)
+        events.append(("display", data, metadata))
+    outputs = {n: shell.user_ns[n] for n in binds if n in shell.user_ns}
+    payload = {"outputs": outputs, "events": _merge(events), "seconds": seconds, "label": label}
+    try:
+        info = state.pipeline.store.save(key, payload)
+    except ResultNotPicklableError:
+        bad = [n for n, v in outputs.items() if not _picklable(v)]
+        print(f"[ndustria] {label}: the cell ran but was not cached: {', '.join(bad) or 'its output'} cannot be "
+              "pickled (cloudpickle). Delete it at the end of the cell, or compute it in another cell.",
+              file=sys.stderr)
+        return
+    for name, value in outputs.items():
+        state.remember(value, key, name)
+    state.pipeline.catalog.record_entry(key, label, "%%task", state.pipeline.name, info.size, info.checksum, None)
+    print(f"[ndustria] {label}: cached {', '.join(outputs) or 'its output'} ({human_bytes(info.size)}, "
+          f"{human_seconds(seconds)})")
+
+
+def _picklable(value: Any) -> bool:
+    try:
+        cloudpickle.dumps(value)
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,191 @@
+"""Per-kernel state: the kernel's pipeline, its ipyparallel cluster and the cached-values side table.
+
+One :class:`KernelState` per IPython shell. Its pipeline is named after the notebook
+when the kernel knows it (``__session__`` / ``JPY_SESSION_NAME``), else ``"notebook"``,
+and becomes :func:`ndustria.default_pipeline`, so ``@task`` registers into it.
+
+The kernel cluster is started on first ``--parallel`` use or by ``%ndustria cluster
+start``, reused by every later cell, and stopped when the kernel exits (``atexit``,
+which ipykernel runs on a normal shutdown) or on ``%ndustria cluster stop``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+import ndustria
+from ndustria import Pipeline
+from ndustria.fingerprint import Fingerprinter
+from ndustria.hashing import ValueHasher
+
+log = logging.getLogger("ndustria")
+
+_STATES: dict[int, KernelState] = {}
+
+
+def notebook_name(shell: Any) -> str:
+    """The notebook's file stem when the kernel knows it, else ``"notebook"``."""
+    path = shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or ""
+    stem = Path(str(path)).stem if path else ""
+    return stem or "notebook"
+
+
+class KernelPipeline(Pipeline):
+    """The kernel's pipeline: values ``handle.result()`` returns are remembered by their task key."""
+
+    on_result: Callable[[Any, str], None] | None = None
+
+    def _result(self, handle: Any, *, mmap: bool = False) -> Any:
+        value = super()._result(handle, mmap=mmap)
+        if self.on_result is not None:
+            self.on_result(value, handle.key)
+        return value
+
+
+class KernelCluster:
+    """The one ipyparallel cluster of this kernel."""
+
+    def __init__(self) -> None:
+        self.cluster: Any = None
+        self.client: Any = None
+        self.engines = 0
+        self.mpi = False
+
+    @property
+    def running(self) -> bool:
+        return self.client is not None
+
+    def start(self, engines: int, mpi: bool = False) -> Any:
+        """Start the cluster (or return the running one's client)."""
+        if self.client is not None:
+            return self.client
+        import ipyparallel as ipp
+
+        kwargs: dict[str, Any] = {"n": engines, "log_level": 40, "shutdown_atexit": False}
+        if mpi:
+            kwargs["engines"] = "mpi"
+        cluster = ipp.Cluster(**kwargs)
+        client = cluster.start_and_connect_sync()
+        client.wait_for_engines(engines, timeout=120)
+        self.cluster, self.client, self.engines, self.mpi = cluster, client, engines, mpi
+        return client
+
+    def stop(self) -> bool:
+        """Stop the cluster; False if none was running."""
+        if self.cluster is None:
+            return False
+        cluster, client = self.cluster, self.client
+        self.cluster = self.client = None
+        try:
+            client.close()
+            cluster.stop_cluster_sync()
+        except Exception as exc:  # best effort, also at exit
+            log.warning("could not stop the kernel's ipyparallel cluster: %s", exc)
+        return True
+
+    def describe(self) -> str:
+        if self.client is None:
+            return "No cluster is running in this kernel (start one: %ndustria cluster start -n 2)."
+        kind = "MPI" if self.mpi else "local"
+        return (f"ipyparallel cluster {self.cluster.cluster_id}: {len(self.client.ids)} {kind} engines "
+                f"(profile {self.cluster.profile_dir})")
+
+
+class KernelState:
+    """Everything ndustria keeps for one kernel."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        existing = ndustria._default_pipeline
+        if existing is not None and existing.name in ("ndustria", "notebook"):
+            existing.name = notebook_name(shell)  # @task was used before %load_ext
+            existing.__class__ = KernelPipeline
+            self.pipeline: KernelPipeline = existing  # type: ignore[assignment]
+        else:
+            self.pipeline = KernelPipeline(name=notebook_name(shell))
+        self.pipeline.on_result = lambda value, key: self.remember(value, key, "")
+        ndustria._default_pipeline = self.pipeline
+        self.hasher = ValueHasher()
+        self.fingerprinter = Fingerprinter(self.hasher)
+        self.origins: dict[int, tuple[Any, bytes]] = {}  # id(value) -> (value, token of the cell output or task result it is)
+        self.cluster = KernelCluster()
+        self.last_run: dict[str, Any] | None = None  # run_id, keys, name of the last %%ndustria run
+        atexit.register(self.cluster.stop)
+
+    # -- fingerprints ---------------------------------------------------------------------
+    def remember(self, value: Any, key: str, name: str) -> None:
+        """Identify ``value`` by the cell output (``name``) or task result (``""``) it came from: no re-hash
+        downstream. Like a task's result, such a value is taken as unchanged: change it in a cached cell."""
+        if value is None or isinstance(value, (bool, int, float, str, types.ModuleType)):
+            return  # small or interned values: hashing them is cheap and ids are shared
+        token = xxhash.xxh3_128(f"output\0{key}\0{name}".encode()).digest()
+        self.origins[id(value)] = (value, token)
+
+    def fingerprint(self, value: Any) -> bytes:
+        """16 bytes identifying an input value (side table, code fingerprint, or content)."""
+        seen = self.origins.get(id(value))
+        if seen is not None and seen[0] is value:
+            return seen[1]
+        if isinstance(value, type) and value.__module__ == "__main__":
+            return self._class_digest(value)
+        return self.hasher.digest(value)
+
+    def _class_digest(self, cls: type) -> bytes:
+        h = xxhash.xxh3_128(f"class\0{cls.__qualname__}".encode())
+        for name, member in sorted(vars(cls).items()):
+            func = getattr(member, "__func__", member)
+            if isinstance(func, types.FunctionType):
+                h.update(name.encode() + b"\0" + self.fingerprinter.digest(func))
+            elif not name.startswith("__"):
+                try:
+                    h.update(name.encode() + b"\0" + self.hasher.digest(member))
+                except Exception:
+                    h.update(name.encode() + b"\0?")
+        for base in cls.__bases__:
+            h.update(self.fingerprint(base))
+        return h.digest()
+
+    # -- running ----------------------------------------------------------------------------
+    def configure(self, *, parallel: bool, engines: int | None, mpi: bool, timeit: bool, memcheck: bool,
+                  profiling: bool, dryrun: bool, name: str | None) -> None:
+        """Set the kernel pipeline's options for one run (the backend is chosen again)."""
+        pipe = self.pipeline
+        pipe._shutdown_backend()
+        pipe.timeit, pipe.memcheck, pipe.profiling, pipe.dryrun = timeit, memcheck, profiling, dryrun
+        if name:
+            pipe.name = name
+        pipe.parallel = parallel
+        if parallel:
+            if self.cluster.running and mpi != self.cluster.mpi:
+                print(f"[ndustria] using the kernel's running {'MPI' if self.cluster.mpi else 'local'} cluster; "
+                      "`%ndustria cluster stop` first to change it")
+            pipe.cluster = self.cluster.start(engines or 2, mpi=mpi)
+            pipe.backend_name = None
+        else:
+            pipe.cluster = None
+            pipe.backend_name = "serial"
+
+
+def get_state(shell: Any) -> KernelState:
+    """The state of ``shell``, created on first use."""
+    state = _STATES.get(id(shell))
+    if state is None or state.shell is not shell:
+        state = _STATES[id(shell)] = KernelState(shell)
+    return state
+
+
+def drop_state(shell: Any) -> None:
+    """Forget ``shell``'s state and stop its cluster (``%unload_ext ndustria``)."""
+    state = _STATES.pop(id(shell), None)
+    if state is not None:
+        state.cluster.stop()
+        atexit.unregister(state.cluster.stop)
+        state.pipeline.close()

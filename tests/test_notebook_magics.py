@@ -1,0 +1,87 @@
+"""The notebook layer in-process: cell analysis, ``%%task`` details and the ``%ndustria`` commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.testing.globalipapp import get_ipython
+
+import ndustria
+from ndustria_nb.analysis import analyze, normalized
+from ndustria_nb.kernel import get_state
+
+
+@pytest.fixture
+def ip(cache_dir: Path) -> Iterator[Any]:
+    shell = get_ipython() or InteractiveShell.instance()  # the global app starts once per process
+    shell.run_line_magic("load_ext", "ndustria")
+    yield shell
+    shell.run_line_magic("unload_ext", "ndustria")
+    ndustria._default_pipeline = None
+
+
+def test_reads_and_binds_follow_scopes_and_order() -> None:
+    names = analyze("x = x + 1\nfor i in range(n):\n    t += i\nimport os.path as p, sys\n"
+                    "z = [a for a in b if a > c]\ndef f(q=d):\n    return e + q + x\n"
+                    "class K(Base):\n    v = w\nw2 = (lambda: g)()\n")
+    assert names.reads == ["x", "range", "n", "t", "b", "c", "d", "Base", "w", "e", "g"]
+    assert names.binds == ["x", "i", "t", "p", "sys", "z", "f", "K", "w2"]
+    assert analyze("y = 1\nprint(y)\n").reads == ["print"]
+    assert normalized("a = 1  # note\n") == normalized("a = (1)\n\n# other\n")
+
+
+def test_task_cell_restores_and_uses_the_side_table(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    state = get_state(ip)
+    ip.run_cell("base = list(range(5))")
+    ip.run_cell("%%task first\nvals = [v * 2 for v in base]\nprint('ran')")
+    assert ip.user_ns["vals"] == [0, 2, 4, 6, 8]
+    produced = ip.user_ns["vals"]
+    assert state.origins[id(produced)][0] is produced  # downstream cells identify it by key
+    ip.user_ns.pop("vals")
+    capsys.readouterr()
+    ip.run_cell("%%task first\nvals = [v * 2 for v in base]   # same code\nprint('ran')")
+    out = capsys.readouterr().out
+    assert "ran" in out and "restored vals" in out and ip.user_ns["vals"] == [0, 2, 4, 6, 8]
+    ip.run_cell("%%task --rerun\nvals = [v * 3 for v in base]")
+    assert ip.user_ns["vals"][1] == 3
+
+
+def test_unpicklable_output_is_reported_and_the_cell_still_ran(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_cell("%%task\nimport threading\nlock = threading.Lock()\nran = True")
+    err = capsys.readouterr().err
+    assert "lock cannot be pickled" in err and ip.user_ns["ran"] is True
+
+
+def test_line_magic_commands(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_cell("from ndustria import task\n@task\ndef double(x):\n    return 2 * x\n")
+    ip.run_cell("%%ndustria --timeit --name magic_test\nh = double(21)\npair = double([1])")
+    assert ip.user_ns["h"].result() == 42
+    value = ip.user_ns["pair"].result()  # a task's result is identified by its key in later %%task cells
+    assert get_state(ip).fingerprint(value) != get_state(ip).hasher.digest(value)
+    assert get_state(ip).pipeline is ndustria.default_pipeline()
+    capsys.readouterr()
+    for line in ("status", "config", "cluster", "cache ls", "timeline", "memory", "profile magic_test"):
+        ip.run_line_magic("ndustria", line)
+    out = capsys.readouterr().out
+    assert "double(21)" in out and "No cluster is running" in out and "pipeline 'magic_test'" in out
+    ip.run_line_magic("ndustria", "cache rm double")
+    assert "Removed double(21)" in capsys.readouterr().out
+    ip.run_line_magic("ndustria", "cache clear")
+    for bad in ("bogus", "cache rm", "cluster launch", "timeline 999", "run extra"):
+        with pytest.raises(UsageError):
+            ip.run_line_magic("ndustria", bad)
+    with pytest.raises(UsageError):
+        ip.run_cell_magic("ndustria", "--engines x", "pass")
+
+
+def test_unload_removes_the_magics(ip: Any) -> None:
+    ip.run_line_magic("unload_ext", "ndustria")
+    assert "task" not in ip.magics_manager.magics["cell"]
+    assert "ndustria" not in ip.magics_manager.magics["line"]
+    ip.run_line_magic("load_ext", "ndustria")
+    assert "task" in ip.magics_manager.magics["cell"]
