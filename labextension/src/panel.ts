@@ -1,0 +1,215 @@
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { Widget } from '@lumino/widgets';
+
+import { age, duration, el, size, when } from './format';
+import { IEntry, IRun, ITask, requestAPI } from './handler';
+
+const ACTIVE_MS = 2000; // refresh period while a run is active
+const IDLE_MS = 10000; // otherwise, to notice new runs
+
+/** The ndustria sidebar: recent runs, the tasks of the selected run, and the cache. */
+export class NdustriaPanel extends Widget {
+  private view: 'runs' | 'cache' = 'runs';
+  private selected: number | null = null;
+  private timer = 0;
+  private readonly body = el('div', 'jp-ndustria-body');
+  private readonly status = el('div', 'jp-ndustria-status');
+  private readonly tabs: { [name: string]: HTMLButtonElement } = {};
+
+  constructor() {
+    super();
+    this.id = 'ndustria-panel';
+    this.title.label = 'ndustria';
+    this.title.caption = 'ndustria pipelines: runs, tasks and cache';
+    this.addClass('jp-ndustria-panel');
+    const bar = el('div', 'jp-ndustria-toolbar');
+    for (const name of ['runs', 'cache'] as const) {
+      const button = el('button', 'jp-ndustria-tab', name === 'runs' ? 'Runs' : 'Cache');
+      button.onclick = () => this.showView(name);
+      this.tabs[name] = button;
+      bar.append(button);
+    }
+    const refresh = el('button', 'jp-ndustria-refresh', '⟳');
+    refresh.title = 'Refresh';
+    refresh.onclick = () => void this.refresh();
+    bar.append(refresh);
+    this.node.append(bar, this.status, this.body);
+    this.showView('runs');
+  }
+
+  /** Switch between the runs and the cache view. */
+  showView(view: 'runs' | 'cache'): void {
+    this.view = view;
+    for (const [name, button] of Object.entries(this.tabs)) {
+      button.classList.toggle('jp-mod-active', name === view);
+    }
+    void this.refresh();
+  }
+
+  protected onAfterShow(): void {
+    void this.refresh();
+  }
+
+  protected onBeforeHide(): void {
+    window.clearTimeout(this.timer);
+  }
+
+  dispose(): void {
+    window.clearTimeout(this.timer);
+    super.dispose();
+  }
+
+  /** Reload the current view; schedule the next reload while visible. */
+  async refresh(): Promise<void> {
+    window.clearTimeout(this.timer);
+    let active = false;
+    try {
+      active = this.view === 'runs' ? await this.renderRuns() : await this.renderCache();
+      this.status.textContent = '';
+    } catch (error) {
+      this.body.replaceChildren();
+      this.status.textContent = (error as Error).message;
+    }
+    if (this.isVisible && !this.isDisposed) {
+      this.timer = window.setTimeout(() => void this.refresh(), active ? ACTIVE_MS : IDLE_MS);
+    }
+  }
+
+  private async renderRuns(): Promise<boolean> {
+    const { runs } = await requestAPI<{ runs: IRun[] }>('runs');
+    if (this.selected === null && runs.length) {
+      this.selected = runs[0].run_id;
+    }
+    const list = el('div', 'jp-ndustria-runs');
+    for (const run of runs) {
+      list.append(this.runRow(run));
+    }
+    const nodes: Node[] = [runs.length ? list : el('p', 'jp-ndustria-empty', 'No runs yet.')];
+    const run = runs.find(r => r.run_id === this.selected);
+    if (run) {
+      const { tasks } = await requestAPI<{ tasks: ITask[] }>(`runs/${run.run_id}/tasks`);
+      nodes.push(this.taskTable(run, tasks));
+    }
+    this.body.replaceChildren(...nodes);
+    return runs.some(r => r.state === 'running');
+  }
+
+  private runRow(run: IRun): HTMLElement {
+    const c = run.counts;
+    const parts = [`${c.total} tasks`, `${c.done} run`, `${c.cached} cached`];
+    if (c.failed) {
+      parts.push(`${c.failed} failed`);
+    }
+    if (c.running || c.queued) {
+      parts.push(`${c.running} running, ${c.queued} queued`);
+    }
+    const took = run.end ? ` · ${duration(run.end - run.start)}` : '';
+    const row = el(
+      'div',
+      'jp-ndustria-run',
+      el('span', 'jp-ndustria-name', `#${run.run_id} ${run.pipeline}`),
+      badge(run.state),
+      el('div', 'jp-ndustria-meta', `${when(run.start)}${took} · ${run.backend} ×${run.workers}`),
+      el('div', 'jp-ndustria-meta', parts.join(' · '))
+    );
+    row.dataset.runId = String(run.run_id);
+    row.classList.toggle('jp-mod-selected', run.run_id === this.selected);
+    row.onclick = () => {
+      this.selected = run.run_id;
+      void this.refresh();
+    };
+    return row;
+  }
+
+  private taskTable(run: IRun, tasks: ITask[]): HTMLElement {
+    const head = el('tr', '', ...['Task', 'Status', 'Time', 'Peak mem', 'Engine'].map(h => el('th', '', h)));
+    const table = el('table', 'jp-ndustria-table jp-ndustria-tasks', el('thead', '', head));
+    const rows = el('tbody');
+    for (const t of tasks) {
+      const name = el('td', 'jp-ndustria-task-name', t.task);
+      name.title = t.error ? `${t.task}\n\n${t.error}` : t.task;
+      const row = el(
+        'tr',
+        'jp-ndustria-task',
+        name,
+        el('td', '', badge(t.status)),
+        el('td', 'jp-ndustria-num', duration(t.duration)),
+        el('td', 'jp-ndustria-num', size(t.peak_memory)),
+        el('td', '', t.engine ?? '—')
+      );
+      row.dataset.status = t.status;
+      rows.append(row);
+      if (t.error && t.status === 'failed') {
+        const error = el('td', 'jp-ndustria-error', lastLine(t.error));
+        error.colSpan = 5;
+        rows.append(el('tr', '', error));
+      }
+    }
+    table.append(rows);
+    return el('div', 'jp-ndustria-section', el('h3', '', `Run #${run.run_id}: ${run.pipeline}`), table);
+  }
+
+  private async renderCache(): Promise<boolean> {
+    const { entries } = await requestAPI<{ entries: IEntry[] }>('cache');
+    if (!entries.length) {
+      this.body.replaceChildren(el('p', 'jp-ndustria-empty', 'The cache is empty.'));
+      return false;
+    }
+    const head = el('tr', '', ...['Task', 'Size', 'Age', 'Used', ''].map(h => el('th', '', h)));
+    const rows = el('tbody');
+    const now = Date.now() / 1000;
+    for (const e of entries) {
+      const remove = el('button', 'jp-ndustria-delete', '✕');
+      remove.title = `Delete ${e.task} from the cache`;
+      remove.onclick = () => void this.remove(e);
+      const name = el('td', 'jp-ndustria-task-name', e.task);
+      name.title = `${e.task}\nkey ${e.key}`;
+      const row = el(
+        'tr',
+        'jp-ndustria-entry',
+        name,
+        el('td', 'jp-ndustria-num', size(e.size)),
+        el('td', 'jp-ndustria-num', age(e.age)),
+        el('td', 'jp-ndustria-num', age(now - e.last_used)),
+        el('td', '', remove)
+      );
+      row.dataset.key = e.key;
+      rows.append(row);
+    }
+    const total = entries.reduce((sum, e) => sum + e.size, 0);
+    this.body.replaceChildren(
+      el('table', 'jp-ndustria-table', el('thead', '', head), rows),
+      el('p', 'jp-ndustria-meta', `${entries.length} entries, ${size(total)}`)
+    );
+    return false;
+  }
+
+  private async remove(entry: IEntry): Promise<void> {
+    const answer = await showDialog({
+      title: 'Delete cache entry',
+      body: `Delete the cached result of ${entry.task}? It will be recomputed when needed.`,
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+    });
+    if (!answer.button.accept) {
+      return;
+    }
+    try {
+      await requestAPI(`cache/${encodeURIComponent(entry.key)}`, { method: 'DELETE' });
+    } catch (error) {
+      this.status.textContent = (error as Error).message;
+      return;
+    }
+    await this.refresh();
+  }
+}
+
+function badge(status: string): HTMLElement {
+  const node = el('span', `jp-ndustria-badge jp-ndustria-${status}`, status);
+  node.dataset.status = status;
+  return node;
+}
+
+function lastLine(text: string): string {
+  const lines = text.trim().split('\n');
+  return lines[lines.length - 1];
+}
