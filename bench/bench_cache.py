@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import shutil
 import tempfile
 import time
@@ -87,21 +88,33 @@ def bench_io(mb: int, root: Path) -> None:
     store_sync = Store(root / "store-sync", fsync=True)
     npy = root / "raw.npy"
 
-    def np_save() -> None:
-        np.save(npy, arr)
+    counter = iter(range(10**6))
 
-    def np_save_sync() -> None:
-        with open(npy, "wb") as fh:
+    def fresh(kind: str) -> tuple[str, Path]:
+        """A new key and file for each repetition: a result is written once, never over itself."""
+        n = next(counter)
+        return f"{kind}{n:031d}", root / f"{kind}{n}.npy"
+
+    def np_save(sync: bool) -> None:
+        _, path = fresh("n")
+        with open(path, "wb") as fh:
             np.save(fh, arr)
-            fh.flush()
-            import os
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        path.unlink()
 
-            os.fsync(fh.fileno())
+    def nd_save(store: Store) -> None:
+        key, _ = fresh("d")
+        store.save(key, arr)
+        store.remove(key)
 
-    save_np = best_of(3, np_save)
-    save_nd = best_of(3, lambda: store_plain.save("a" * 32, arr))
-    save_np_sync = best_of(2, np_save_sync)
-    save_nd_sync = best_of(2, lambda: store_sync.save("b" * 32, arr))
+    save_np = best_of(3, lambda: np_save(False))
+    save_nd = best_of(3, lambda: nd_save(store_plain))
+    save_np_sync = best_of(2, lambda: np_save(True))
+    save_nd_sync = best_of(2, lambda: nd_save(store_sync))
+    np.save(npy, arr)
+    store_plain.save("a" * 32, arr)
     load_np = best_of(3, lambda: np.load(npy))
     load_nd = best_of(3, lambda: store_plain.load("a" * 32))
 

@@ -123,8 +123,26 @@ def clean_locks(root: str | os.PathLike[str], older_than: float = 3600) -> int:
 
 
 def clean_stale(store: Any, older_than: float = STALE_AFTER) -> int:
-    """Remove temp files and lock files left by killed processes (untouched for ``older_than`` s)."""
+    """Remove temp files and lock files left by killed processes (untouched for ``older_than`` s).
+
+    The temp folder holds only writes in flight, so it is checked every time. Scanning the
+    locks costs a ``stat`` per lock file (one per computed key), so it runs at most once per
+    ``older_than`` seconds per cache: the mtime of ``locks/.cleaned`` says when it last did.
+    """
     try:
-        return store.clean_tmp(older_than) + clean_locks(store.root, older_than)
+        removed = store.clean_tmp(older_than)
     except OSError:  # a read-only or vanished cache: nothing to clean
         return 0
+    marker = Path(store.root) / LOCK_DIR / ".cleaned"
+    try:
+        if time.time() - marker.stat().st_mtime < older_than:
+            return removed
+    except OSError:
+        pass
+    try:
+        removed += clean_locks(store.root, older_than)
+        marker.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass
+    return removed

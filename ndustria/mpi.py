@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,7 @@ def abort_on_uncaught_exception() -> None:
         if not issubclass(kind, TaskError):
             sys.stdout.flush()
             sys.stderr.flush()
+            time.sleep(0.3)  # let mpiexec forward the traceback before the abort tears the job down
             from mpi4py import MPI
 
             MPI.COMM_WORLD.Abort(1)

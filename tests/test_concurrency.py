@@ -122,3 +122,18 @@ def test_lock_excludes_threads_and_cleans_stale(tmp_path: Path) -> None:
     os.utime(lock, (time.time() - 7200, time.time() - 7200))
     assert clean_locks(root, older_than=3600) == 1
     assert not lock.exists()
+
+
+def test_lock_scan_runs_at_most_once_per_interval(tmp_path: Path) -> None:
+    from ndustria.locks import LOCK_DIR, clean_stale
+    from ndustria.store import Store
+
+    store = Store(tmp_path / "c")
+    assert clean_stale(store) == 0  # the first open scans, and leaves a marker
+    lock = tmp_path / "c" / LOCK_DIR / "k.lock"
+    lock.write_text("999999 elsewhere\n")
+    old = time.time() - 7200
+    os.utime(lock, (old, old))
+    assert clean_stale(store) == 0 and lock.exists()  # scanned less than an hour ago: not again
+    os.utime(tmp_path / "c" / LOCK_DIR / ".cleaned", (old, old))
+    assert clean_stale(store) == 1 and not lock.exists()
