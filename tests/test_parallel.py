@@ -13,12 +13,11 @@ import subprocess
 import sys
 import time
 
+import ipyparallel as ipp  # installed by scripts/test.sh: missing is a failure, not a skip
 import pytest
 
 from ndustria import Pipeline, TaskError, TaskNotComputedError, backends
 from ndustria.batching import BatchPolicy
-
-ipp = pytest.importorskip("ipyparallel")
 
 ENGINES = 2
 
@@ -126,7 +125,7 @@ class TestIpyparallel(ExecutorContract):
 
 @pytest.fixture(scope="module")
 def dask_executor():
-    distributed = pytest.importorskip("distributed")
+    import distributed
     client = distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None)
     yield client.get_executor()
     client.close()
@@ -357,7 +356,7 @@ pipe.run()
 
 
 def test_ctrl_c_cancels_the_run_and_stops_the_cluster_ndustria_started(cache_dir, tmp_path):
-    psutil = pytest.importorskip("psutil")
+    import psutil
     script = tmp_path / "interrupted.py"
     script.write_text(INTERRUPTED)
     marker = tmp_path / "engine.pid"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 from ndustria import Pipeline, reports
 
 
@@ -81,7 +79,7 @@ def test_runs_rows(cache_dir):
 
 
 def test_figures(cache_dir, tmp_path):
-    pytest.importorskip("plotly")
+    import plotly  # noqa: F401
     pipe = run_pipeline(timeit=True, memcheck=True, profiling=True)
     keys = pipe.catalog.pipeline_keys("rep")
     timing = reports.timing_rows(pipe.catalog, keys)
