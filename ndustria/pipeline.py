@@ -36,7 +36,7 @@ from .remote import execute_batch, run_one
 from .runfiles import write_run_files
 from .scheduler import DEFAULT_DURATION, GraphState, Scheduler, SchedulerHooks, longest_path_priority
 from .store import Store
-from .task import TaskFunction, TaskHandle, iter_handles, replace_handles
+from .task import TaskFunction, TaskHandle, iter_handles, replace_handles, task_closure
 from .worker import DepRef, TaskPayload, TaskReport
 
 log = logging.getLogger("ndustria")
@@ -162,7 +162,7 @@ class Pipeline:
         Raises :class:`TaskError` after the run if any task failed; every task that did
         not depend on a failed one has completed and is cached.
         """
-        handles = self._closure(list(self._pending.values()))
+        handles = task_closure(list(self._pending.values()))
         self._pending.clear()
         try:
             if self._mpi:
@@ -170,17 +170,6 @@ class Pipeline:
             return self._run_handles(handles)
         finally:
             self._keys.clear()
-
-    def _closure(self, roots: list[TaskHandle]) -> dict[str, TaskHandle]:
-        """The roots and every dependency they reach, by key."""
-        out: dict[str, TaskHandle] = {}
-        stack = list(roots)
-        while stack:
-            handle = stack.pop()
-            if handle.key not in out:
-                out[handle.key] = handle
-                stack.extend(handle.deps)
-        return dict(sorted(out.items(), key=lambda item: item[1].seq))  # declaration order
 
     def _run_handles(self, handles: dict[str, TaskHandle]) -> RunSummary:
         t0 = time.perf_counter()
@@ -361,7 +350,7 @@ class Pipeline:
         self._forget(handle.key)
         self.console.recomputing(handle.name, reason)
         handle.status = "queued"
-        self._run_handles(self._closure([handle]))
+        self._run_handles(task_closure([handle]))
         return self.store.load(handle.key, mmap=mmap)
 
     def _save_or_keep(self, key: str, value: Any) -> tuple[str, int, str]:

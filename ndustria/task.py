@@ -202,3 +202,15 @@ def _rebuild(original: Any, items: Any) -> Any:
             if isinstance(original, base):
                 return base(items)
         raise
+
+
+def task_closure(roots: list[TaskHandle]) -> dict[str, TaskHandle]:
+    """The roots and every task they depend on, by key, in declaration order."""
+    out: dict[str, TaskHandle] = {}
+    stack = list(roots)
+    while stack:
+        handle = stack.pop()
+        if handle.key not in out:
+            out[handle.key] = handle
+            stack.extend(handle.deps)
+    return dict(sorted(out.items(), key=lambda item: item[1].seq))

@@ -15,25 +15,13 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from ndustria import cli
 from ndustria.config import resolve_cache_dir
 from ndustria.errors import NdustriaError, TaskError
-from ndustria.task import TaskHandle
+from ndustria.task import TaskHandle, task_closure
 
 from . import widgets
 from .cells import CellOptions, run_task_cell
 from .kernel import get_state
 
 LINE_COMMANDS = ("status", "run", "cluster", "cache", "timeline", "memory", "profile", "config")
-
-
-def closure(roots: list[TaskHandle]) -> list[TaskHandle]:
-    """The roots and every task they depend on, in declaration order."""
-    out: dict[str, TaskHandle] = {}
-    stack = list(roots)
-    while stack:
-        h = stack.pop()
-        if h.key not in out:
-            out[h.key] = h
-            stack.extend(h.deps)
-    return sorted(out.values(), key=lambda h: h.seq)
 
 
 @magics_class
@@ -85,7 +73,7 @@ class NdustriaMagics(Magics):
     def _run(self, declared: list[TaskHandle], args: Any) -> None:
         state = self.state
         pipe = state.pipeline
-        handles = closure(declared + list(pipe._pending.values()))
+        handles = list(task_closure(declared + list(pipe._pending.values())).values())
         if not handles:
             print("[ndustria] no tasks were declared: call @task functions in the cell")
             return
