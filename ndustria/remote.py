@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import sys
 from collections.abc import Sequence
@@ -36,8 +37,20 @@ def run_one(payload: TaskPayload) -> TaskReport:
 
 
 def execute_batch(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
-    """Run payloads one after the other; one report each, in order."""
-    return [_run_one(p) for p in payloads]
+    """Run payloads one after the other; one report each, in order.
+
+    Durability is paid once per batch, not once per result: each result is written and
+    renamed into place without its own fsync, then one ``Store.sync()`` flushes the cache's
+    filesystem before any report leaves. Readers still see whole entries only (rename), and
+    an entry torn by a power loss in between fails its checksum and is recomputed.
+    """
+    durable = {id(p) for p in payloads if p.fsync and p.shared_cache}
+    if len(durable) < 2:
+        return [_run_one(p) for p in payloads]
+    reports = [_run_one(dataclasses.replace(p, fsync=False) if id(p) in durable else p) for p in payloads]
+    for root in {p.store_root for p in payloads if id(p) in durable}:
+        worker.get_store(root, fsync=True).sync()
+    return reports
 
 
 def noop() -> None:
