@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,17 +293,15 @@ def test_unpicklable_result_names_the_task_and_leaves_nothing(cache_dir):
 
 
 def test_a_damaged_entry_is_reported_removed_and_recomputed(cache_dir, tmp_path):
-    marker = tmp_path / "unpickled"
     pipe = make_pipeline()
 
     @pipe.AddFunction()
     def payload(n):
         CALLS.append(("payload", n))
-        return Trap(str(marker), n)
+        return {"n": n}
 
     h = payload(1)
     pipe.run()
-    marker.unlink(missing_ok=True)
     path = pipe.store.path(h.key)
     data = bytearray(path.read_bytes())
     data[-3] ^= 0xFF
@@ -318,7 +315,7 @@ def test_a_damaged_entry_is_reported_removed_and_recomputed(cache_dir, tmp_path)
         value = h2.result()
     assert any(issubclass(w.category, NdustriaWarning) and "payload(1)" in str(w.message) for w in caught)
     assert CALLS == [("payload", 1), ("payload", 1)]
-    assert value.n == 1
+    assert value == {"n": 1}
 
 
 def test_a_damaged_input_is_recomputed_before_its_consumer_runs(cache_dir):
@@ -405,43 +402,3 @@ def test_version_overrides_the_code_fingerprint(cache_dir):
         return x + 1  # a refactor the user declares equivalent
 
     assert f(1).key == k1
-
-
-class Trap:
-    """Unpickling it leaves a marker file: proves whether an entry was unpickled."""
-
-    def __init__(self, marker: str, n: int) -> None:
-        self.marker, self.n = marker, n
-
-    def __reduce__(self):
-        return (_trap, (self.marker, self.n))
-
-
-def _trap(marker: str, n: int) -> Trap:
-    Path(marker).write_text("unpickled")
-    return Trap.__new__(Trap)._init(marker, n)
-
-
-def _init(self, marker, n):
-    self.marker, self.n = marker, n
-    return self
-
-
-Trap._init = _init
-
-
-def test_a_cached_result_removed_behind_our_back_is_recomputed_on_demand(cache_dir):
-    pipe = make_pipeline()
-    produce, _ = build(pipe)
-    produce(4)
-    pipe.run()
-    pipe2 = make_pipeline()
-    produce2, _ = build(pipe2)
-    h = produce2(4)
-    pipe2.run()
-    assert h.status == "cached"
-    pipe2.store.remove(h.key)
-    CALLS.clear()
-    with pytest.warns(NdustriaWarning, match=r"produce\(4\).*removed"):
-        assert list(h.result()) == [0, 1, 2, 3]
-    assert CALLS == [("produce", 4)]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import Canary
 
 import ndustria.store as store_module
 from ndustria.errors import CacheError, CorruptEntryError, ResultNotPicklableError
@@ -121,21 +122,6 @@ def test_mmap_load_is_backed_by_the_file(store: Store) -> None:
 
 
 # -- integrity: corrupt entries are detected and never unpickled --------------------------------
-
-
-def _touch(flag: str) -> str:
-    Path(flag).touch()
-    return "unpickled"
-
-
-class Canary:
-    """Unpickling it creates a file: proof that unpickling happened."""
-
-    def __init__(self, flag: Path) -> None:
-        self.flag = str(flag)
-
-    def __reduce__(self):
-        return (_touch, (self.flag,))
 
 
 def regions(path: Path) -> dict:

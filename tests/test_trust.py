@@ -12,26 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xxhash
+from support import Canary
 
 from ndustria import NdustriaWarning, Pipeline
 from ndustria.errors import UntrustedEntryError
 from ndustria.store import Store
 from ndustria.trust import key_id, load_keyring, read_key
-
-
-def _touch(flag: str) -> str:
-    Path(flag).touch()
-    return "unpickled"
-
-
-class Canary:
-    """Unpickling it creates a file: proof that unpickling happened."""
-
-    def __init__(self, flag: Path) -> None:
-        self.flag = str(flag)
-
-    def __reduce__(self):
-        return (_touch, (self.flag,))
 
 
 @pytest.fixture
