@@ -402,3 +402,20 @@ def test_version_overrides_the_code_fingerprint(cache_dir):
         return x + 1  # a refactor the user declares equivalent
 
     assert f(1).key == k1
+
+
+def test_a_cached_result_removed_behind_our_back_is_recomputed_on_demand(cache_dir):
+    pipe = make_pipeline()
+    produce, _ = build(pipe)
+    produce(4)
+    pipe.run()
+    pipe2 = make_pipeline()
+    produce2, _ = build(pipe2)
+    h = produce2(4)
+    pipe2.run()
+    assert h.status == "cached"
+    pipe2.store.remove(h.key)
+    CALLS.clear()
+    with pytest.warns(NdustriaWarning, match=r"produce\(4\).*removed"):
+        assert list(h.result()) == [0, 1, 2, 3]
+    assert CALLS == [("produce", 4)]
