@@ -15,6 +15,7 @@ more than one rank, else ``ipyparallel``.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ BACKENDS = ("serial", "processes", "ipyparallel", "mpi")
 # One submission's round trip (seconds): a first guess; ipyparallel and MPI measure theirs when they start
 # (``calibrate``). 0 turns batching off.
 OVERHEAD = {"serial": 0.0, "processes": 1e-3, "ipyparallel": 3e-3, "mpi": 3e-4, "executor": 1e-3}
+
+_CALIBRATED: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()  # ipp.Client -> overhead
 
 _MPI_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
 _MPI_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK")
@@ -214,7 +217,9 @@ def _ipyparallel(engines: int | None, cluster: Any, shared_cache: bool) -> Backe
     view = client.load_balanced_view()
     executor = RemoteExecutor(view.executor, capture=True)
     workers = len(client.ids) or engines or 1
-    overhead = calibrate(executor) if OVERHEAD["ipyparallel"] > 0 else 0.0
+    overhead = 0.0
+    if OVERHEAD["ipyparallel"] > 0:  # measured once per client: a round trip costs the same for every run
+        overhead = _CALIBRATED.get(client) or _CALIBRATED.setdefault(client, calibrate(executor))
     return Backend("ipyparallel", executor, workers, shared_cache, aborter=aborter, overhead=overhead,
                    watchdog=clusters.watchdog(client, n))
 

@@ -8,12 +8,17 @@ function in one call (:func:`ndustria.remote.execute_batch`).
 :class:`BatchPolicy` decides how many. It knows, per function, the expected cost
 of one task (remembered in the catalog, then measured in this run) and the
 backend's per-submission overhead (measured when the backend starts, then from
-round trips that did not queue: round trip minus the time the engine spent). A batch aims to last
-``target`` times the overhead, so the overhead is ~1/target of the time; it never
-lasts longer than ``max_seconds`` (a long task waiting behind it starts soon),
-and it never takes more than half an equal share of the ready tasks of its
-function per worker (every worker gets some, and the last batches are small). A task at least as long as the overhead is
-never batched, nor is a task whose duration is not known yet.
+round trips that did not queue: round trip minus the time the engine spent).
+
+Sizes follow *factoring* (guided self-scheduling with a safety factor of 2): a
+batch takes ``ready / (2 * workers)`` of its function's ready tasks, so each
+worker gets about two batches of what is left and the batches shrink towards the
+end of the run, where load balance matters. Few, large batches keep the per-batch
+cost (the round trip, the engine's bookkeeping, one filesystem sync) small; a
+batch never lasts less than ``floor`` times the overhead (splitting further would
+cost more than it balances) nor longer than ``max_seconds`` (a task of another
+function waiting behind it starts soon). A task at least as long as the overhead
+is never batched, nor is a task whose duration is not known yet.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ class BatchPolicy:
     overhead: float  # seconds per submission; 0 disables batching (in-process execution)
     workers: int = 1
     history: Mapping[str, float] = field(default_factory=dict)  # function -> remembered seconds per task
-    target: float = 10.0
+    floor: float = 2.0  # a batch lasts at least this many overheads
     max_seconds: float = 0.25
     max_size: int = 500
     cost: dict[str, float] = field(default_factory=dict)  # function -> seconds per task, measured this run
@@ -54,10 +59,10 @@ class BatchPolicy:
         if not self.may_batch(function) or ready <= 1:
             return 1
         seconds = max(self.expected(function) or 0.0, 1e-6)
-        want = math.ceil(self.target * self.overhead / seconds)
+        share = math.ceil(ready / (2 * max(1, self.workers)))  # about two batches of what is left per worker
+        shortest = math.ceil(self.floor * self.overhead / seconds)
         longest = max(1, int(self.max_seconds / seconds))
-        share = math.ceil(ready / (2 * max(1, self.workers)))  # two batches in flight per worker
-        return max(1, min(want, longest, share, self.max_size))
+        return max(1, min(ready, max(share, shortest), longest, self.max_size))
 
     def observe(self, function: str, per_task: float) -> None:
         """One measured cost per task of ``function`` (seconds, engine side)."""

@@ -12,6 +12,7 @@ Writes come from the process that schedules a run; any number of readers
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -51,7 +52,8 @@ CREATE TABLE IF NOT EXISTS profiles (
 );
 CREATE INDEX IF NOT EXISTS profiles_key ON profiles (key, run_id);
 CREATE INDEX IF NOT EXISTS task_runs_key ON task_runs (key);
-CREATE INDEX IF NOT EXISTS task_runs_function ON task_runs (function, status);
+DROP INDEX IF EXISTS task_runs_function;
+CREATE INDEX IF NOT EXISTS task_runs_recent ON task_runs (function, status, run_id);
 CREATE INDEX IF NOT EXISTS runs_pipeline ON runs (pipeline, started);
 """
 
@@ -64,6 +66,7 @@ class Catalog:
     def __init__(self, root: str | os.PathLike, *, readonly: bool = False) -> None:
         self.path = Path(root) / "catalog.sqlite"
         self._lock = threading.RLock()
+        self._depth = 0  # nesting of open transactions (batch() around single writes)
         if readonly:
             uri = f"file:{self.path}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
@@ -84,8 +87,20 @@ class Catalog:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._db:
-            yield self._db
+        with self._lock:
+            if self._depth:  # inside batch(): the outermost block commits
+                yield self._db
+                return
+            with self._db:
+                self._depth += 1
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
+
+    def batch(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """Make every write inside the block one transaction (one commit instead of one per call)."""
+        return self._tx()
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
@@ -223,12 +238,24 @@ class Catalog:
                 out[row["key"]] = row
         return out
 
-    def durations(self) -> tuple[dict[str, float], dict[str, float]]:
-        """Remembered durations: (last wall time per key, mean wall time per function)."""
-        by_key = {r["key"]: r["wall_s"] for r in self._query(
-            "SELECT key, wall_s FROM task_runs WHERE status = 'done' ORDER BY run_id")}
-        by_fn = {r["function"]: r["mean"] for r in self._query(
-            "SELECT function, AVG(wall_s) AS mean FROM task_runs WHERE status = 'done' GROUP BY function")}
+    def durations(self, keys: Iterable[str], functions: Iterable[str],
+                  recent: int = 200) -> tuple[dict[str, float], dict[str, float]]:
+        """Remembered durations: (last wall time of each of ``keys``, mean wall time of the ``recent``
+        latest executions of each of ``functions``). Index lookups only: the cost does not grow with history."""
+        by_key: dict[str, float] = {}
+        keys = list(keys)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(f"SELECT key, wall_s FROM task_runs WHERE status = 'done' AND key IN ({marks})"
+                                   " ORDER BY run_id", chunk):
+                by_key[row["key"]] = row["wall_s"]
+        by_fn: dict[str, float] = {}
+        for function in set(functions):
+            rows = self._query("SELECT AVG(wall_s) AS mean FROM (SELECT wall_s FROM task_runs WHERE function = ?"
+                               " AND status = 'done' ORDER BY run_id DESC LIMIT ?)", (function, recent))
+            if rows and rows[0]["mean"] is not None:
+                by_fn[function] = rows[0]["mean"]
         return by_key, by_fn
 
     # -- reports -------------------------------------------------------------------

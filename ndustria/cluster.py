@@ -49,7 +49,8 @@ def local_client(engines: int) -> Any:
             return _CLIENTS[id(cluster)]
         ipp = _ipp()
         log.info("starting a local ipyparallel cluster with %d engines", engines)
-        cluster = ipp.Cluster(n=engines, log_level=40, shutdown_atexit=False)  # stopped by stop_local
+        cluster = ipp.Cluster(n=engines, log_level=40, shutdown_atexit=False,  # stopped by stop_local
+                              controller_args=["--TaskScheduler.hwm=2"])
         client = cluster.start_and_connect_sync()
         client.wait_for_engines(engines, timeout=120)
         _CLUSTERS[engines], _CLIENTS[id(cluster)] = cluster, client

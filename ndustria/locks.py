@@ -1,148 +1,163 @@
 """Per-key compute locks: a task shared by several processes on one cache runs once.
 
-:func:`computed_once` wraps :func:`ndustria.worker.execute`: it takes the lock
-``<cache_dir>/locks/<key>.lock`` (an OS file lock via ``filelock``, released by the
-kernel when its holder dies, so a killed process never blocks others), checks the
-store again, and only then computes and saves. A process that waited for the lock
-finds the entry and reports it as found, without recomputing.
+:func:`ndustria.worker.execute` takes the key's lock, checks the store again, and only
+then computes and saves (and releases the lock once the result is stored). A process
+that waited for the lock finds the entry and reports it as found, without recomputing.
 
-The lock file holds ``"<pid> <host>"`` of its holder and is removed on release; a
-killed holder leaves it behind. :func:`clean_stale` (called when a Pipeline opens its
-store) removes such lock files and temp files of killed writers once they are old.
+A key's lock is one byte of the file ``<cache_dir>/locks/keys``: a POSIX record lock
+(``fcntl.lockf``) on the byte at an offset hashed from the key. The kernel releases it
+when its holder dies, so a killed process never blocks others and leaves nothing to
+clean; it works across hosts wherever the filesystem supports POSIX locks (NFS does).
+Taking one costs two system calls and no file creation, which matters for batches of
+tiny tasks (a lock file per key cost ~60 µs per task here, ~350 µs through filelock).
+
+POSIX record locks belong to a process, not to a thread or file descriptor, so each
+process keeps one descriptor of the lock file open for good (closing any descriptor of
+it would drop all of the process's locks) and threads of one process exclude each
+other with a ``threading.Lock`` per locked byte.
+
+:func:`clean_stale` (called when a Pipeline opens its store) removes temp files of
+killed writers once they are old.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
-import socket
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import threading
+from collections.abc import Iterator
 from typing import Any
 
-import filelock
+import xxhash
 
-from .errors import CorruptEntryError
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_DIR", "STALE_AFTER", "clean_locks", "clean_stale", "computed_once", "key_lock"]
+__all__ = ["LOCK_DIR", "LOCK_FILE", "STALE_AFTER", "KeyLock", "clean_stale", "key_lock"]
 
 log = logging.getLogger("ndustria")
 LOCK_DIR = "locks"
-STALE_AFTER = 3600.0  # seconds: temp files and lock files untouched this long are left-overs
+LOCK_FILE = "keys"
+STALE_AFTER = 3600.0  # seconds: temp files untouched this long are left-overs
+_SPAN = 1 << 62  # lock offsets are hashed into [0, _SPAN)
+
+_MUTEX = threading.Lock()
+_PID = os.getpid()
+_FDS: dict[str, int] = {}  # cache root -> this process's descriptor of its lock file
+_LOCAL: dict[tuple[str, int], list[Any]] = {}  # (root, offset) -> [threading.Lock, number of users]
 
 
-def _lock_path(root: str | os.PathLike[str], key: str) -> Path:
-    return Path(root) / LOCK_DIR / f"{key}.lock"
+def _offset(key: str) -> int:
+    return xxhash.xxh3_64_intdigest(key.encode()) % _SPAN
+
+
+def _claim(root: str, offset: int) -> tuple[int, threading.Lock]:
+    """This process's lock-file descriptor for ``root`` and the thread lock of ``offset`` (counted)."""
+    global _PID
+    with _MUTEX:
+        if os.getpid() != _PID:  # a forked child: the parent's thread locks are not ours
+            _PID = os.getpid()
+            _LOCAL.clear()
+        fd = _FDS.get(root)
+        if fd is None:
+            folder = os.path.join(root, LOCK_DIR)
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            fd = _FDS[root] = os.open(os.path.join(folder, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        entry = _LOCAL.setdefault((root, offset), [threading.Lock(), 0])
+        entry[1] += 1
+        return fd, entry[0]
+
+
+def _unclaim(root: str, offset: int) -> None:
+    with _MUTEX:
+        entry = _LOCAL.get((root, offset))
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del _LOCAL[(root, offset)]
+
+
+class KeyLock:
+    """The compute lock of one key in one cache; another thread may release it (write-behind saves do).
+
+    Where the lock cannot be taken (a read-only cache, a filesystem without POSIX locks)
+    ``acquire`` returns and the holder runs unlocked: the store's atomic writes still keep
+    every entry whole.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], key: str) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self.key = key
+        self._offset = _offset(key)
+        self._fd = -1
+        self._local: threading.Lock | None = None
+        self._locked = False
+        self._fallback: Any = None
+
+    def acquire(self) -> None:
+        """Wait until no other process or thread holds this key's lock, then hold it."""
+        if fcntl is None:  # pragma: no cover - not POSIX: an exclusive lock file per key
+            import filelock
+
+            self._fallback = filelock.FileLock(os.path.join(self.root, LOCK_DIR, f"{self.key}.lock"),
+                                               thread_local=False)
+            self._fallback.acquire()
+            return
+        try:
+            self._fd, self._local = _claim(self.root, self._offset)
+        except OSError as exc:
+            log.debug("cannot open the lock file of %s (%s); running without it", self.root, exc)
+            return
+        try:
+            self._local.acquire()
+        except BaseException:  # Ctrl-C while another thread of this process holds it
+            _unclaim(self.root, self._offset)
+            self._local = None
+            raise
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, self._offset)
+            self._locked = True
+        except OSError as exc:  # ENOLCK, EDEADLK
+            log.debug("cannot lock %s in %s (%s); running without it", self.key, self.root, exc)
+        except BaseException:  # Ctrl-C while waiting
+            self._release_local()
+            raise
+
+    def release(self) -> None:
+        """Let the next waiter in (once; later calls do nothing)."""
+        if self._fallback is not None:  # pragma: no cover - not POSIX
+            self._fallback.release()
+            self._fallback = None
+            return
+        if self._locked:
+            self._locked = False
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, self._offset)
+        self._release_local()
+
+    def _release_local(self) -> None:
+        if self._local is not None:
+            local, self._local = self._local, None
+            local.release()
+            _unclaim(self.root, self._offset)
 
 
 @contextlib.contextmanager
-def key_lock(root: str | os.PathLike[str], key: str, timeout: float = -1) -> Iterator[None]:
+def key_lock(root: str | os.PathLike[str], key: str) -> Iterator[None]:
     """Hold the compute lock of ``key`` in cache ``root`` (waits for another holder to finish)."""
-    path = _lock_path(root, key)
-    lock = filelock.FileLock(path, timeout=timeout, thread_local=False)  # the file is removed on release
+    lock = KeyLock(root, key)
+    lock.acquire()
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        lock.acquire()
-    except OSError as exc:  # a read-only or full cache: run unlocked; the store reports the real problem
-        log.debug("cannot take the lock %s (%s); running without it", path, exc)
-        yield
-        return
-    try:
-        with contextlib.suppress(OSError):  # who holds it, for clean_locks and for humans
-            path.write_text(f"{os.getpid()} {socket.gethostname()}\n")
         yield
     finally:
         lock.release()
 
 
-def computed_once(execute: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Decorate ``execute(payload)``: under the key's lock, an entry stored meanwhile is reported as found.
-
-    Payloads that do not use the shared cache, or must run whatever is stored (``rerun``), are
-    not locked. The found report comes from ``ndustria.worker.found_report``.
-    """
-
-    @functools.wraps(execute)
-    def run(payload: Any) -> Any:
-        if not getattr(payload, "shared_cache", True) or getattr(payload, "rerun", False):
-            return execute(payload)
-        from .worker import found_report, get_store
-
-        store = get_store(payload.store_root, payload.fsync)
-        with key_lock(store.root, payload.key):
-            try:
-                info = store.info(payload.key) if store.contains(payload.key) else None
-            except CorruptEntryError:  # a damaged entry: compute and replace it
-                info = None
-            if info is not None:
-                return found_report(payload, info)
-            return execute(payload)
-
-    return run
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def clean_locks(root: str | os.PathLike[str], older_than: float = 3600) -> int:
-    """Remove lock files untouched for ``older_than`` seconds that no live process holds; returns how many.
-
-    A lock whose recorded holder is a live process on this host is kept; otherwise the file
-    is removed only if it can be locked without waiting (no holder on any host).
-    """
-    folder = Path(root) / LOCK_DIR
-    if not folder.is_dir():
-        return 0
-    now, host, removed = time.time(), socket.gethostname(), 0
-    for path in folder.glob("*.lock"):
-        try:
-            if now - path.stat().st_mtime < older_than:
-                continue
-            pid, _, where = path.read_text().strip().partition(" ")
-        except (OSError, UnicodeDecodeError):
-            continue
-        if where == host and pid.isdigit() and _pid_alive(int(pid)):
-            continue
-        try:
-            with filelock.FileLock(path, timeout=0, thread_local=False, preserve_lock_file=True):
-                path.unlink()
-        except (filelock.Timeout, OSError):
-            continue
-        removed += 1
-    return removed
-
-
 def clean_stale(store: Any, older_than: float = STALE_AFTER) -> int:
-    """Remove temp files and lock files left by killed processes (untouched for ``older_than`` s).
-
-    The temp folder holds only writes in flight, so it is checked every time. Scanning the
-    locks costs a ``stat`` per lock file (one per computed key), so it runs at most once per
-    ``older_than`` seconds per cache: the mtime of ``locks/.cleaned`` says when it last did.
-    """
+    """Remove temp files left by killed writers (untouched for ``older_than`` seconds); returns how many."""
     try:
-        removed = store.clean_tmp(older_than)
+        return store.clean_tmp(older_than)
     except OSError:  # a read-only or vanished cache: nothing to clean
         return 0
-    marker = Path(store.root) / LOCK_DIR / ".cleaned"
-    try:
-        if time.time() - marker.stat().st_mtime < older_than:
-            return removed
-    except OSError:
-        pass
-    try:
-        removed += clean_locks(store.root, older_than)
-        marker.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        marker.touch()
-    except OSError:
-        pass
-    return removed

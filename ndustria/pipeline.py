@@ -198,11 +198,12 @@ class Pipeline:
         state = GraphState(deps={k: tuple(d.key for d in h.deps) for k, h in handles.items()},
                            available={h.key for h in cached},
                            order={k: i for i, k in enumerate(handles)})
-        state.priority = longest_path_priority(state.deps, run_keys, self._duration_estimator(to_run))
+        by_key, by_fn = catalog.durations(run_keys, {h.function.name for h in to_run})
+        state.priority = longest_path_priority(state.deps, run_keys, _estimator(to_run, by_key, by_fn))
         state.add([h.key for h in to_run])
         self._failures = {}
         if to_run:
-            self._schedule(state, handles, backend, run_id)
+            self._schedule(state, handles, backend, run_id, history=by_fn)
         catalog.finish_run(run_id, "failed" if state.failed else "done")
         write_run_files(catalog, self.cache_dir, self.name, [h.key for h in self.tasks],
                         timeit=self.timeit, memcheck=self.memcheck, profiling=self.profiling)
@@ -215,7 +216,8 @@ class Pipeline:
         self.console.all_done()
         return summary
 
-    def _schedule(self, state: GraphState, handles: dict[str, TaskHandle], backend: Backend, run_id: int) -> None:
+    def _schedule(self, state: GraphState, handles: dict[str, TaskHandle], backend: Backend, run_id: int,
+                  history: dict[str, float]) -> None:
         catalog = self.catalog
 
         def submitted(keys: list[str]) -> None:
@@ -261,8 +263,8 @@ class Pipeline:
                 self._forget(b)
                 self.console.recomputing(name, "damaged cache entry")
 
-        hooks = SchedulerHooks(submitted, completed, failed, skipped, repairing)
-        policy = BatchPolicy(backend.overhead, backend.workers, history=catalog.durations()[1])
+        hooks = SchedulerHooks(submitted, completed, failed, skipped, repairing, settling=catalog.batch)
+        policy = BatchPolicy(backend.overhead, backend.workers, history=history)
         scheduler = Scheduler(backend.executor, backend.workers, run_one,
                               lambda key: self._payload(handles[key], backend), hooks, retries=self.retries,
                               run_batch=execute_batch, policy=policy, group=lambda key: handles[key].function.name,
@@ -306,7 +308,8 @@ class Pipeline:
                            available={h.key for h in handles.values() if h.status == "cached"},
                            order={k: i for i, k in enumerate(handles)})
         run_keys = [h.key for h in to_run]
-        state.priority = longest_path_priority(state.deps, run_keys, self._duration_estimator(to_run))
+        by_key, by_fn = self.catalog.durations(run_keys, {h.function.name for h in to_run})
+        state.priority = longest_path_priority(state.deps, run_keys, _estimator(to_run, by_key, by_fn))
         state.add(run_keys)
         while (key := state.pop_ready()) is not None:
             self.console.would_run(handles[key].name)
@@ -316,14 +319,6 @@ class Pipeline:
         self.console.dry_run_end(len(to_run))
         self.console.all_done()
         return RunSummary(run_id, 0, len(handles) - len(to_run), 0, 0, time.perf_counter() - t0)
-
-    def _duration_estimator(self, to_run: Iterable[TaskHandle]) -> Callable[[str], float]:
-        to_run = list(to_run)
-        if not to_run:
-            return lambda key: DEFAULT_DURATION
-        by_key, by_fn = self.catalog.durations()
-        fn_of = {h.key: h.function.name for h in to_run}
-        return lambda key: by_key.get(key) or by_fn.get(fn_of.get(key, ""), DEFAULT_DURATION) or DEFAULT_DURATION
 
     # -- results ---------------------------------------------------------------------
     def _result(self, handle: TaskHandle, *, mmap: bool = False) -> Any:
@@ -418,3 +413,10 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name!r}: {len(self.tasks)} tasks, cache {self.cache_dir}>"
+
+
+def _estimator(to_run: Iterable[TaskHandle], by_key: dict[str, float],
+               by_fn: dict[str, float]) -> Callable[[str], float]:
+    """Expected seconds of a task: its own last duration, else its function's recent mean, else a default."""
+    fn_of = {h.key: h.function.name for h in to_run}
+    return lambda key: by_key.get(key) or by_fn.get(fn_of.get(key, ""), DEFAULT_DURATION) or DEFAULT_DURATION

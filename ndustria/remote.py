@@ -25,6 +25,7 @@ import cloudpickle
 from . import worker
 from .errors import NdustriaError
 from .worker import TaskPayload, TaskReport
+from .writer import ResultWriter
 
 _ENGINE_NAMED = False
 _CAPTURE = False  # set for the duration of one run_blob call (engines run one call at a time)
@@ -39,17 +40,27 @@ def run_one(payload: TaskPayload) -> TaskReport:
 def execute_batch(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
     """Run payloads one after the other; one report each, in order.
 
-    Durability is paid once per batch, not once per result: each result is written and
-    renamed into place without its own fsync, then one ``Store.sync()`` flushes the cache's
-    filesystem before any report leaves. Readers still see whole entries only (rename), and
-    an entry torn by a power loss in between fails its checksum and is recomputed.
+    Results are saved behind the tasks: a writer thread stores each result while the next
+    task runs (:mod:`ndustria.writer`), and holds the task's compute lock until it has.
+    Tasks with instruments are saved in line, so the writer's work never shows in their
+    measurements. Durability is paid per batch, not per result: each result is written and
+    renamed into place without its own fsync; the writer syncs the cache's filesystem now
+    and then while the batch runs, and one last ``Store.sync()`` before any report leaves. Readers still see whole entries only
+    (rename), and an entry torn by a power loss in between fails its checksum and is recomputed.
     """
-    durable = {id(p) for p in payloads if p.fsync and p.shared_cache}
-    if len(durable) < 2:
+    if len(payloads) < 2:
         return [_run_one(p) for p in payloads]
-    reports = [_run_one(dataclasses.replace(p, fsync=False) if id(p) in durable else p) for p in payloads]
-    for root in {p.store_root for p in payloads if id(p) in durable}:
-        worker.get_store(root, fsync=True).sync()
+    durable = {id(p) for p in payloads if p.fsync and p.shared_cache}
+    runs = [dataclasses.replace(p, fsync=False) if id(p) in durable else p for p in payloads]
+    stores = [worker.get_store(root, fsync=True) for root in {p.store_root for p in payloads if id(p) in durable}]
+
+    def flush() -> None:
+        for store in stores:
+            store.sync()
+
+    with ResultWriter(flush=flush if stores else None) as writer:
+        reports = [_run_one(p, None if p.instruments else writer) for p in runs]
+    flush()
     return reports
 
 
@@ -76,15 +87,15 @@ def run_blob(blob: bytes, capture: bool = False, announce: bool = False) -> byte
         return cloudpickle.dumps(result)
 
 
-def _run_one(payload: TaskPayload) -> TaskReport:
+def _run_one(payload: TaskPayload, writer: ResultWriter | None = None) -> TaskReport:
     if _ANNOUNCE:  # one write per line, so mpiexec never splices two ranks' lines together
         sys.stdout.write(f"[{_engine_label()}] running: {payload.name}\n")
         sys.stdout.flush()
     if not _CAPTURE:
-        return worker.execute(payload)
+        return worker.execute(payload, writer)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        report = worker.execute(payload)
+        report = worker.execute(payload, writer)
     report.stdout, report.stderr = out.getvalue(), err.getvalue()
     return report
 

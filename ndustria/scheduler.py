@@ -26,6 +26,7 @@ import queue
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import CancelledError, Executor, Future
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,6 +189,7 @@ class SchedulerHooks:
     failed: Callable[[TaskReport], None] = lambda report: None
     skipped: Callable[[str, str], None] = lambda key, cause: None
     repairing: Callable[[str, list[str]], None] = lambda key, bad: None
+    settling: Callable[[], AbstractContextManager[Any]] = nullcontext  # around the reports of one submission
 
 
 @dataclass
@@ -287,8 +289,9 @@ class Scheduler:
         else:
             reports = list(result) if isinstance(result, list) else [result]
             self._learn(sub, reports)
-        for report in reports:
-            self._settle(state, report)
+        with self.hooks.settling():
+            for report in reports:
+                self._settle(state, report)
 
     def _learn(self, sub: _Submission, reports: list[TaskReport]) -> None:
         if self.policy is None or not reports:

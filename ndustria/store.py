@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import mmap as _mmap
 import os
@@ -92,6 +93,7 @@ _KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _TMP_RE = re.compile(r".*-(\d+)-(\d+)\.tmp")
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _ZERO_DIGEST = "0" * 32
+_EMPTY_DIGEST = xxhash.xxh3_128_hexdigest(b"")  # buffers_digest of an entry without out-of-band buffers
 
 
 def _load_syncfs() -> Any:
@@ -137,6 +139,28 @@ def _message(key: str, hdr: _Header) -> bytes:
     return _dumps({"format": FORMAT_VERSION, "key": key, "pickle": list(hdr.pickle),
                    "buffers": [list(r) for r in hdr.buffers], "pickle_sha256": hdr.pickle_sha256,
                    "pickle_digest": hdr.pickle_digest, "buffers_digest": hdr.buffers_digest})
+
+
+def _layout(key: str, n_pickle: int, sizes: list[int]) -> tuple[dict[str, Any], list[tuple[int, int]], int]:
+    """The header (with placeholder digests), the regions and the data start of an entry.
+
+    Offsets change the header's length, so the start is guessed (from the header's usual
+    size) and moved on until the header fits before it.
+    """
+    meta: dict[str, Any] = {"key": key, "created": round(time.time(), 6), "pickle_digest": _ZERO_DIGEST,
+                            "buffers_digest": _ZERO_DIGEST, "pickle_sha256": "0" * 64, "signer": "0" * 16,
+                            "signature": "0" * 64}
+    start = _align(_PREFIX.size + _DIGEST + 380 + len(key) + 48 * len(sizes))
+    while True:
+        regions, pos = [(start, n_pickle)], start + n_pickle
+        for n in sizes:
+            regions.append((_align(pos), n))
+            pos = _align(pos) + n
+        meta.update(pickle=regions[0], buffers=regions[1:])
+        need = _align(_PREFIX.size + len(_dumps(meta)) + _DIGEST)
+        if need <= start:
+            return meta, regions, start
+        start = need
 
 
 def _align(n: int) -> int:
@@ -269,6 +293,18 @@ def _scan(key: str, path: Path, f: Any, size: int, out: memoryview | None) -> _H
     return hdr
 
 
+_TOKEN: tuple[int, str, Iterator[int]] = (0, "", itertools.count())
+
+
+def _unique() -> str:
+    """A temp-name part no other writer uses: a random token per process (hosts may share pids), a counter."""
+    global _TOKEN
+    pid, token, counter = _TOKEN
+    if pid != os.getpid():
+        _TOKEN = pid, token, counter = os.getpid(), uuid.uuid4().hex[:16], itertools.count()
+    return f"{token}{next(counter)}"
+
+
 class Store:
     """A directory of results, one checksummed file per key; safe for concurrent processes."""
 
@@ -279,6 +315,7 @@ class Store:
         self._objects = self.root / "objects"
         self._objects_str = os.fspath(self._objects)
         self._tmp = self.root / "tmp"
+        self._tmp_str = os.fspath(self._tmp)
         try:
             existed = self.root.is_dir()
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -298,7 +335,7 @@ class Store:
             text = fmt.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             tmp = self._tmp_path("FORMAT")
-            tmp.write_text(f"{_STORE_TAG} {FORMAT_VERSION}\n", encoding="utf-8")
+            Path(tmp).write_text(f"{_STORE_TAG} {FORMAT_VERSION}\n", encoding="utf-8")
             os.replace(tmp, fmt)
             return
         tag, _, version = text.partition(" ")
@@ -330,14 +367,17 @@ class Store:
             raise untrusted(f"it is signed by {who} (signer {hdr.signer}); add that key to trusted_keys "
                             "to use results written by others")
 
-    def _tmp_path(self, name: str) -> Path:
-        return self._tmp / f"{name}.{uuid.uuid4().hex}-{os.getpid()}-{threading.get_ident()}.tmp"
+    def _tmp_path(self, name: str) -> str:
+        return f"{self._tmp_str}/{name}.{_unique()}-{os.getpid()}-{threading.get_ident()}.tmp"
 
     def path(self, key: str) -> Path:
         """The file of ``key``: root/objects/<key[:2]>/<key>."""
+        return Path(self._file(key))
+
+    def _file(self, key: str) -> str:
         if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
             raise ValueError(f"invalid store key {key!r}: use 1-200 characters from [A-Za-z0-9_-]")
-        return self._objects / key[:2] / key
+        return f"{self._objects_str}/{key[:2]}/{key}"
 
     def contains(self, key: str) -> bool:
         """Whether an entry exists (one stat; the entry is not read). Hot: called once per declared task."""
@@ -350,7 +390,7 @@ class Store:
 
     def save(self, key: str, value: object) -> EntryInfo:
         """Store ``value`` atomically under ``key``; numpy arrays are written without copies."""
-        final = self.path(key)
+        final = self._file(key)
         pickled: list[pickle.PickleBuffer] = []
         try:
             data = cloudpickle.dumps(value, protocol=5, buffer_callback=pickled.append)
@@ -362,22 +402,7 @@ class Store:
                 f"({type(exc).__name__}: {exc}). Return plain data (arrays, dicts, dataclasses) "
                 "or make the object picklable (define __reduce__ or __getstate__/__setstate__)."
             ) from exc
-
-        meta: dict[str, Any] = {"key": key, "created": round(time.time(), 6)}
-        start = _ALIGN
-        while True:  # offsets change the header's length: find a data start the header fits before
-            regions, pos = [(start, len(data))], start + len(data)
-            for v in views:
-                regions.append((_align(pos), v.nbytes))
-                pos = _align(pos) + v.nbytes
-            meta.update(pickle=regions[0], buffers=regions[1:])
-            meta.update(pickle_digest=_ZERO_DIGEST, buffers_digest=_ZERO_DIGEST, pickle_sha256="0" * 64,
-                        signer="0" * 16, signature="0" * 64)
-            need = _align(_PREFIX.size + len(_dumps(meta)) + _DIGEST)
-            if need <= start:
-                break
-            start = need
-
+        meta, regions, start = _layout(key, len(data), [v.nbytes for v in views])
         keyring = self.keyring
         tmp = self._tmp_path(key)
         try:
@@ -386,14 +411,19 @@ class Store:
             raise self._write_error(key, exc) from exc
         try:
             try:
-                os.lseek(fd, start, os.SEEK_SET)
-                p_hash, b_hash = xxhash.xxh3_128(), xxhash.xxh3_128()
-                pos = _write_all(fd, data, start, p_hash)
-                for (off, _), view in zip(regions[1:], views):
-                    pos = _write_all(fd, bytes(off - pos), pos)
-                    pos = _write_all(fd, view, pos, b_hash)
-                hdr = _Header(regions[0], regions[1:], p_hash.hexdigest(), b_hash.hexdigest(),
-                              hashlib.sha256(data).hexdigest(), keyring.signer)
+                small = not views and len(data) <= _CHUNK
+                if not small:  # data first, hashed while in cache; the header last
+                    os.lseek(fd, start, os.SEEK_SET)
+                    p_hash, b_hash = xxhash.xxh3_128(), xxhash.xxh3_128()
+                    pos = _write_all(fd, data, start, p_hash)
+                    for (off, _), view in zip(regions[1:], views):
+                        pos = _write_all(fd, bytes(off - pos), pos)
+                        pos = _write_all(fd, view, pos, b_hash)
+                    p_digest, b_digest = p_hash.hexdigest(), b_hash.hexdigest()
+                else:  # a small result: header, padding and pickle in one write
+                    pos, p_digest, b_digest = start + len(data), xxhash.xxh3_128_hexdigest(data), _EMPTY_DIGEST
+                hdr = _Header(regions[0], regions[1:], p_digest, b_digest, hashlib.sha256(data).hexdigest(),
+                              keyring.signer)
                 meta.update(pickle_digest=hdr.pickle_digest, buffers_digest=hdr.buffers_digest,
                             pickle_sha256=hdr.pickle_sha256, signer=hdr.signer,
                             signature=keyring.sign(_message(key, hdr)))
@@ -401,14 +431,21 @@ class Store:
                 block = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)) + head
                 block += xxhash.xxh3_128_digest(block)
                 assert len(block) <= start
-                os.lseek(fd, 0, os.SEEK_SET)
-                _write_all(fd, block + bytes(start - len(block)), 0)
+                block += bytes(start - len(block))
+                if small:
+                    _write_all(fd, block + data, 0)
+                else:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    _write_all(fd, block, 0)
                 if self.fsync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            final.parent.mkdir(mode=0o700, exist_ok=True)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:  # the entry's folder objects/<key[:2]> does not exist yet
+                os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
+                os.replace(tmp, final)
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -416,12 +453,12 @@ class Store:
                 raise self._write_error(key, exc) from exc
             raise
         if self.fsync and os.name == "posix":  # make the rename durable too
-            dir_fd = os.open(final.parent, os.O_RDONLY)
+            dir_fd = os.open(os.path.dirname(final), os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-        return EntryInfo(key, final, pos, hdr.checksum)
+        return EntryInfo(key, Path(final), pos, hdr.checksum)
 
     def sync(self) -> None:
         """Make every entry written so far durable: one ``syncfs`` of the cache's filesystem

@@ -9,6 +9,7 @@ the value travels back in the report and the scheduler stores it.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import socket
@@ -18,13 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import instruments, locks
+from . import instruments
 from .errors import CacheWriteError, CorruptEntryError, NdustriaError, ResultNotPicklableError
 from .instruments import call_instrumented
+from .locks import KeyLock
 from .store import Store
 from .task import replace_handles
+from .writer import ResultWriter
 
 _ENGINE_ID: str | None = None
+_HOST = socket.gethostname()
 _STORES: dict[tuple[str, bool], Store] = {}
 _STORES_LOCK = threading.Lock()
 
@@ -99,38 +103,88 @@ def get_store(root: str, fsync: bool = True) -> Store:
         return store
 
 
-@locks.computed_once
-def execute(payload: TaskPayload) -> TaskReport:
-    """Run one task and store its result. Never raises for a task's own failure."""
-    report = TaskReport(key=payload.key, status="failed", engine=engine_id(), host=socket.gethostname(),
-                        pid=os.getpid())
+def execute(payload: TaskPayload, writer: ResultWriter | None = None) -> TaskReport:
+    """Run one task and store its result. Never raises for a task's own failure.
+
+    Unless the payload skips the shared cache or must run whatever is stored (``rerun``), the
+    key's compute lock is held from before the store is checked until the result is stored: a
+    process that waited for it finds the entry and reports it as found, without recomputing.
+    With ``writer`` the result is saved on the writer's thread, which then releases the lock;
+    the report is complete once the writer is closed.
+    """
     store = get_store(payload.store_root, payload.fsync)
+    lock = None
+    if payload.shared_cache and not payload.rerun:
+        lock = KeyLock(store.root, payload.key)
+        lock.acquire()
+    try:
+        if lock is not None:
+            info = _stored(store, payload.key)
+            if info is not None:
+                return found_report(payload, info)
+        report, value, ok = _compute(payload, store, thread_cpu=writer is not None)
+        if not ok or not payload.shared_cache:
+            return report
+        if writer is not None:
+            writer.submit(functools.partial(_finish_then_release, payload, store, value, report, lock))
+            lock = None  # the writer's job releases it once the result is stored
+            return report
+        return _finish(payload, store, value, report)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _stored(store: Store, key: str) -> Any:
+    """The entry's info if another process stored it (a damaged entry counts as missing: it is replaced)."""
+    try:
+        return store.info(key) if store.contains(key) else None
+    except CorruptEntryError:
+        return None
+
+
+def _compute(payload: TaskPayload, store: Store, thread_cpu: bool) -> tuple[TaskReport, Any, bool]:
+    """Load the inputs and call the task: (report, value, whether it returned)."""
+    report = TaskReport(key=payload.key, status="failed", engine=engine_id(), host=_HOST, pid=os.getpid())
     try:
         args, kwargs = _load_inputs(payload, store)
     except _BadInputs as bad:
         report.bad_inputs = bad.keys
         report.error = f"inputs of {payload.name} could not be loaded: {bad}"
-        return report
+        return report, None, False
     try:  # the timer (always) and the requested instruments fill the report's timings and metrics
-        value = call_instrumented(payload.instruments, payload.func, args, kwargs, report)
+        value = call_instrumented(payload.instruments, payload.func, args, kwargs, report, thread_cpu=thread_cpu)
     except Exception as exc:
         report.error = _format_exception(exc)
         report.exception = _portable(exc)
-        return report
-    del args, kwargs
-    return _finish(payload, store, value, report)
+        return report, None, False
+    if not payload.shared_cache:  # the value travels back in the report; the scheduler stores it
+        report.value, report.has_value, report.status = value, True, "done"
+    return report, value, True
 
 
 def found_report(payload: TaskPayload, info: Any) -> TaskReport:
     """The report of a task whose entry another process stored (``info``: its EntryInfo)."""
-    return TaskReport(key=payload.key, status="done", engine=engine_id(), host=socket.gethostname(),
+    return TaskReport(key=payload.key, status="done", engine=engine_id(), host=_HOST,
                       pid=os.getpid(), path=str(info.path), size=info.size, checksum=info.checksum, found=True)
 
 
+def _finish_then_release(payload: TaskPayload, store: Store, value: Any, report: TaskReport,
+                         lock: KeyLock | None) -> None:
+    """A write-behind job: store the result, record the outcome in the report, release the key."""
+    try:
+        _finish(payload, store, value, report)
+    except BaseException as exc:  # noqa: BLE001 - recorded in the report, which the scheduler reads
+        report.status, report.value, report.has_value = "failed", None, False
+        report.error = f"the result of {payload.name} could not be stored: {type(exc).__name__}: {exc}"
+        report.exception = NdustriaError(report.error)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 def _finish(payload: TaskPayload, store: Store, value: Any, report: TaskReport) -> TaskReport:
-    if not payload.shared_cache:
-        report.value, report.has_value, report.status = value, True, "done"
-        return report
+    """Store the result; the report says where, or why it could not be stored."""
     try:
         info = store.save(payload.key, value)
     except ResultNotPicklableError as exc:

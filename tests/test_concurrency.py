@@ -13,7 +13,7 @@ import pytest
 from support import write_script
 
 from ndustria.catalog import Catalog
-from ndustria.locks import clean_locks, key_lock
+from ndustria.locks import LOCK_DIR, LOCK_FILE, key_lock
 from ndustria.worker import TaskPayload, execute, get_store
 
 N_TASKS = 20
@@ -96,44 +96,58 @@ def test_waiting_process_reports_entry_as_found(tmp_path: Path) -> None:
     assert (report.status, report.found, calls) == ("done", False, [1])
 
 
-def test_lock_excludes_threads_and_cleans_stale(tmp_path: Path) -> None:
+def test_lock_excludes_threads_and_leaves_no_file_per_key(tmp_path: Path) -> None:
     root = tmp_path / "c"
     inside: list[int] = []
     overlap = []
 
-    def hold() -> None:
-        with key_lock(root, "k"):
+    def hold(key: str) -> None:
+        with key_lock(root, key):
             inside.append(1)
             overlap.append(len(inside))
             time.sleep(0.05)
             inside.pop()
 
-    threads = [threading.Thread(target=hold) for _ in range(4)]
+    threads = [threading.Thread(target=hold, args=("k",)) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert overlap == [1, 1, 1, 1]
-    lock = root / "locks" / "k.lock"
-    assert lock.exists()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    lock.write_text(f"{dead.stdout.strip()} {os.uname().nodename}\n")
-    assert clean_locks(root, older_than=3600) == 0  # too recent
-    os.utime(lock, (time.time() - 7200, time.time() - 7200))
-    assert clean_locks(root, older_than=3600) == 1
-    assert not lock.exists()
+    for i in range(50):
+        with key_lock(root, f"key{i}"):
+            pass
+    assert sorted(os.listdir(root / LOCK_DIR)) == [LOCK_FILE]  # one byte of one file per key
 
 
-def test_lock_scan_runs_at_most_once_per_interval(tmp_path: Path) -> None:
-    from ndustria.locks import LOCK_DIR, clean_stale
-    from ndustria.store import Store
+HOLDER = """
+import sys, time
+from ndustria.locks import key_lock
+with key_lock(sys.argv[1], "k"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
 
-    store = Store(tmp_path / "c")
-    assert clean_stale(store) == 0  # the first open scans, and leaves a marker
-    lock = tmp_path / "c" / LOCK_DIR / "k.lock"
-    lock.write_text("999999 elsewhere\n")
-    old = time.time() - 7200
-    os.utime(lock, (old, old))
-    assert clean_stale(store) == 0 and lock.exists()  # scanned less than an hour ago: not again
-    os.utime(tmp_path / "c" / LOCK_DIR / ".cleaned", (old, old))
-    assert clean_stale(store) == 1 and not lock.exists()
+
+def test_lock_excludes_other_processes_until_the_holder_is_killed(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        got = threading.Event()
+
+        def take() -> None:
+            with key_lock(root, "k"):
+                got.set()
+
+        waiter = threading.Thread(target=take, daemon=True)
+        waiter.start()
+        assert not got.wait(0.5)  # the other process holds it
+        with key_lock(root, "another key"):  # other keys are free
+            pass
+        holder.kill()
+        assert got.wait(30)  # the kernel released the dead holder's lock: nothing to clean
+        waiter.join()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -208,8 +208,10 @@ def test_batch_policy_batches_only_tasks_shorter_than_the_overhead():
     policy = BatchPolicy(overhead=3e-3, workers=2, history={"tiny": 1e-3, "long": 0.5})
     assert policy.size("long", 1000) == 1
     assert policy.size("unknown", 1000) == 1, "no duration known yet: no batching"
-    assert policy.size("tiny", 1000) == 30  # 10 x the overhead per batch
-    assert policy.size("tiny", 10) == 3, "every worker gets a share (two batches in flight each)"
+    assert policy.size("tiny", 1000) == 250, "about two batches of what is left per worker"
+    assert policy.size("tiny", 100_000) == 250, "a batch lasts at most max_seconds (0.25 s)"
+    assert policy.size("tiny", 40) == 10 and policy.size("tiny", 16) == 6, "shrinking towards the end"
+    assert policy.size("tiny", 5) == 5, "but no batch shorter than two overheads"
     assert policy.size("tiny", 1) == 1
     assert BatchPolicy(overhead=0.0, history={"tiny": 1e-3}).size("tiny", 1000) == 1  # in-process
     policy.observe("unknown", 1e-4)

@@ -1,8 +1,11 @@
-"""The engine side of a batch: results of tiny tasks are made durable once per batch."""
+"""The engine side of a batch: results are saved behind the tasks and made durable per batch."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
 
 from ndustria import remote
 from ndustria.store import Store
@@ -13,16 +16,23 @@ def double(x):
     return 2 * x
 
 
-def test_a_batch_syncs_once_instead_of_fsyncing_each_result(cache_dir, monkeypatch):
-    payloads = [TaskPayload(key=f"{i:032x}", name=f"double({i})", func=double, args=(i,), kwargs={},
-                            store_root=str(cache_dir)) for i in range(5)]
-    fsyncs, syncs = [], []
-    real_fsync = os.fsync
+def payloads_for(cache_dir, func=double, n=5):
+    return [TaskPayload(key=f"{i:032x}", name=f"{func.__name__}({i})", func=func, args=(i,), kwargs={},
+                        store_root=str(cache_dir)) for i in range(n)]
+
+
+def test_a_batch_syncs_after_its_saves_instead_of_fsyncing_each_result(cache_dir, monkeypatch):
+    payloads = payloads_for(cache_dir)
+    fsyncs, events = [], []
+    real_fsync, real_save = os.fsync, Store.save
     monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd))[1])
-    monkeypatch.setattr(Store, "sync", lambda self: syncs.append(self.root))
+    monkeypatch.setattr(Store, "sync", lambda self: events.append("sync"))
+    monkeypatch.setattr(Store, "save", lambda self, key, value: (events.append(key), real_save(self, key, value))[1])
     reports = remote.execute_batch(payloads)
     assert [r.status for r in reports] == ["done"] * 5
-    assert fsyncs == [] and len(syncs) == 1  # one flush of the cache's filesystem for the whole batch
+    assert fsyncs == [], "no result is fsynced on its own"
+    assert sorted(e for e in events if e != "sync") == [p.key for p in payloads]
+    assert events[-1] == "sync", "the filesystem is synced after the last save, before the reports leave"
     store = Store(cache_dir)
     for i, p in enumerate(payloads):
         store.verify(p.key)
@@ -37,3 +47,70 @@ def test_a_single_task_keeps_its_own_fsync(cache_dir, monkeypatch):
                           store_root=str(cache_dir))
     assert remote.execute_batch([payload])[0].status == "done"
     assert fsyncs  # the file (and its directory) were fsynced before the rename was reported
+
+
+PROBE = """
+import fcntl, os, sys
+from ndustria import locks
+root, key = sys.argv[1], sys.argv[2]
+fd = os.open(os.path.join(root, locks.LOCK_DIR, locks.LOCK_FILE), os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, locks._offset(key))
+    print("free")
+except OSError:
+    print("held")
+"""
+
+
+def lock_state(root, key) -> str:
+    """Whether another process could take ``key``'s compute lock right now."""
+    out = subprocess.run([sys.executable, "-c", PROBE, str(root), key], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_the_writer_holds_each_task_lock_until_its_result_is_stored(cache_dir, monkeypatch):
+    payloads = payloads_for(cache_dir)
+    seen = {}
+    real_save = Store.save
+
+    def save(self, key, value):
+        seen[key] = (threading.current_thread().name, lock_state(self.root, key))
+        return real_save(self, key, value)
+
+    monkeypatch.setattr(Store, "save", save)
+    reports = remote.execute_batch(payloads)
+    assert [r.status for r in reports] == ["done"] * 5
+    assert seen == {p.key: ("ndustria-writer", "held") for p in payloads}, "saved behind the task, under its lock"
+    assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}, "every lock released after its save"
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise TypeError("this object refuses to be pickled")
+
+
+def maybe_unpicklable(i):
+    return Unpicklable() if i == 2 else i
+
+
+def test_a_result_the_writer_cannot_store_fails_only_its_own_task(cache_dir):
+    payloads = payloads_for(cache_dir, maybe_unpicklable)
+    reports = remote.execute_batch(payloads)
+    assert [r.status for r in reports] == ["done", "done", "failed", "done", "done"]
+    assert "cannot be stored" in reports[2].error and "refuses to be pickled" in reports[2].error
+    store = Store(cache_dir)
+    assert sorted(store.keys()) == sorted(p.key for i, p in enumerate(payloads) if i != 2)
+    assert os.listdir(cache_dir / "tmp") == [], "nothing half-written left behind"
+    assert lock_state(cache_dir, payloads[2].key) == "free"
+
+
+def test_tasks_with_instruments_are_saved_in_line(cache_dir, monkeypatch):
+    payloads = payloads_for(cache_dir)
+    for p in payloads:
+        p.instruments = ("timeit",)
+    threads = []
+    real_save = Store.save
+    monkeypatch.setattr(Store, "save", lambda self, key, value: (threads.append(threading.current_thread().name),
+                                                                  real_save(self, key, value))[1])
+    assert [r.status for r in remote.execute_batch(payloads)] == ["done"] * 5
+    assert set(threads) == {threading.main_thread().name}
