@@ -15,6 +15,7 @@ more than one rank, else ``ipyparallel``.
 from __future__ import annotations
 
 import os
+import sys
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -88,16 +89,38 @@ class RemoteExecutor(Executor):
         self.inner = inner
         self.capture = capture
         self.announce = announce
+        self.paths = source_paths()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         from .remote import run_blob
 
         blob = cloudpickle.dumps((fn, args, kwargs))
-        inner = self.inner.submit(run_blob, blob, self.capture, self.announce)
+        inner = self.inner.submit(run_blob, blob, self.capture, self.announce, self.paths)
         return _linked(inner)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         pass  # the engines belong to the cluster, not to this executor
+
+
+def source_paths() -> tuple[str, ...]:
+    """This process's own source folders on ``sys.path`` (the script's folder, the working directory,
+    ``PYTHONPATH``), not those of the Python installation or its packages.
+
+    Engines add the ones they lack, so a task defined in a module next to the script (pickled by
+    reference) imports on an engine that sees the same files, wherever that engine was started.
+    """
+    import site
+    import sysconfig
+
+    installed = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                               *sysconfig.get_paths().values(), *site.getsitepackages(),
+                                               site.getusersitepackages()) if p}
+    out = []
+    for entry in sys.path:
+        path = os.path.realpath(entry or os.getcwd())
+        if os.path.isdir(path) and not any(path == p or path.startswith(p + os.sep) for p in installed):
+            out.append(path)
+    return tuple(dict.fromkeys(out))
 
 
 def calibrate(executor: Executor, rounds: int = 5) -> float:

@@ -10,15 +10,18 @@ of one task (remembered in the catalog, then measured in this run) and the
 backend's per-submission overhead (measured when the backend starts, then from
 round trips that did not queue: round trip minus the time the engine spent).
 
-Sizes follow *factoring* (guided self-scheduling with a safety factor of 2): a
-batch takes ``ready / (2 * workers)`` of its function's ready tasks, so each
-worker gets about two batches of what is left and the batches shrink towards the
-end of the run, where load balance matters. Few, large batches keep the per-batch
-cost (the round trip, the engine's bookkeeping, one filesystem sync) small; a
-batch never lasts less than ``floor`` times the overhead (splitting further would
-cost more than it balances) nor longer than ``max_seconds`` (a task of another
-function waiting behind it starts soon). A task at least as long as the overhead
-is never batched, nor is a task whose duration is not known yet.
+Sizes follow *factoring* (guided self-scheduling with a safety factor): a batch
+takes ``ready / (split * workers)`` of its function's ready tasks, so the batches
+shrink towards the end of the run, where load balance matters. Few, large batches
+keep the per-batch cost small (~10 ms on ipyparallel: the engine's own handling of
+a request, pickling, one filesystem sync): with two engines, ``split`` = 1.5 ran
+1,000 tasks of 1 ms in 0.71-0.76 s where 2 took 0.80-0.84 s and 1.25 left the last
+engine finishing alone (bench/bench_parallel.py). A batch never lasts less than
+``floor`` times the overhead (splitting further would cost more than it balances)
+nor longer than ``max_seconds`` (a task of another function waiting behind it
+starts soon). A batched task is costed at least ``min_task_cost``, what storing
+its result costs the engine. A task at least as long as the overhead is never
+batched, nor is a task whose duration is not known yet.
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ class BatchPolicy:
     overhead: float  # seconds per submission; 0 disables batching (in-process execution)
     workers: int = 1
     history: Mapping[str, float] = field(default_factory=dict)  # function -> remembered seconds per task
+    split: float = 1.5  # a batch takes 1 / (split * workers) of the ready tasks of its function
     floor: float = 2.0  # a batch lasts at least this many overheads
-    max_seconds: float = 0.25
+    max_seconds: float = 0.5
+    min_task_cost: float = 2.5e-4  # seconds an engine spends on any batched task (lock, report, its result)
     max_size: int = 500
     cost: dict[str, float] = field(default_factory=dict)  # function -> seconds per task, measured this run
     samples: deque = field(default_factory=lambda: deque(maxlen=9))  # recent overheads; their median is used
@@ -58,8 +63,8 @@ class BatchPolicy:
         """Batch size for ``function`` when ``ready`` of its tasks are ready (1 = no batching)."""
         if not self.may_batch(function) or ready <= 1:
             return 1
-        seconds = max(self.expected(function) or 0.0, 1e-6)
-        share = math.ceil(ready / (2 * max(1, self.workers)))  # about two batches of what is left per worker
+        seconds = max(self.expected(function) or 0.0, self.min_task_cost)
+        share = math.ceil(ready / (self.split * max(1, self.workers)))
         shortest = math.ceil(self.floor * self.overhead / seconds)
         longest = max(1, int(self.max_seconds / seconds))
         return max(1, min(ready, max(share, shortest), longest, self.max_size))

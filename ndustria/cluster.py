@@ -8,9 +8,11 @@ profile name, a cluster id or a ``ipcontroller-client.json`` path) is used as it
 is and never stopped by ndustria — that is how MPI, SSH and batch-system engines
 are reached.
 
-Tasks go through ipyparallel's own load balancer: ``LoadBalancedView.executor``.
-Engines must be able to import ndustria (same environment, or installed there),
-and, unless ``shared_cache=False``, see the cache directory at the same path.
+Tasks go through ipyparallel's own load balancer: ``LoadBalancedView.executor``; the
+local cluster's scheduler may hand each engine two submissions (``TaskScheduler.hwm=2``),
+so an engine holds its next batch while it runs one. Engines must be able to import
+ndustria (same environment, or installed there), and, unless ``shared_cache=False``, see
+the cache directory at the same path.
 """
 
 from __future__ import annotations

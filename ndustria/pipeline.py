@@ -192,9 +192,16 @@ class Pipeline:
         catalog = self.catalog
         run_id = catalog.start_run(self.name, backend.name if backend else "none",
                                    backend.workers if backend else 0, self._options())
-        catalog.add_tasks(run_id, [(h.key, h.name, h.function.name, "queued" if h.key in run_keys else "cached")
-                                   for h in handles.values()])
-        catalog.touch_cached(run_id)
+        registered = False
+
+        def register() -> None:  # the run's task rows; with tasks to run, while the first ones run
+            nonlocal registered
+            if not registered:
+                registered = True
+                catalog.add_tasks(run_id, [(h.key, h.name, h.function.name, _row_status(h, run_keys))
+                                           for h in handles.values()])
+                catalog.touch_cached(run_id)
+
         state = GraphState(deps={k: tuple(d.key for d in h.deps) for k, h in handles.items()},
                            available={h.key for h in cached},
                            order={k: i for i, k in enumerate(handles)})
@@ -202,8 +209,11 @@ class Pipeline:
         state.priority = longest_path_priority(state.deps, run_keys, _estimator(to_run, by_key, by_fn))
         state.add([h.key for h in to_run])
         self._failures = {}
-        if to_run:
-            self._schedule(state, handles, backend, run_id, history=by_fn)
+        try:
+            if to_run:
+                self._schedule(state, handles, backend, run_id, history=by_fn, started=register)
+        finally:
+            register()
         catalog.finish_run(run_id, "failed" if state.failed else "done")
         write_run_files(catalog, self.cache_dir, self.name, [h.key for h in self.tasks],
                         timeit=self.timeit, memcheck=self.memcheck, profiling=self.profiling)
@@ -217,7 +227,7 @@ class Pipeline:
         return summary
 
     def _schedule(self, state: GraphState, handles: dict[str, TaskHandle], backend: Backend, run_id: int,
-                  history: dict[str, float]) -> None:
+                  history: dict[str, float], started: Callable[[], None]) -> None:
         catalog = self.catalog
 
         def submitted(keys: list[str]) -> None:
@@ -263,7 +273,8 @@ class Pipeline:
                 self._forget(b)
                 self.console.recomputing(name, "damaged cache entry")
 
-        hooks = SchedulerHooks(submitted, completed, failed, skipped, repairing, settling=catalog.batch)
+        hooks = SchedulerHooks(submitted, completed, failed, skipped, repairing, settling=catalog.batch,
+                               started=started)
         policy = BatchPolicy(backend.overhead, backend.workers, history=history)
         scheduler = Scheduler(backend.executor, backend.workers, run_one,
                               lambda key: self._payload(handles[key], backend), hooks, retries=self.retries,
@@ -274,6 +285,7 @@ class Pipeline:
         try:
             scheduler.run(state)
         except BaseException:
+            started()  # the run's task rows, had the interruption come before the first submission left
             catalog.finish_run(run_id, "interrupted")
             if self._backend is not None:  # stop what ndustria started (a local cluster), cancel the rest
                 self._backend.abort()
@@ -413,6 +425,13 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name!r}: {len(self.tasks)} tasks, cache {self.cache_dir}>"
+
+
+def _row_status(handle: TaskHandle, run_keys: set[str]) -> str:
+    """A task's status in the catalog when its run's rows are written (some may already be running)."""
+    if handle.key not in run_keys:
+        return "cached"
+    return "running" if handle.status == "running" else "queued"
 
 
 def _estimator(to_run: Iterable[TaskHandle], by_key: dict[str, float],

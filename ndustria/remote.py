@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import os
 import sys
 from collections.abc import Sequence
 
@@ -68,10 +69,15 @@ def noop() -> None:
     """Does nothing: timing its round trip measures a backend's per-submission overhead."""
 
 
-def run_blob(blob: bytes, capture: bool = False, announce: bool = False) -> bytes:
-    """Unpickle ``(fn, args, kwargs)``, call it on this engine, return the pickled result."""
+def run_blob(blob: bytes, capture: bool = False, announce: bool = False, paths: Sequence[str] = ()) -> bytes:
+    """Unpickle ``(fn, args, kwargs)``, call it on this engine, return the pickled result.
+
+    ``paths``: the scheduler's source folders (:func:`ndustria.backends.source_paths`); those this
+    engine lacks and can see are appended to its ``sys.path`` first.
+    """
     global _CAPTURE, _ANNOUNCE
     _name_engine()
+    _add_paths(paths)
     fn, args, kwargs = cloudpickle.loads(blob)
     _CAPTURE, _ANNOUNCE = capture, announce
     try:
@@ -85,6 +91,19 @@ def run_blob(blob: bytes, capture: bool = False, announce: bool = False) -> byte
             if isinstance(report, TaskReport):
                 report.exception = NdustriaError(report.error or "task failed")
         return cloudpickle.dumps(result)
+
+
+_PATHS_SEEN: set[tuple[str, ...]] = set()
+
+
+def _add_paths(paths: Sequence[str]) -> None:
+    key = tuple(paths)
+    if key in _PATHS_SEEN:
+        return
+    _PATHS_SEEN.add(key)
+    for path in paths:  # appended: the engine's own installation comes first
+        if path not in sys.path and os.path.isdir(path):
+            sys.path.append(path)
 
 
 def _run_one(payload: TaskPayload, writer: ResultWriter | None = None) -> TaskReport:

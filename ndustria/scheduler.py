@@ -190,6 +190,7 @@ class SchedulerHooks:
     skipped: Callable[[str, str], None] = lambda key, cause: None
     repairing: Callable[[str, list[str]], None] = lambda key, bad: None
     settling: Callable[[], AbstractContextManager[Any]] = nullcontext  # around the reports of one submission
+    started: Callable[[], None] = lambda: None  # once, after the first submissions left (overlaps bookkeeping)
 
 
 @dataclass
@@ -197,6 +198,7 @@ class _Submission:
     keys: list[str]
     sent: float  # time.perf_counter() at submission
     measured: bool  # a worker was free: the round trip measures the backend's overhead
+    returned: float = 0.0  # time.perf_counter() when the result arrived (not when the loop got to it)
 
 
 class Scheduler:
@@ -231,9 +233,13 @@ class Scheduler:
     def run(self, state: GraphState) -> None:
         events: queue.SimpleQueue[Future] = queue.SimpleQueue()
         futures: dict[Future, _Submission] = {}
+        first = True
         try:
             while True:
                 self._fill(state, futures, events)
+                if first:
+                    first = False
+                    self.hooks.started()
                 if not futures:
                     return
                 future = _next_event(events, self.watchdog)
@@ -270,8 +276,13 @@ class Scheduler:
             future = Future()
             future.set_exception(exc)
         self.submissions += 1
-        futures[future] = _Submission(keys, time.perf_counter(), measured)
-        future.add_done_callback(events.put)
+        sub = futures[future] = _Submission(keys, time.perf_counter(), measured)
+
+        def arrived(f: Future) -> None:
+            sub.returned = time.perf_counter()
+            events.put(f)
+
+        future.add_done_callback(arrived)
 
     def _handle(self, state: GraphState, sub: _Submission, future: Future, futures: dict[Future, _Submission],
                 events: queue.SimpleQueue) -> None:
@@ -296,7 +307,7 @@ class Scheduler:
     def _learn(self, sub: _Submission, reports: list[TaskReport]) -> None:
         if self.policy is None or not reports:
             return
-        round_trip = time.perf_counter() - sub.sent
+        round_trip = (sub.returned or time.perf_counter()) - sub.sent
         timed = [r for r in reports if r.end > 0 and r.start > 0]
         if not timed:
             return

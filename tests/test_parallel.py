@@ -208,15 +208,18 @@ def test_batch_policy_batches_only_tasks_shorter_than_the_overhead():
     policy = BatchPolicy(overhead=3e-3, workers=2, history={"tiny": 1e-3, "long": 0.5})
     assert policy.size("long", 1000) == 1
     assert policy.size("unknown", 1000) == 1, "no duration known yet: no batching"
-    assert policy.size("tiny", 1000) == 250, "about two batches of what is left per worker"
-    assert policy.size("tiny", 100_000) == 250, "a batch lasts at most max_seconds (0.25 s)"
-    assert policy.size("tiny", 40) == 10 and policy.size("tiny", 16) == 6, "shrinking towards the end"
-    assert policy.size("tiny", 5) == 5, "but no batch shorter than two overheads"
+    assert policy.size("tiny", 1000) == 334, "a third of what is ready (split 1.5 x 2 workers)"
+    assert policy.size("tiny", 100_000) == 500, "a batch lasts at most max_seconds (0.5 s)"
+    assert policy.size("tiny", 42) == 14 and policy.size("tiny", 18) == 6, "shrinking towards the end"
+    assert policy.size("tiny", 9) == 6, "but no batch shorter than two overheads"
+    assert policy.size("tiny", 5) == 5
     assert policy.size("tiny", 1) == 1
     assert BatchPolicy(overhead=0.0, history={"tiny": 1e-3}).size("tiny", 1000) == 1  # in-process
     policy.observe("unknown", 1e-4)
     assert policy.size("unknown", 10_000) > 1, "a duration measured in this run counts"
-    assert policy.size("unknown", 10_000) <= int(policy.max_seconds / 1e-4)
+    assert policy.size("unknown", 10_000) <= int(policy.max_seconds / policy.min_task_cost), "storing costs too"
+    noop = BatchPolicy(overhead=1e-2, workers=2, history={"noop": 1e-6})
+    assert noop.size("noop", 300) == 100, "no-op tasks still go to both workers: each costs its engine ~0.25 ms"
 
 
 def test_tiny_tasks_are_batched_and_long_ones_are_not(cache_dir, local_cluster):
@@ -417,3 +420,25 @@ def test_attaching_to_an_existing_cluster_of_mpi_engines(cache_dir, tmp_path, mo
         assert len(client.ids) == 2, "ndustria never stops a cluster it did not start"
     finally:
         cluster.stop_cluster_sync()
+
+
+def test_a_task_imported_from_a_module_next_to_the_script_runs_on_engines(cache_dir, local_cluster, tmp_path,
+                                                                         monkeypatch):
+    """cloudpickle ships such a function by reference: the engines import its module from the scheduler's
+    source folders, which travel with every submission."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "helpers_next_to_script.py").write_text("def cube(x):\n    return x ** 3\n")
+    monkeypatch.syspath_prepend(str(folder))
+    import importlib.util
+
+    import helpers_next_to_script
+
+    find = local_cluster[:].apply_sync(importlib.util.find_spec, "helpers_next_to_script")
+    assert find == [None] * ENGINES  # the engines cannot see it by themselves
+    pipe = Pipeline(name="helpers", parallel=True, engines=ENGINES)
+    cube = pipe.AddFunction()(helpers_next_to_script.cube)
+    handles = [cube(i) for i in range(4)]
+    pipe.run()
+    assert [h.result() for h in handles] == [0, 1, 8, 27]
+    sys.modules.pop("helpers_next_to_script", None)
