@@ -10,18 +10,20 @@ of one task (remembered in the catalog, then measured in this run) and the
 backend's per-submission overhead (measured when the backend starts, then from
 round trips that did not queue: round trip minus the time the engine spent).
 
-Sizes follow *factoring* (guided self-scheduling with a safety factor): a batch
-takes ``ready / (split * workers)`` of its function's ready tasks, so the batches
-shrink towards the end of the run, where load balance matters. Few, large batches
-keep the per-batch cost small (~10 ms on ipyparallel: the engine's own handling of
-a request, pickling, one filesystem sync): with two engines, ``split`` = 1.5 ran
-1,000 tasks of 1 ms in 0.71-0.76 s where 2 took 0.80-0.84 s and 1.25 left the last
-engine finishing alone (bench/bench_parallel.py). A batch never lasts less than
-``floor`` times the overhead (splitting further would cost more than it balances)
-nor longer than ``max_seconds`` (a task of another function waiting behind it
-starts soon). A batched task is costed at least ``min_task_cost``, what storing
-its result costs the engine. A task at least as long as the overhead is never
-batched, nor is a task whose duration is not known yet.
+Sizes follow *factoring* (Hummel, Schonberg and Flynn, 1992): batches go out in
+rounds of one batch per worker, all of a round the same size, each round taking
+``1 / split`` of its function's ready tasks, so the batches shrink towards the end
+of the run, where load balance matters. Equal batches within a round matter because
+ipyparallel's load balancer counts requests, not work. Few, large batches keep the
+per-batch cost small (~10 ms on ipyparallel: the engine's own handling of a request,
+pickling, one filesystem sync): with two engines, 1,000 tasks of 1 ms took 0.71-0.76 s
+with ``split`` = 1.5 where 2 took 0.80-0.84 s, and 1.25 left one engine finishing
+alone (bench/bench_parallel.py). A batch never lasts less than ``floor`` times the
+overhead (splitting further would cost more than it balances) nor longer than
+``max_seconds`` (a task of another function waiting behind it starts soon). A
+batched task is costed at least ``min_task_cost``, what storing its result costs the
+engine. A task at least as long as the overhead is never batched, nor is a task
+whose duration is not known yet.
 """
 
 from __future__ import annotations
@@ -42,13 +44,14 @@ class BatchPolicy:
     overhead: float  # seconds per submission; 0 disables batching (in-process execution)
     workers: int = 1
     history: Mapping[str, float] = field(default_factory=dict)  # function -> remembered seconds per task
-    split: float = 1.5  # a batch takes 1 / (split * workers) of the ready tasks of its function
+    split: float = 1.5  # a round of batches (one per worker) takes 1 / split of the ready tasks of its function
     floor: float = 2.0  # a batch lasts at least this many overheads
     max_seconds: float = 0.5
     min_task_cost: float = 2.5e-4  # seconds an engine spends on any batched task (lock, report, its result)
     max_size: int = 500
     cost: dict[str, float] = field(default_factory=dict)  # function -> seconds per task, measured this run
     samples: deque = field(default_factory=lambda: deque(maxlen=9))  # recent overheads; their median is used
+    rounds: dict[str, list[int]] = field(default_factory=dict)  # function -> [batch size, batches left in the round]
 
     def expected(self, function: str) -> float | None:
         """Seconds one task of ``function`` is expected to take, if anything is known."""
@@ -63,11 +66,16 @@ class BatchPolicy:
         """Batch size for ``function`` when ``ready`` of its tasks are ready (1 = no batching)."""
         if not self.may_batch(function) or ready <= 1:
             return 1
-        seconds = max(self.expected(function) or 0.0, self.min_task_cost)
-        share = math.ceil(ready / (self.split * max(1, self.workers)))
-        shortest = math.ceil(self.floor * self.overhead / seconds)
-        longest = max(1, int(self.max_seconds / seconds))
-        return max(1, min(ready, max(share, shortest), longest, self.max_size))
+        current = self.rounds.get(function)
+        if current is None or current[1] <= 0:  # a new round: one batch per worker, of equal size
+            seconds = max(self.expected(function) or 0.0, self.min_task_cost)
+            workers = max(1, self.workers)
+            share = math.ceil(ready / (self.split * workers))
+            shortest = math.ceil(self.floor * self.overhead / seconds)
+            longest = max(1, int(self.max_seconds / seconds))
+            current = self.rounds[function] = [max(1, min(max(share, shortest), longest, self.max_size)), workers]
+        current[1] -= 1
+        return min(ready, current[0])
 
     def observe(self, function: str, per_task: float) -> None:
         """One measured cost per task of ``function`` (seconds, engine side)."""

@@ -19,7 +19,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +60,31 @@ CREATE INDEX IF NOT EXISTS runs_pipeline ON runs (pipeline, started);
 TASK_STATES = ("queued", "running", "done", "failed", "cached", "skipped")
 
 
+def _prepare(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    with db:
+        db.executescript(_SCHEMA)
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+def retry_locked(step: Callable[[], Any], patience: float = 30.0) -> Any:
+    """Run ``step``, again while SQLite says the database is locked, for up to ``patience`` seconds.
+
+    Processes opening a new catalog together race to switch it to WAL and create its tables;
+    SQLite reports some of those conflicts at once instead of waiting for its busy timeout.
+    """
+    deadline, delay = time.monotonic() + patience, 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.25)
+
+
 class Catalog:
     """Thread-safe access to ``<cache_dir>/catalog.sqlite``."""
 
@@ -72,13 +97,7 @@ class Catalog:
             self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
         else:
             self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            with self._db:
-                self._db.executescript(_SCHEMA)
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
+            retry_locked(lambda: _prepare(self._db))
         self._db.row_factory = sqlite3.Row
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ killed writers once they are old.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import threading
@@ -97,34 +98,51 @@ class KeyLock:
         self._locked = False
         self._fallback: Any = None
 
-    def acquire(self) -> None:
-        """Wait until no other process or thread holds this key's lock, then hold it."""
+    def acquire(self, blocking: bool = True) -> bool:
+        """Hold this key's lock, waiting for another process or thread to finish with it.
+
+        Without ``blocking``, returns False at once if someone else holds it. True means the
+        caller may go on (also when the lock could not be used at all and the caller runs unlocked).
+        """
         if fcntl is None:  # pragma: no cover - not POSIX: an exclusive lock file per key
             import filelock
 
             self._fallback = filelock.FileLock(os.path.join(self.root, LOCK_DIR, f"{self.key}.lock"),
-                                               thread_local=False)
-            self._fallback.acquire()
-            return
+                                               timeout=-1 if blocking else 0, thread_local=False)
+            try:
+                self._fallback.acquire()
+            except filelock.Timeout:
+                self._fallback = None
+                return False
+            return True
         try:
             self._fd, self._local = _claim(self.root, self._offset)
         except OSError as exc:
             log.debug("cannot open the lock file of %s (%s); running without it", self.root, exc)
-            return
+            return True
         try:
-            self._local.acquire()
+            got = self._local.acquire(blocking)
         except BaseException:  # Ctrl-C while another thread of this process holds it
-            _unclaim(self.root, self._offset)
-            self._local = None
+            got = False
             raise
+        finally:
+            if not got:
+                _unclaim(self.root, self._offset)
+                self._local = None
+        if not got:
+            return False
         try:
-            fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, self._offset)
+            fcntl.lockf(self._fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self._offset)
             self._locked = True
-        except OSError as exc:  # ENOLCK, EDEADLK
-            log.debug("cannot lock %s in %s (%s); running without it", self.key, self.root, exc)
+        except OSError as exc:
+            if not blocking and exc.errno in (errno.EACCES, errno.EAGAIN):  # another process holds it
+                self._release_local()
+                return False
+            log.debug("cannot lock %s in %s (%s); running without it", self.key, self.root, exc)  # ENOLCK, EDEADLK
         except BaseException:  # Ctrl-C while waiting
             self._release_local()
             raise
+        return True
 
     def release(self) -> None:
         """Let the next waiter in (once; later calls do nothing)."""

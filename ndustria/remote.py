@@ -59,10 +59,25 @@ def execute_batch(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
         for store in stores:
             store.sync()
 
-    with ResultWriter(flush=flush if stores else None) as writer:
-        reports = [_run_one(p, None if p.instruments else writer) for p in runs]
+    # Every free compute lock of the batch is taken (and the store checked) up front, while the
+    # writer is idle: a task then starts without a lock or a stat of its own. A key another process
+    # holds waits until the end, when this batch holds no lock: waiting while holding could deadlock.
+    claims = [worker.claim(p, blocking=False) for p in runs]
+    reports: list[TaskReport | None] = [None] * len(runs)
+    try:
+        with ResultWriter(flush=flush if stores else None) as writer:
+            for i, (payload, claimed) in enumerate(zip(runs, claims)):
+                if claimed is not None:
+                    reports[i] = _run_one(payload, None if payload.instruments else writer, claimed)
+    finally:  # locks of tasks an interruption kept from running (release() is idempotent)
+        for claimed in claims:
+            if claimed is not None and claimed.lock is not None:
+                claimed.lock.release()
+    for i, payload in enumerate(runs):
+        if reports[i] is None:
+            reports[i] = _run_one(payload)
     flush()
-    return reports
+    return reports  # type: ignore[return-value]
 
 
 def noop() -> None:
@@ -106,15 +121,16 @@ def _add_paths(paths: Sequence[str]) -> None:
             sys.path.append(path)
 
 
-def _run_one(payload: TaskPayload, writer: ResultWriter | None = None) -> TaskReport:
+def _run_one(payload: TaskPayload, writer: ResultWriter | None = None,
+             claimed: worker.Claim | None = None) -> TaskReport:
     if _ANNOUNCE:  # one write per line, so mpiexec never splices two ranks' lines together
         sys.stdout.write(f"[{_engine_label()}] running: {payload.name}\n")
         sys.stdout.flush()
     if not _CAPTURE:
-        return worker.execute(payload, writer)
+        return worker.execute(payload, writer, claimed)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        report = worker.execute(payload, writer)
+        report = worker.execute(payload, writer, claimed)
     report.stdout, report.stderr = out.getvalue(), err.getvalue()
     return report
 

@@ -103,25 +103,50 @@ def get_store(root: str, fsync: bool = True) -> Store:
         return store
 
 
-def execute(payload: TaskPayload, writer: ResultWriter | None = None) -> TaskReport:
+@dataclass
+class Claim:
+    """A payload's right to compute: its key's lock (None: it runs unlocked, as without a shared
+    cache or with ``rerun``) and the entry another process stored meanwhile, if any."""
+
+    lock: KeyLock | None
+    found: Any = None  # an EntryInfo
+
+
+def claim(payload: TaskPayload, blocking: bool = True) -> Claim | None:
+    """Take the payload's compute lock, then look in the store again.
+
+    Without ``blocking``, None when another process or thread holds the lock.
+    """
+    if not payload.shared_cache or payload.rerun:
+        return Claim(None)
+    store = get_store(payload.store_root, payload.fsync)
+    lock = KeyLock(store.root, payload.key)
+    if not lock.acquire(blocking):
+        return None
+    try:
+        return Claim(lock, _stored(store, payload.key))
+    except BaseException:
+        lock.release()
+        raise
+
+
+def execute(payload: TaskPayload, writer: ResultWriter | None = None, claimed: Claim | None = None) -> TaskReport:
     """Run one task and store its result. Never raises for a task's own failure.
 
     Unless the payload skips the shared cache or must run whatever is stored (``rerun``), the
     key's compute lock is held from before the store is checked until the result is stored: a
     process that waited for it finds the entry and reports it as found, without recomputing.
-    With ``writer`` the result is saved on the writer's thread, which then releases the lock;
-    the report is complete once the writer is closed.
+    ``claimed``: the lock taken (and the store checked) already, by :func:`claim`. With
+    ``writer`` the result is saved on the writer's thread, which then releases the lock; the
+    report is complete once the writer is closed.
     """
     store = get_store(payload.store_root, payload.fsync)
-    lock = None
-    if payload.shared_cache and not payload.rerun:
-        lock = KeyLock(store.root, payload.key)
-        lock.acquire()
+    held = claimed if claimed is not None else claim(payload)
+    assert held is not None  # a blocking claim always succeeds
+    lock = held.lock
     try:
-        if lock is not None:
-            info = _stored(store, payload.key)
-            if info is not None:
-                return found_report(payload, info)
+        if held.found is not None:
+            return found_report(payload, held.found)
         report, value, ok = _compute(payload, store, thread_cpu=writer is not None)
         if not ok or not payload.shared_cache:
             return report

@@ -151,3 +151,33 @@ def test_lock_excludes_other_processes_until_the_holder_is_killed(tmp_path: Path
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_opening_a_catalog_another_process_is_creating_waits_instead_of_failing() -> None:
+    """Two runs starting together on a new cache both set it up; SQLite reports some of those
+    conflicts at once ("database is locked") rather than after its busy timeout."""
+    import sqlite3
+
+    from ndustria.catalog import retry_locked
+
+    attempts = []
+
+    def contended() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise sqlite3.OperationalError("database is locked")
+        return "ready"
+
+    assert retry_locked(contended) == "ready" and len(attempts) == 3
+
+    def broken() -> None:
+        raise sqlite3.OperationalError("no such table: runs")
+
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        retry_locked(broken)  # other errors are not retried
+
+    def always_locked() -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        retry_locked(always_locked, patience=0.05)  # not for ever

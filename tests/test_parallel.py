@@ -204,22 +204,36 @@ def test_the_local_cluster_is_started_once_and_reused(cache_dir, local_cluster):
 
 # -- batching ------------------------------------------------------------------------------
 
+def first_batch(ready: int, function: str = "tiny", **kwargs) -> int:
+    policy = BatchPolicy(**{"overhead": 3e-3, "workers": 2, "history": {"tiny": 1e-3, "long": 0.5}, **kwargs})
+    return policy.size(function, ready)
+
+
 def test_batch_policy_batches_only_tasks_shorter_than_the_overhead():
-    policy = BatchPolicy(overhead=3e-3, workers=2, history={"tiny": 1e-3, "long": 0.5})
-    assert policy.size("long", 1000) == 1
-    assert policy.size("unknown", 1000) == 1, "no duration known yet: no batching"
-    assert policy.size("tiny", 1000) == 334, "a third of what is ready (split 1.5 x 2 workers)"
-    assert policy.size("tiny", 100_000) == 500, "a batch lasts at most max_seconds (0.5 s)"
-    assert policy.size("tiny", 42) == 14 and policy.size("tiny", 18) == 6, "shrinking towards the end"
-    assert policy.size("tiny", 9) == 6, "but no batch shorter than two overheads"
-    assert policy.size("tiny", 5) == 5
-    assert policy.size("tiny", 1) == 1
-    assert BatchPolicy(overhead=0.0, history={"tiny": 1e-3}).size("tiny", 1000) == 1  # in-process
+    assert first_batch(1000, "long") == 1
+    assert first_batch(1000, "unknown") == 1, "no duration known yet: no batching"
+    assert first_batch(1000) == 334, "a round of one batch per worker takes 1/1.5 of what is ready"
+    assert first_batch(100_000) == 500, "a batch lasts at most max_seconds (0.5 s)"
+    assert first_batch(42) == 14 and first_batch(18) == 6, "shrinking towards the end"
+    assert first_batch(9) == 6, "but no batch shorter than two overheads"
+    assert first_batch(5) == 5 and first_batch(1) == 1
+    assert first_batch(1000, overhead=0.0) == 1  # in-process
+    policy = BatchPolicy(overhead=3e-3, workers=2)
     policy.observe("unknown", 1e-4)
     assert policy.size("unknown", 10_000) > 1, "a duration measured in this run counts"
     assert policy.size("unknown", 10_000) <= int(policy.max_seconds / policy.min_task_cost), "storing costs too"
     noop = BatchPolicy(overhead=1e-2, workers=2, history={"noop": 1e-6})
     assert noop.size("noop", 300) == 100, "no-op tasks still go to both workers: each costs its engine ~0.25 ms"
+
+
+def test_batches_go_in_rounds_of_equal_size_one_per_worker():
+    policy = BatchPolicy(overhead=3e-3, workers=2, history={"tiny": 1e-3})
+    sizes, ready = [], 1000
+    while ready:
+        sizes.append(policy.size("tiny", ready))
+        ready -= sizes[-1]
+    assert sizes[:6] == [334, 334, 111, 111, 37, 37], "equal within a round: the load balancer counts requests"
+    assert sum(sizes) == 1000 and min(sizes[:-1]) >= 6
 
 
 def test_tiny_tasks_are_batched_and_long_ones_are_not(cache_dir, local_cluster):

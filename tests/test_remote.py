@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 from ndustria import remote
 from ndustria.store import Store
@@ -114,3 +115,32 @@ def test_tasks_with_instruments_are_saved_in_line(cache_dir, monkeypatch):
                                                                   real_save(self, key, value))[1])
     assert [r.status for r in remote.execute_batch(payloads)] == ["done"] * 5
     assert set(threads) == {threading.main_thread().name}
+
+
+HOLDER = """
+import sys, time
+from ndustria.locks import key_lock
+from ndustria.store import Store
+root, key = sys.argv[1], sys.argv[2]
+with key_lock(root, key):
+    print("held", flush=True)
+    time.sleep(1.0)
+    Store(root).save(key, "stored by the other process")
+"""
+
+
+def test_a_key_another_process_holds_waits_for_the_end_of_the_batch_and_is_found(cache_dir):
+    payloads = payloads_for(cache_dir)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(cache_dir), payloads[1].key],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        held_at = time.time()
+        reports = remote.execute_batch(payloads)
+    finally:
+        holder.wait(timeout=60)
+    assert [r.status for r in reports] == ["done"] * 5
+    assert reports[1].found and not any(r.found for i, r in enumerate(reports) if i != 1)
+    assert max(r.end for r in reports if not r.found) < held_at + 0.9, "the free tasks did not wait for it"
+    assert Store(cache_dir).load(payloads[1].key) == "stored by the other process", "computed once, not twice"
+    assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}
