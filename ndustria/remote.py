@@ -46,8 +46,9 @@ def execute_batch(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
     Tasks with instruments are saved in line, so the writer's work never shows in their
     measurements. Durability is paid per batch, not per result: each result is written and
     renamed into place without its own fsync; the writer syncs the cache's filesystem now
-    and then while the batch runs, and one last ``Store.sync()`` before any report leaves. Readers still see whole entries only
-    (rename), and an entry torn by a power loss in between fails its checksum and is recomputed.
+    and then while the batch runs, and one last ``Store.sync()`` runs before any report
+    leaves. Readers still see whole entries only (rename), and an entry torn by a power loss
+    in between fails its checksum and is recomputed.
     """
     if len(payloads) < 2:
         return [_run_one(p) for p in payloads]

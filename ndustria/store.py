@@ -4,7 +4,7 @@ Directory layout::
 
     root/FORMAT                              "ndustria-store <version>"
     root/objects/<key[:2]>/<key>             one entry file per result
-    root/tmp/<key>.<uuid>-<pid>-<tid>.tmp    entries being written
+    root/tmp/<key>.<token><n>-<pid>-<tid>.tmp  entries being written (token: random, per process)
 
 Entry file (integers little-endian)::
 
