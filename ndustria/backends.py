@@ -62,6 +62,7 @@ class Backend:
     aborter: Callable[[], None] | None = field(default=None, repr=False)
     overhead: float = 0.0  # expected seconds per submission (batching starts from this guess)
     watchdog: Callable[[], None] | None = field(default=None, repr=False)  # called while the scheduler waits
+    recover: Callable[[], Executor] | None = field(default=None, repr=False)  # a working executor after a fault
 
     def close(self) -> None:
         """Release what this backend holds for one pipeline (a shared local cluster stays up)."""
@@ -219,8 +220,15 @@ def resolve_backend(*, parallel: bool, backend: str | None, engines: int | None,
 def _processes(workers: int) -> Backend:
     from loky import get_reusable_executor
 
-    executor = get_reusable_executor(max_workers=workers, timeout=300)
-    return Backend("processes", executor, workers, overhead=OVERHEAD["processes"])
+    backend = Backend("processes", get_reusable_executor(max_workers=workers, timeout=300), workers,
+                      overhead=OVERHEAD["processes"])
+
+    def recover() -> Executor:  # a killed worker breaks loky's pool for good: the next call starts a new one
+        backend.executor = get_reusable_executor(max_workers=workers, timeout=300)
+        return backend.executor
+
+    backend.recover = recover
+    return backend
 
 
 def _ipyparallel(engines: int | None, cluster: Any, shared_cache: bool) -> Backend:

@@ -273,13 +273,16 @@ class Pipeline:
                 self._forget(b)
                 self.console.recomputing(name, "damaged cache entry")
 
+        def retrying(key: str, exc: BaseException) -> None:
+            log.warning("retrying %s after its worker died (%s: %s)", handles[key].name, type(exc).__name__, exc)
+
         hooks = SchedulerHooks(submitted, completed, failed, skipped, repairing, settling=catalog.batch,
-                               started=started)
+                               started=started, retrying=retrying)
         policy = BatchPolicy(backend.overhead, backend.workers, history=history)
         scheduler = Scheduler(backend.executor, backend.workers, run_one,
                               lambda key: self._payload(handles[key], backend), hooks, retries=self.retries,
                               run_batch=execute_batch, policy=policy, group=lambda key: handles[key].function.name,
-                              watchdog=backend.watchdog)
+                              watchdog=backend.watchdog, recover=backend.recover)
         self._last_scheduler = scheduler
         self.console.progress_start(len(state.waiting) + len(state.ready))
         try:

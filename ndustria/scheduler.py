@@ -191,6 +191,8 @@ class SchedulerHooks:
     repairing: Callable[[str, list[str]], None] = lambda key, bad: None
     settling: Callable[[], AbstractContextManager[Any]] = nullcontext  # around the reports of one submission
     started: Callable[[], None] = lambda: None  # once, after the first submissions left (overlaps bookkeeping)
+    retrying: Callable[[str, BaseException], None] = lambda key, exc: log.warning(
+        "retrying task %s after an engine fault: %s", key, exc)
 
 
 @dataclass
@@ -208,15 +210,19 @@ class Scheduler:
     when tiny tasks are batched (the next batch waits on the engine while the
     current one runs, hiding the round trip). ``run_batch`` runs a list of payloads
     and returns a list of reports; ``policy`` sizes the batches (no policy: no
-    batching); ``group`` names a key's function.
+    batching); ``group`` names a key's function. ``recover``, when given, returns a working
+    executor after an engine fault broke this one (a process pool whose worker was killed);
+    retries go there.
     """
 
     def __init__(self, executor: Executor, capacity: int, run_task: Callable[[Any], TaskReport],
                  make_payload: Callable[[str], Any], hooks: SchedulerHooks, retries: int = 1, *,
                  run_batch: Callable[[list[Any]], list[TaskReport]] | None = None,
                  policy: BatchPolicy | None = None, group: Callable[[str], str] | None = None,
-                 watchdog: Callable[[], None] | None = None) -> None:
+                 watchdog: Callable[[], None] | None = None,
+                 recover: Callable[[], Executor] | None = None) -> None:
         self.executor = executor
+        self.recover = recover
         self.capacity = max(1, capacity)
         self.run_task = run_task
         self.run_batch = run_batch
@@ -292,8 +298,10 @@ class Scheduler:
             reports = [TaskReport(key=k, status="failed", error="cancelled") for k in sub.keys]
         except Exception as exc:  # the engine died, or the executor could not run the call
             retry = [k for k in sub.keys if self._attempts.get(k, 0) <= self.retries and _is_engine_fault(exc)]
+            if retry and self.recover is not None:
+                self.executor = self.recover()
             for key in retry:
-                log.warning("retrying task %s after an engine fault: %s", key, exc)
+                self.hooks.retrying(key, exc)
                 self._submit([key], futures, events)
             reports = [TaskReport(key=k, status="failed", error=f"{type(exc).__name__}: {exc}", exception=exc)
                        for k in sub.keys if k not in retry]
