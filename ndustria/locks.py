@@ -27,6 +27,7 @@ import errno
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,7 +48,8 @@ _SPAN = 1 << 62  # lock offsets are hashed into [0, _SPAN)
 
 _MUTEX = threading.Lock()
 _PID = os.getpid()
-_FDS: dict[str, int] = {}  # cache root -> this process's descriptor of its lock file
+_FDS: dict[str, tuple[int, int, float]] = {}  # cache root -> (descriptor of its lock file, inode, checked at)
+_RECHECK = 1.0  # seconds: how often a cached descriptor is checked against the file now at its path
 _LOCAL: dict[tuple[str, int], list[Any]] = {}  # (root, offset) -> [threading.Lock, number of users]
 
 
@@ -62,14 +64,36 @@ def _claim(root: str, offset: int) -> tuple[int, threading.Lock]:
         if os.getpid() != _PID:  # a forked child: the parent's thread locks are not ours
             _PID = os.getpid()
             _LOCAL.clear()
-        fd = _FDS.get(root)
-        if fd is None:
-            folder = os.path.join(root, LOCK_DIR)
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            fd = _FDS[root] = os.open(os.path.join(folder, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = _lock_file(root)
         entry = _LOCAL.setdefault((root, offset), [threading.Lock(), 0])
         entry[1] += 1
         return fd, entry[0]
+
+
+def _lock_file(root: str) -> int:
+    """This process's descriptor of ``root``'s lock file (called under ``_MUTEX``).
+
+    A cache directory removed and made again (``rm -rf``, ``ndustria cache clear``) has a new
+    lock file: a descriptor of the old one would lock nothing other processes see, so the
+    cached descriptor is checked against the path now and then. An old descriptor stays open:
+    locks taken through it are released through it, and closing it would drop them.
+    """
+    now = time.monotonic()
+    cached = _FDS.get(root)
+    if cached is not None and now - cached[2] < _RECHECK:
+        return cached[0]
+    path = os.path.join(root, LOCK_DIR, LOCK_FILE)
+    try:
+        inode = os.stat(path).st_ino
+    except FileNotFoundError:
+        inode = None
+    if cached is not None and inode == cached[1]:
+        _FDS[root] = (cached[0], inode, now)
+        return cached[0]
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    _FDS[root] = (fd, os.fstat(fd).st_ino, now)
+    return fd
 
 
 def _unclaim(root: str, offset: int) -> None:

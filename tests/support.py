@@ -24,6 +24,28 @@ def write_script(path: Path, source: str) -> Path:
     return path
 
 
+_LOCK_PROBE = """
+import fcntl, os, sys
+from ndustria import locks
+try:
+    fd = os.open(os.path.join(sys.argv[1], locks.LOCK_DIR, locks.LOCK_FILE), os.O_RDWR)
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, locks._offset(sys.argv[2]))
+    print("free")
+except FileNotFoundError:
+    print("no lock file")
+except OSError:
+    print("held")
+"""
+
+
+def lock_state(root: Path | str, key: str) -> str:
+    """Whether another process could take ``key``'s compute lock in cache ``root`` right now:
+    "free", "held" or "no lock file"."""
+    out = subprocess.run([sys.executable, "-c", _LOCK_PROBE, str(root), key], capture_output=True, text=True,
+                         check=True)
+    return out.stdout.strip()
+
+
 def _touch(flag: str) -> str:
     Path(flag).touch()
     return "unpickled"

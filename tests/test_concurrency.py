@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import write_script
+from support import lock_state, write_script
 
 from ndustria.catalog import Catalog
 from ndustria.locks import LOCK_DIR, LOCK_FILE, key_lock
@@ -181,3 +181,22 @@ def test_opening_a_catalog_another_process_is_creating_waits_instead_of_failing(
 
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         retry_locked(always_locked, patience=0.05)  # not for ever
+
+
+def test_a_cache_directory_made_again_gets_a_lock_file_other_processes_see(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    from ndustria import locks
+
+    root = tmp_path / "c"
+    with key_lock(root, "k"):  # this process now keeps a descriptor of the lock file
+        pass
+    shutil.rmtree(root)  # rm -rf of the cache between two runs of a long-lived kernel
+    monkeypatch.setattr(locks, "_RECHECK", 0.0, raising=False)
+    held = locks.KeyLock(root, "k")
+    held.acquire()
+    try:
+        assert lock_state(root, "k") == "held", "locked in the new lock file, not in the deleted one"
+    finally:
+        held.release()
+

@@ -8,6 +8,8 @@ import sys
 import threading
 import time
 
+from support import lock_state
+
 from ndustria import remote
 from ndustria.store import Store
 from ndustria.worker import TaskPayload
@@ -48,25 +50,6 @@ def test_a_single_task_keeps_its_own_fsync(cache_dir, monkeypatch):
                           store_root=str(cache_dir))
     assert remote.execute_batch([payload])[0].status == "done"
     assert fsyncs  # the file (and its directory) were fsynced before the rename was reported
-
-
-PROBE = """
-import fcntl, os, sys
-from ndustria import locks
-root, key = sys.argv[1], sys.argv[2]
-fd = os.open(os.path.join(root, locks.LOCK_DIR, locks.LOCK_FILE), os.O_RDWR)
-try:
-    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, locks._offset(key))
-    print("free")
-except OSError:
-    print("held")
-"""
-
-
-def lock_state(root, key) -> str:
-    """Whether another process could take ``key``'s compute lock right now."""
-    out = subprocess.run([sys.executable, "-c", PROBE, str(root), key], capture_output=True, text=True, check=True)
-    return out.stdout.strip()
 
 
 def test_the_writer_holds_each_task_lock_until_its_result_is_stored(cache_dir, monkeypatch):
