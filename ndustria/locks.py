@@ -57,7 +57,7 @@ def _offset(key: str) -> int:
     return xxhash.xxh3_64_intdigest(key.encode()) % _SPAN
 
 
-def _claim(root: str, offset: int) -> tuple[int, threading.Lock]:
+def _attach(root: str, offset: int) -> tuple[int, threading.Lock]:
     """This process's lock-file descriptor for ``root`` and the thread lock of ``offset`` (counted)."""
     global _PID
     with _MUTEX:
@@ -96,7 +96,7 @@ def _lock_file(root: str) -> int:
     return fd
 
 
-def _unclaim(root: str, offset: int) -> None:
+def _detach(root: str, offset: int) -> None:
     with _MUTEX:
         entry = _LOCAL.get((root, offset))
         if entry is not None:
@@ -140,7 +140,7 @@ class KeyLock:
                 return False
             return True
         try:
-            self._fd, self._local = _claim(self.root, self._offset)
+            self._fd, self._local = _attach(self.root, self._offset)
         except OSError as exc:
             log.debug("cannot open the lock file of %s (%s); running without it", self.root, exc)
             return True
@@ -151,7 +151,7 @@ class KeyLock:
             raise
         finally:
             if not got:
-                _unclaim(self.root, self._offset)
+                _detach(self.root, self._offset)
                 self._local = None
         if not got:
             return False
@@ -183,7 +183,7 @@ class KeyLock:
         if self._local is not None:
             local, self._local = self._local, None
             local.release()
-            _unclaim(self.root, self._offset)
+            _detach(self.root, self._offset)
 
 
 @contextlib.contextmanager

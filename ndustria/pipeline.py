@@ -209,11 +209,9 @@ class Pipeline:
         state.priority = longest_path_priority(state.deps, run_keys, _estimator(to_run, by_key, by_fn))
         state.add([h.key for h in to_run])
         self._failures = {}
-        try:
-            if to_run:
-                self._schedule(state, handles, backend, run_id, history=by_fn, started=register)
-        finally:
-            register()
+        if to_run:  # the scheduler calls register() once the first tasks left (or when it is interrupted)
+            self._schedule(state, handles, backend, run_id, history=by_fn, started=register)
+        register()  # nothing to run: every task was cached
         catalog.finish_run(run_id, "failed" if state.failed else "done")
         write_run_files(catalog, self.cache_dir, self.name, [h.key for h in self.tasks],
                         timeit=self.timeit, memcheck=self.memcheck, profiling=self.profiling)
