@@ -73,7 +73,11 @@ class BatchPolicy:
             share = math.ceil(ready / (self.split * workers))
             shortest = math.ceil(self.floor * self.overhead / seconds)
             longest = max(1, int(self.max_seconds / seconds))
-            current = self.rounds[function] = [max(1, min(max(share, shortest), longest, self.max_size)), workers]
+            even = math.ceil(ready / workers)  # the last ones: every worker gets a share, none sits idle
+            size = min(max(share, shortest), even)
+            if 0 < ready - workers * size < workers * shortest:  # a leftover too small for a round of its own
+                size = even
+            current = self.rounds[function] = [max(1, min(size, longest, self.max_size)), workers]
         current[1] -= 1
         return min(ready, current[0])
 

@@ -174,9 +174,9 @@ class Pipeline:
     def _run_handles(self, handles: dict[str, TaskHandle]) -> RunSummary:
         t0 = time.perf_counter()
         store = self.store
-        # Hits were looked up when declared; an entry that vanished since is repaired when it is needed.
-        to_run = [h for h in handles.values()
-                  if h.status not in ("done", "cached") and (h.rerun or not store.contains(h.key))]
+        # Hits were looked up when declared; an entry that vanished since is repaired when it is needed,
+        # and one another process stored since is found by the worker (it checks under the key's lock).
+        to_run = [h for h in handles.values() if h.status not in ("done", "cached")]
         for h in to_run:
             h.status = "queued"
         run_keys = {h.key for h in to_run}
@@ -227,11 +227,18 @@ class Pipeline:
     def _schedule(self, state: GraphState, handles: dict[str, TaskHandle], backend: Backend, run_id: int,
                   history: dict[str, float], started: Callable[[], None]) -> None:
         catalog = self.catalog
+        registered = False
+
+        def register() -> None:
+            nonlocal registered
+            started()
+            registered = True
 
         def submitted(keys: list[str]) -> None:
             for key in keys:
                 handles[key].status = "running"
-            catalog.set_status(run_id, keys, "running")
+            if registered:  # the first submissions go before the rows exist, which then say "running"
+                catalog.set_status(run_id, keys, "running")
 
         def completed(report: TaskReport) -> None:
             handle = handles[report.key]
@@ -275,7 +282,7 @@ class Pipeline:
             log.warning("retrying %s after its worker died (%s: %s)", handles[key].name, type(exc).__name__, exc)
 
         hooks = SchedulerHooks(submitted, completed, failed, skipped, repairing, settling=catalog.batch,
-                               started=started, retrying=retrying)
+                               started=register, retrying=retrying)
         policy = BatchPolicy(backend.overhead, backend.workers, history=history)
         scheduler = Scheduler(backend.executor, backend.workers, run_one,
                               lambda key: self._payload(handles[key], backend), hooks, retries=self.retries,
@@ -306,12 +313,14 @@ class Pipeline:
         if not backend.shared_cache:
             inputs = {d.key: self.store.load(d.key) for d in handle.deps if d.key not in self._uncached}
         inputs.update({d.key: self._uncached[d.key] for d in handle.deps if d.key in self._uncached})
+        refs = bool(handle.deps)  # no inputs: no handle to replace in the arguments
         return TaskPayload(
             key=handle.key, name=handle.name, func=handle.function.func,
-            args=replace_handles(handle.args, to_ref, is_handle),
-            kwargs=replace_handles(handle.kwargs, to_ref, is_handle),
+            args=replace_handles(handle.args, to_ref, is_handle) if refs else handle.args,
+            kwargs=replace_handles(handle.kwargs, to_ref, is_handle) if refs else handle.kwargs,
             store_root=str(self.cache_dir), fsync=self.fsync, instruments=self._instruments(),
             shared_cache=backend.shared_cache, inputs=inputs, rerun=handle.rerun, on_cache_error=self.on_cache_error,
+            refs=refs,
         )
 
     def _dry_run(self, handles: dict[str, TaskHandle], to_run: list[TaskHandle], t0: float) -> RunSummary:

@@ -19,6 +19,7 @@ import dataclasses
 import io
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 import cloudpickle
@@ -26,7 +27,7 @@ import cloudpickle
 from . import worker
 from .errors import NdustriaError
 from .worker import TaskPayload, TaskReport
-from .writer import ResultWriter
+from .writer import CLAIMS, ResultWriter
 
 _ENGINE_NAMED = False
 _CAPTURE = False  # set for the duration of one run_blob call (engines run one call at a time)
@@ -52,33 +53,90 @@ def execute_batch(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
     """
     if len(payloads) < 2:
         return [_run_one(p) for p in payloads]
-    durable = {id(p) for p in payloads if p.fsync and p.shared_cache}
-    runs = [dataclasses.replace(p, fsync=False) if id(p) in durable else p for p in payloads]
-    stores = [worker.get_store(root, fsync=True) for root in {p.store_root for p in payloads if id(p) in durable}]
+    durable = [p for p in payloads if p.fsync and p.shared_cache]
+    stores = [worker.get_store(root, fsync=True) for root in {p.store_root for p in durable}]
 
     def flush() -> None:
         for store in stores:
             store.sync()
 
-    # Every free compute lock of the batch is taken (and the store checked) up front, while the
-    # writer is idle: a task then starts without a lock or a stat of its own. A key another process
-    # holds waits until the end, when this batch holds no lock: waiting while holding could deadlock.
-    claims = [worker.claim(p, blocking=False) for p in runs]
-    reports: list[TaskReport | None] = [None] * len(runs)
+    # Every free compute lock of the batch is taken (and the store checked) on a thread running ahead
+    # of the tasks, so a task starts without a lock or a stat of its own. A key another process holds
+    # waits until the end, when this batch holds no lock: waiting while holding could deadlock.
+    reports: list[TaskReport | None] = [None] * len(payloads)
+    claims = _ClaimAhead(payloads)
     try:
         with ResultWriter(flush=flush if stores else None) as writer:
-            for i, (payload, claimed) in enumerate(zip(runs, claims)):
+            for i in range(len(payloads)):
+                payload, claimed = claims.get(i)
                 if claimed is not None:
                     reports[i] = _run_one(payload, None if payload.instruments else writer, claimed)
     finally:  # locks of tasks an interruption kept from running (release() is idempotent)
-        for claimed in claims:
-            if claimed is not None and claimed.lock is not None:
-                claimed.lock.release()
-    for i, payload in enumerate(runs):
+        claims.release_all()
+    for i in range(len(payloads)):
         if reports[i] is None:
-            reports[i] = _run_one(payload)
+            reports[i] = _run_one(claims.get(i)[0])
     flush()
     return reports  # type: ignore[return-value]
+
+
+class _ClaimAhead:
+    """Claims a batch's tasks (:func:`ndustria.worker.claim`, never waiting) in order on a thread.
+
+    The first task starts after its own claim rather than after the whole batch's (334 claims
+    took 10-18 ms on a busy engine), and the later claims overlap with the tasks wherever they
+    release the GIL. A durable payload is prepared for the batch on the way: its result is saved
+    without an fsync of its own (the batch syncs). ``get(i)`` is task ``i``'s payload and claim,
+    the claim None when another process holds its key.
+    """
+
+    def __init__(self, payloads: Sequence[TaskPayload]) -> None:
+        self._payloads = payloads
+        self._claims: list[tuple[TaskPayload, worker.Claim | None]] = []
+        self._error: BaseException | None = None
+        self._stop = self._finished = False
+        self._ready = threading.Condition()
+        self._claim(payloads[0])  # at once: the first task need not wait for the lane
+        CLAIMS.put(self._loop)
+
+    def _claim(self, payload: TaskPayload) -> None:
+        if payload.fsync and payload.shared_cache:
+            payload = dataclasses.replace(payload, fsync=False)
+        claimed = worker.claim(payload, blocking=False)
+        with self._ready:
+            self._claims.append((payload, claimed))
+            self._ready.notify()
+
+    def _loop(self) -> None:
+        try:
+            for payload in self._payloads[1:]:
+                if self._stop:
+                    break
+                self._claim(payload)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the batch's thread
+            self._error = exc
+        finally:
+            with self._ready:
+                self._finished = True
+                self._ready.notify_all()
+
+    def get(self, i: int) -> tuple[TaskPayload, worker.Claim | None]:
+        with self._ready:
+            while len(self._claims) <= i and not self._finished:
+                self._ready.wait()
+            if len(self._claims) > i:
+                return self._claims[i]
+        raise self._error or NdustriaError(f"the claims of this batch stopped before task {i}")
+
+    def release_all(self) -> None:
+        """Stop claiming and release every lock taken (those already released stay released)."""
+        with self._ready:
+            self._stop = True
+            while not self._finished:
+                self._ready.wait()
+        for _, claimed in self._claims:
+            if claimed is not None and claimed.lock is not None:
+                claimed.lock.release()
 
 
 def noop() -> None:

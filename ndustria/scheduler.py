@@ -37,6 +37,7 @@ log = logging.getLogger("ndustria")
 
 DEFAULT_DURATION = 1.0
 MAX_INPUT_REPAIRS = 2
+START_DELAY = 0.1  # seconds the first submissions run before the run's bookkeeping competes with them for the cores
 
 
 @dataclass
@@ -190,7 +191,7 @@ class SchedulerHooks:
     skipped: Callable[[str, str], None] = lambda key, cause: None
     repairing: Callable[[str, list[str]], None] = lambda key, bad: None
     settling: Callable[[], AbstractContextManager[Any]] = nullcontext  # around the reports of one submission
-    started: Callable[[], None] = lambda: None  # once, after the first submissions left (overlaps bookkeeping)
+    started: Callable[[], None] = lambda: None  # once, while the first submissions run (overlaps bookkeeping)
     retrying: Callable[[str, BaseException], None] = lambda key, exc: log.warning(
         "retrying task %s after an engine fault: %s", key, exc)
 
@@ -239,16 +240,22 @@ class Scheduler:
     def run(self, state: GraphState) -> None:
         events: queue.SimpleQueue[Future] = queue.SimpleQueue()
         futures: dict[Future, _Submission] = {}
-        first = True
+        started = False
         try:
             while True:
                 self._fill(state, futures, events)
-                if first:
-                    first = False
-                    self.hooks.started()
                 if not futures:
+                    if not started:
+                        self.hooks.started()
                     return
-                future = _next_event(events, self.watchdog)
+                if started:
+                    future = _next_event(events, self.watchdog)
+                else:  # the engines start their first tasks before this process does its bookkeeping
+                    future = _first_event(events, START_DELAY)
+                    self.hooks.started()
+                    started = True
+                    if future is None:
+                        continue
                 self._handle(state, futures.pop(future), future, futures, events)
         except BaseException:
             for future in futures:
@@ -341,6 +348,13 @@ class Scheduler:
             self.hooks.failed(report)
             for child in state.fail(key):
                 self.hooks.skipped(child, state.skipped[child])
+
+
+def _first_event(events: queue.SimpleQueue, delay: float) -> Future | None:
+    try:
+        return events.get(timeout=delay)
+    except queue.Empty:
+        return None
 
 
 def _next_event(events: queue.SimpleQueue, watchdog: Callable[[], None]) -> Future:

@@ -66,6 +66,7 @@ class TaskPayload:
     inputs: dict[str, Any] = field(default_factory=dict)  # dependency values, when the cache is not shared
     rerun: bool = False  # compute even if another process stored the entry meanwhile
     on_cache_error: str = "error"  # "warn": a result that cannot be written travels back in the report
+    refs: bool = True  # args/kwargs may hold DepRefs to resolve (False: the task has no inputs)
 
 
 @dataclass
@@ -234,6 +235,8 @@ class _BadInputs(Exception):
 
 
 def _load_inputs(payload: TaskPayload, store: Store) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if not payload.refs:
+        return payload.args, payload.kwargs
     values: dict[str, Any] = dict(payload.inputs)
     bad: list[str] = []
     reasons: list[str] = []

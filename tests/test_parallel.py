@@ -214,16 +214,18 @@ def test_batch_policy_batches_only_tasks_shorter_than_the_overhead():
     assert first_batch(1000, "unknown") == 1, "no duration known yet: no batching"
     assert first_batch(1000) == 334, "a round of one batch per worker takes 1/1.5 of what is ready"
     assert first_batch(100_000) == 500, "a batch lasts at most max_seconds (0.5 s)"
-    assert first_batch(42) == 14 and first_batch(18) == 6, "shrinking towards the end"
-    assert first_batch(9) == 6, "but no batch shorter than two overheads"
-    assert first_batch(5) == 5 and first_batch(1) == 1
+    assert first_batch(42) == 14 and first_batch(36) == 12, "shrinking towards the end"
+    assert first_batch(30) == 15, "a leftover too small for a round of its own (10 < 2 x 6) joins this round"
+    assert first_batch(10, workers=4) == 3, "the last ones are shared by every worker, none sits idle"
+    assert first_batch(9) == 5 and first_batch(5) == 3, "split evenly at the end, even below two overheads"
+    assert first_batch(1) == 1
     assert first_batch(1000, overhead=0.0) == 1  # in-process
     policy = BatchPolicy(overhead=3e-3, workers=2)
     policy.observe("unknown", 1e-4)
     assert policy.size("unknown", 10_000) > 1, "a duration measured in this run counts"
     assert policy.size("unknown", 10_000) <= int(policy.max_seconds / policy.min_task_cost), "storing costs too"
     noop = BatchPolicy(overhead=1e-2, workers=2, history={"noop": 1e-6})
-    assert noop.size("noop", 300) == 100, "no-op tasks still go to both workers: each costs its engine ~0.25 ms"
+    assert noop.size("noop", 300) == 150, "no-op tasks still go to both workers: each costs its engine ~0.25 ms"
 
 
 def test_batches_go_in_rounds_of_equal_size_one_per_worker():
