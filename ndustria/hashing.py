@@ -631,6 +631,10 @@ class ValueHasher:
 
     def digest(self, obj: object) -> bytes:
         """The 16-byte digest of ``obj``; UnhashableError (with ``where``) if it has no stable content."""
+        cls = type(obj)
+        if cls is int or cls is str:  # the usual arguments: the same bytes as the walk, in one call
+            payload = _int_bytes(obj) if cls is int else obj.encode("utf-8", "surrogatepass")  # type: ignore[attr-defined]
+            return xxhash.xxh3_128_digest(_FORMAT + (T_INT if cls is int else T_STR) + _LEN(len(payload)) + payload)
         h = xxhash.xxh3_128(_FORMAT)
         try:
             _Walk(self).feed(h, obj)

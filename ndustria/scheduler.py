@@ -149,6 +149,8 @@ def longest_path_priority(deps: Mapping[str, tuple[str, ...]], to_run: Iterable[
                           duration: Callable[[str], float]) -> dict[str, float]:
     """Expected time from a task's start to the end of its longest chain of dependents."""
     to_run = set(to_run)
+    if not any(dep in to_run for key in to_run for dep in deps[key]):  # independent tasks: no chains
+        return {key: duration(key) for key in to_run}
     children: dict[str, list[str]] = {k: [] for k in to_run}
     for key in to_run:
         for dep in deps[key]:
@@ -243,7 +245,9 @@ class Scheduler:
         started = False
         try:
             while True:
-                self._fill(state, futures, events)
+                # Until the first results come in (or START_DELAY passed), one submission per worker:
+                # pickling the next ones would take the cores the transport needs to deliver these.
+                self._fill(state, futures, events, self.capacity if not started else 2 * self.capacity)
                 if not futures:
                     if not started:
                         self.hooks.started()
@@ -262,9 +266,11 @@ class Scheduler:
                 future.cancel()
             raise
 
-    def _fill(self, state: GraphState, futures: dict[Future, _Submission], events: queue.SimpleQueue) -> None:
-        """Submit ready tasks, highest priority first, while there is capacity."""
-        while state.ready and len(futures) < 2 * self.capacity:
+    def _fill(self, state: GraphState, futures: dict[Future, _Submission], events: queue.SimpleQueue,
+              limit: int) -> None:
+        """Submit ready tasks, highest priority first, while fewer than ``limit`` submissions are in flight
+        (batches only: single tasks stop at ``capacity``)."""
+        while state.ready and len(futures) < limit:
             key = state.ready[0][2]
             size = 1
             fn = self.group(key)

@@ -103,3 +103,51 @@ def test_the_overhead_is_learned_from_round_trips():
     serial = BatchPolicy(overhead=0.0)
     serial.observe_overhead(1.0)
     assert serial.overhead == 0.0, "in-process execution never batches"
+
+
+class Held(SerialExecutor):
+    """Keeps every call pending until ``release()``, like engines still busy with it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Future, object, tuple]] = []
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        self.calls.append((future, fn, args))
+        return future
+
+    def release(self) -> None:
+        for future, fn, args in list(self.calls):
+            if not future.done():
+                future.set_result(fn(*args))
+
+
+def test_the_first_round_leaves_alone_before_the_bookkeeping_and_the_next_batches():
+    import threading
+
+    from ndustria import scheduler as sched_module
+
+    policy = FixedOverhead(overhead=3e-3, workers=2, history={"tiny": 1e-3})
+    executor = Held()
+    started: list[float] = []
+    hooks = SchedulerHooks(started=lambda: started.append(time.perf_counter()))
+    sched = Scheduler(executor, 2, report, lambda key: key, hooks, run_batch=lambda keys: [report(k) for k in keys],
+                      group=lambda key: key.rstrip("0123456789"), policy=policy)
+    t0 = time.perf_counter()
+    runner = threading.Thread(target=sched.run, args=(graph({f"tiny{i}": 1e-3 for i in range(600)}),))
+    runner.start()
+    deadline = time.monotonic() + 10
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.005)
+        if not started:
+            assert len(executor.calls) == 2, "one submission per worker until the first round has had its start"
+    assert started and started[0] - t0 >= sched_module.START_DELAY * 0.9
+    while len(executor.calls) < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(executor.calls) == 4, "then the next batch of each worker waits on its engine"
+    while runner.is_alive() and time.monotonic() < deadline:
+        executor.release()
+        time.sleep(0.005)
+    runner.join(timeout=1)
+    assert not runner.is_alive()
+    assert sum(len(args[0]) for _, _, args in executor.calls) == 600
