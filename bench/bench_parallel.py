@@ -18,6 +18,7 @@ Numbers go in BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -114,17 +115,28 @@ def bench_throughput(n: int, cache: Path, repeats: int) -> None:
         view.map_sync(tick, range(n), ["x"] * n, chunksize=chunk)
         return time.perf_counter() - t0
 
+    def settle() -> None:
+        """Start every timed call clean: nothing dirty in the page cache (the fsync=False runs leave
+        1,000 unsynced files, which the next run's first sync would pay for) and no garbage of the
+        previous method waiting for a full collection (1,000 apply_async results: up to 0.3 s)."""
+        os.sync()
+        gc.collect()
+
+    settle()
     first, subs1 = ndustria_run()  # a fresh cache: no duration known yet
     chunks = (10, 25, 50, 100, 250)
     times: dict[str, list[float]] = {}
     subs: dict[str, list[int]] = {}
     for _ in range(repeats):
         for label, fsync in (("history", True), ("nofsync", False)):
+            settle()
             seconds, count = ndustria_run(fsync)
             times.setdefault(label, []).append(seconds)
             subs.setdefault(label, []).append(count)
+        settle()
         times.setdefault("apply", []).append(apply_each())
         for chunk in chunks:
+            settle()
             times.setdefault(f"map{chunk}", []).append(mapped(chunk))
     med = {k: statistics.median(v) for k, v in times.items()}
     best_chunk = min(chunks, key=lambda c: med[f"map{c}"])

@@ -13,17 +13,21 @@ round trips that did not queue: round trip minus the time the engine spent).
 Sizes follow *factoring* (Hummel, Schonberg and Flynn, 1992): batches go out in
 rounds of one batch per worker, all of a round the same size, each round taking
 ``1 / split`` of its function's ready tasks, so the batches shrink towards the end
-of the run, where load balance matters. Equal batches within a round matter because
-ipyparallel's load balancer counts requests, not work. Few, large batches keep the
-per-batch cost small (~10 ms on ipyparallel: the engine's own handling of a request,
-pickling, one filesystem sync): with two engines, 1,000 tasks of 1 ms took 0.71-0.76 s
-with ``split`` = 1.5 where 2 took 0.80-0.84 s, and 1.25 left one engine finishing
-alone (bench/bench_parallel.py). A batch never lasts less than ``floor`` times the
-overhead (splitting further would cost more than it balances) nor longer than
-``max_seconds`` (a task of another function waiting behind it starts soon). A
-batched task is costed at least ``min_task_cost``, what storing its result costs the
-engine. A task at least as long as the overhead is never batched, nor is a task
-whose duration is not known yet.
+of the run. Equal batches within a round matter because ipyparallel's load balancer
+counts requests, not work. A batch of tiny tasks lasts as long as hundreds of them,
+whose differences average out (factoring's own rule would take ~95 % of 1,000 tasks
+of any spread in its first round on 2 workers), while every batch costs its engine
+~10 ms (the engine's handling of a request, pickling, one filesystem sync): so a
+round takes most of what is ready (``split`` = 1.1). With two engines, 1,000 tasks
+of 1 ms went as 434 + 66 per engine and took 0.76-0.80 s where ``split`` = 1.5
+(334 + 111 + 55) took 0.78-0.81 s in the same minutes, and 2 took 0.80-0.84 s
+earlier. The last tasks of a function are shared by every worker, and a leftover
+too small for a round of its own joins the round before. A batch never lasts less
+than ``floor`` times the overhead (splitting further would cost more than it
+balances) nor longer than ``max_seconds`` (a task of another function waiting
+behind it starts soon). A batched task is costed at least ``min_task_cost``, what
+storing its result costs the engine. A task at least as long as the overhead is
+never batched, nor is a task whose duration is not known yet.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ class BatchPolicy:
     overhead: float  # seconds per submission; 0 disables batching (in-process execution)
     workers: int = 1
     history: Mapping[str, float] = field(default_factory=dict)  # function -> remembered seconds per task
-    split: float = 1.5  # a round of batches (one per worker) takes 1 / split of the ready tasks of its function
+    split: float = 1.1  # a round of batches (one per worker) takes 1 / split of the ready tasks of its function
     floor: float = 2.0  # a batch lasts at least this many overheads
     max_seconds: float = 0.5
     min_task_cost: float = 2.5e-4  # seconds an engine spends on any batched task (lock, report, its result)

@@ -211,7 +211,10 @@ class Scheduler:
 
     At most ``capacity`` submissions are in flight, plus one extra batch per worker
     when tiny tasks are batched (the next batch waits on the engine while the
-    current one runs, hiding the round trip). ``run_batch`` runs a list of payloads
+    current one runs, hiding the round trip); the extra batches, and the run's
+    bookkeeping (the ``started`` hook), wait until the first results arrive or
+    ``START_DELAY`` passed, so the first submissions have the cores to themselves
+    on their way to the engines. ``run_batch`` runs a list of payloads
     and returns a list of reports; ``policy`` sizes the batches (no policy: no
     batching); ``group`` names a key's function. ``recover``, when given, returns a working
     executor after an engine fault broke this one (a process pool whose worker was killed);

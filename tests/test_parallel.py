@@ -212,10 +212,10 @@ def first_batch(ready: int, function: str = "tiny", **kwargs) -> int:
 def test_batch_policy_batches_only_tasks_shorter_than_the_overhead():
     assert first_batch(1000, "long") == 1
     assert first_batch(1000, "unknown") == 1, "no duration known yet: no batching"
-    assert first_batch(1000) == 334, "a round of one batch per worker takes 1/1.5 of what is ready"
+    assert first_batch(1000) == 455, "a round of one batch per worker takes 1/1.1 of what is ready"
     assert first_batch(100_000) == 500, "a batch lasts at most max_seconds (0.5 s)"
-    assert first_batch(42) == 14 and first_batch(36) == 12, "shrinking towards the end"
-    assert first_batch(30) == 15, "a leftover too small for a round of its own (10 < 2 x 6) joins this round"
+    assert first_batch(200) == 91, "the next round gets the rest (18 tasks)"
+    assert first_batch(42) == 21, "a leftover too small for a round of its own (2 < 2 x 6) joins this round"
     assert first_batch(10, workers=4) == 3, "the last ones are shared by every worker, none sits idle"
     assert first_batch(9) == 5 and first_batch(5) == 3, "split evenly at the end, even below two overheads"
     assert first_batch(1) == 1
@@ -234,8 +234,13 @@ def test_batches_go_in_rounds_of_equal_size_one_per_worker():
     while ready:
         sizes.append(policy.size("tiny", ready))
         ready -= sizes[-1]
-    assert sizes[:6] == [334, 334, 111, 111, 37, 37], "equal within a round: the load balancer counts requests"
-    assert sum(sizes) == 1000 and min(sizes[:-1]) >= 6
+    assert sizes == [455, 455, 45, 45], "equal within a round: the load balancer counts requests"
+    policy = BatchPolicy(overhead=3e-3, workers=2, history={"tiny": 1e-3}, split=1.5)
+    sizes, ready = [], 1000
+    while ready:
+        sizes.append(policy.size("tiny", ready))
+        ready -= sizes[-1]
+    assert sizes[:6] == [334, 334, 111, 111, 37, 37] and sum(sizes) == 1000 and min(sizes) >= 6
 
 
 def test_tiny_tasks_are_batched_and_long_ones_are_not(cache_dir, local_cluster):
