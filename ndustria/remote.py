@@ -29,6 +29,7 @@ from .errors import NdustriaError
 from .worker import TaskPayload, TaskReport
 from .writer import CLAIMS, ResultWriter
 
+FLUSH_BEFORE_END = 8  # tasks: a batch has its results synced this early, so its final sync is short
 _ENGINE_NAMED = False
 _CAPTURE = False  # set for the duration of one run_blob call (engines run one call at a time)
 _ANNOUNCE = False
@@ -69,6 +70,8 @@ def execute_batch(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
         with ResultWriter(flush=flush if stores else None) as writer:
             for i in range(len(payloads)):
                 payload, claimed = claims.get(i)
+                if i == len(payloads) - FLUSH_BEFORE_END:
+                    writer.flush_soon()
                 if claimed is not None:
                     reports[i] = _run_one(payload, None if payload.instruments else writer, claimed)
     finally:  # locks of tasks an interruption kept from running (release() is idempotent)

@@ -67,6 +67,7 @@ class Lane:
                 log.exception("a background job of a batch failed")
 
 
+SYNC_EVERY = 0.1  # seconds between the background syncs of a batch's results
 SAVES = Lane("ndustria-writer")
 CLAIMS = Lane("ndustria-claims")
 
@@ -74,9 +75,9 @@ CLAIMS = Lane("ndustria-claims")
 class ResultWriter:
     """Runs save jobs in order on the :data:`SAVES` lane; ``submit`` blocks while ``depth`` are pending."""
 
-    def __init__(self, depth: int = 16, flush: Callable[[], None] | None = None, every: float = 0.1,
+    def __init__(self, depth: int = 16, flush: Callable[[], None] | None = None, every: float | None = None,
                  lane: Lane = SAVES) -> None:
-        self._flush, self._every, self._lane = flush, every, lane
+        self._flush, self._every, self._lane = flush, SYNC_EVERY if every is None else every, lane
         self._slots = threading.Semaphore(depth)
         self._flushed = time.monotonic()
 
@@ -84,6 +85,11 @@ class ResultWriter:
         """Run ``job()`` on the writer's lane; it must record its own errors (they are only logged here)."""
         self._slots.acquire()
         self._lane.put(lambda: self._run(job))
+
+    def flush_soon(self) -> None:
+        """Sync after the next save, whenever the last sync was: the batch is about to end, and the
+        sync it must end with (on its engine's critical path) then has only the last few results to write."""
+        self._flushed = float("-inf")
 
     def close(self) -> None:
         """Wait for every submitted job to finish."""

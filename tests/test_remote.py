@@ -10,7 +10,7 @@ import time
 
 from support import lock_state
 
-from ndustria import remote
+from ndustria import remote, writer
 from ndustria.store import Store
 from ndustria.worker import TaskPayload
 
@@ -40,6 +40,21 @@ def test_a_batch_syncs_after_its_saves_instead_of_fsyncing_each_result(cache_dir
     for i, p in enumerate(payloads):
         store.verify(p.key)
         assert store.load(p.key) == 2 * i
+
+
+def test_a_long_batch_syncs_before_its_last_tasks_so_that_its_final_sync_is_short(cache_dir, monkeypatch):
+    payloads = payloads_for(cache_dir, n=60)
+    events: list[str] = []
+    real_save = Store.save
+    monkeypatch.setattr(Store, "sync", lambda self: events.append("sync"))
+    monkeypatch.setattr(Store, "save", lambda self, key, value: (events.append(key), real_save(self, key, value))[1])
+    monkeypatch.setattr(writer, "SYNC_EVERY", 3600.0)  # no background sync on a slow machine either
+    assert [r.status for r in remote.execute_batch(payloads)] == ["done"] * 60
+    syncs = [i for i, e in enumerate(events) if e == "sync"]
+    assert len(syncs) == 2 and syncs[-1] == len(events) - 1
+    saved_after = len(events) - 1 - syncs[0] - 1
+    # the saves run behind the tasks, by at most the writer's depth (16)
+    assert 0 < saved_after <= remote.FLUSH_BEFORE_END + 16, "an early sync leaves only the last ones to the final one"
 
 
 def test_a_single_task_keeps_its_own_fsync(cache_dir, monkeypatch):
