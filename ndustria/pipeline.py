@@ -192,15 +192,13 @@ class Pipeline:
         catalog = self.catalog
         run_id = catalog.start_run(self.name, backend.name if backend else "none",
                                    backend.workers if backend else 0, self._options())
-        registered = False
 
-        def register() -> None:  # the run's task rows; with tasks to run, while the first ones run
-            nonlocal registered
-            if not registered:
-                registered = True
-                catalog.add_tasks(run_id, [(h.key, h.name, h.function.name, _row_status(h, run_keys))
-                                           for h in handles.values()])
-                catalog.touch_cached(run_id)
+        def write_rows() -> None:  # with tasks to run, while the first ones run
+            catalog.add_tasks(run_id, [(h.key, h.name, h.function.name, _row_status(h, run_keys))
+                                       for h in handles.values()])
+            catalog.touch_cached(run_id)
+
+        rows = _RunRows(write_rows)
 
         state = GraphState(deps={k: tuple(d.key for d in h.deps) for k, h in handles.items()},
                            available={h.key for h in cached},
@@ -209,9 +207,9 @@ class Pipeline:
         state.priority = longest_path_priority(state.deps, run_keys, _estimator(to_run, by_key, by_fn))
         state.add([h.key for h in to_run])
         self._failures = {}
-        if to_run:  # the scheduler calls register() once the first tasks left (or when it is interrupted)
-            self._schedule(state, handles, backend, run_id, history=by_fn, started=register)
-        register()  # nothing to run: every task was cached
+        if to_run:  # the scheduler writes the rows once the first tasks left (or when it is interrupted)
+            self._schedule(state, handles, backend, run_id, history=by_fn, rows=rows)
+        rows()  # nothing to run: every task was cached
         catalog.finish_run(run_id, "failed" if state.failed else "done")
         write_run_files(catalog, self.cache_dir, self.name, [h.key for h in self.tasks],
                         timeit=self.timeit, memcheck=self.memcheck, profiling=self.profiling)
@@ -225,19 +223,13 @@ class Pipeline:
         return summary
 
     def _schedule(self, state: GraphState, handles: dict[str, TaskHandle], backend: Backend, run_id: int,
-                  history: dict[str, float], started: Callable[[], None]) -> None:
+                  history: dict[str, float], rows: _RunRows) -> None:
         catalog = self.catalog
-        registered = False
-
-        def register() -> None:
-            nonlocal registered
-            started()
-            registered = True
 
         def submitted(keys: list[str]) -> None:
             for key in keys:
                 handles[key].status = "running"
-            if registered:  # the first submissions go before the rows exist, which then say "running"
+            if rows.written:  # the first submissions go before the rows exist, which then say "running"
                 catalog.set_status(run_id, keys, "running")
 
         def completed(report: TaskReport) -> None:
@@ -282,7 +274,7 @@ class Pipeline:
             log.warning("retrying %s after its worker died (%s: %s)", handles[key].name, type(exc).__name__, exc)
 
         hooks = SchedulerHooks(submitted, completed, failed, skipped, repairing, settling=catalog.batch,
-                               started=register, retrying=retrying)
+                               started=rows, retrying=retrying)
         policy = BatchPolicy(backend.overhead, backend.workers, history=history)
         scheduler = Scheduler(backend.executor, backend.workers, run_one,
                               lambda key: self._payload(handles[key], backend), hooks, retries=self.retries,
@@ -293,7 +285,7 @@ class Pipeline:
         try:
             scheduler.run(state)
         except BaseException:
-            started()  # the run's task rows, had the interruption come before the first submission left
+            rows()  # the run's task rows, had the interruption come before the first submission left
             catalog.finish_run(run_id, "interrupted")
             if self._backend is not None:  # stop what ndustria started (a local cluster), cancel the rest
                 self._backend.abort()
@@ -435,6 +427,19 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name!r}: {len(self.tasks)} tasks, cache {self.cache_dir}>"
+
+
+class _RunRows:
+    """Writes a run's task rows in the catalog, once, however often it is called."""
+
+    def __init__(self, write: Callable[[], None]) -> None:
+        self._write = write
+        self.written = False
+
+    def __call__(self) -> None:
+        if not self.written:
+            self.written = True
+            self._write()
 
 
 def _row_status(handle: TaskHandle, run_keys: set[str]) -> str:
