@@ -8,6 +8,8 @@
   (``mpi4py.futures.MPICommExecutor``; see :mod:`ndustria.mpi`).
 - ``executor=`` any executor the user hands in (a dask ``Client.get_executor()``).
 
+Every backend but ``serial`` sends its calls through :class:`RemoteExecutor` (cloudpickle blobs).
+
 ``parallel=True`` without an explicit choice means ``mpi`` under mpiexec with
 more than one rank, else ``ipyparallel``.
 """
@@ -24,6 +26,7 @@ from typing import Any
 
 import cloudpickle
 
+from . import pickling
 from .errors import ConfigError
 
 BACKENDS = ("serial", "processes", "ipyparallel", "mpi")
@@ -79,7 +82,8 @@ class Backend:
 
 
 class RemoteExecutor(Executor):
-    """Wraps an executor whose transport may not pickle closures: calls travel as cloudpickle blobs.
+    """Wraps an executor whose transport may not pickle closures: calls travel as cloudpickle blobs
+    (:func:`ndustria.pickling.dumps`: code shipped by value keeps its file name for tracebacks).
 
     Results come back unpickled into a standard ``Future``; cancelling it cancels the
     underlying one. ``capture`` asks engines to return each task's stdout/stderr in its
@@ -95,7 +99,7 @@ class RemoteExecutor(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         from .remote import run_blob
 
-        blob = cloudpickle.dumps((fn, args, kwargs))
+        blob = pickling.dumps((fn, args, kwargs))
         inner = self.inner.submit(run_blob, blob, self.capture, self.announce, self.paths)
         return _linked(inner)
 
@@ -206,7 +210,10 @@ def resolve_backend(*, parallel: bool, backend: str | None, engines: int | None,
     name = choose(parallel, backend, executor, cluster)
     if name == "executor":
         workers = engines or getattr(executor, "_max_workers", None) or default_workers()
-        return Backend("executor", executor, int(workers), shared_cache, overhead=OVERHEAD["executor"])
+        # Calls travel as blobs: closures survive a transport using plain pickle (a ProcessPoolExecutor),
+        # and a failing task's traceback names its file wherever the executor runs it.
+        return Backend("executor", RemoteExecutor(executor, capture=False), int(workers), shared_cache,
+                       overhead=OVERHEAD["executor"])
     if name == "serial":
         return Backend("serial", SerialExecutor(), 1)
     if name == "processes":
@@ -220,11 +227,13 @@ def resolve_backend(*, parallel: bool, backend: str | None, engines: int | None,
 def _processes(workers: int) -> Backend:
     from loky import get_reusable_executor
 
-    backend = Backend("processes", get_reusable_executor(max_workers=workers, timeout=300), workers,
-                      overhead=OVERHEAD["processes"])
+    def pool() -> Executor:  # the task's output goes straight to this terminal, as loky's workers share it
+        return RemoteExecutor(get_reusable_executor(max_workers=workers, timeout=300), capture=False)
+
+    backend = Backend("processes", pool(), workers, overhead=OVERHEAD["processes"])
 
     def recover() -> Executor:  # a killed worker breaks loky's pool for good: the next call starts a new one
-        backend.executor = get_reusable_executor(max_workers=workers, timeout=300)
+        backend.executor = pool()
         return backend.executor
 
     backend.recover = recover

@@ -24,8 +24,10 @@ of 1 ms went as 434 + 66 per engine and took 0.76-0.80 s where ``split`` = 1.5
 earlier. The last tasks of a function are shared by every worker, and a leftover
 too small for a round of its own joins the round before. A batch never lasts less
 than ``floor`` times the overhead (splitting further would cost more than it
-balances) nor longer than ``max_seconds`` (a task of another function waiting
-behind it starts soon). A batched task is costed at least ``min_task_cost``, what
+balances) nor longer than ``max_seconds`` when other work waits (a task of another
+function, or one waiting for these results, starts soon; with nothing else to run, a
+longer batch saves a round: 1,000 tasks whose history says 1.3 ms each went in three
+rounds, not two). A batched task is costed at least ``min_task_cost``, what
 storing its result costs the engine. A task at least as long as the overhead is
 never batched, nor is a task whose duration is not known yet.
 """
@@ -66,8 +68,9 @@ class BatchPolicy:
         seconds = self.expected(function)
         return self.overhead > 0 and seconds is not None and seconds < self.overhead
 
-    def size(self, function: str, ready: int) -> int:
-        """Batch size for ``function`` when ``ready`` of its tasks are ready (1 = no batching)."""
+    def size(self, function: str, ready: int, alone: bool = False) -> int:
+        """Batch size for ``function`` when ``ready`` of its tasks are ready (1 = no batching);
+        ``alone``: nothing else is ready or waits, so ``max_seconds`` does not apply."""
         if not self.may_batch(function) or ready <= 1:
             return 1
         current = self.rounds.get(function)
@@ -76,7 +79,7 @@ class BatchPolicy:
             workers = max(1, self.workers)
             share = math.ceil(ready / (self.split * workers))
             shortest = math.ceil(self.floor * self.overhead / seconds)
-            longest = max(1, int(self.max_seconds / seconds))
+            longest = self.max_size if alone else max(1, int(self.max_seconds / seconds))
             even = math.ceil(ready / workers)  # the last ones: every worker gets a share, none sits idle
             size = min(max(share, shortest), even)
             if 0 < ready - workers * size < workers * shortest:  # a leftover too small for a round of its own

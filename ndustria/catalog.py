@@ -216,28 +216,35 @@ class Catalog:
 
         ``entry`` = (task, function, pipeline) also records the stored result, in the same transaction.
         """
-        metrics = dict(report.metrics or {})
-        profile = metrics.pop("profile", None)
-        with self._tx() as db:
+        self.record_reports(run_id, [(report, entry)])
+
+    def record_reports(self, run_id: int, items: Iterable[tuple[TaskReport, tuple[str, str, str] | None]]) -> None:
+        """:meth:`record_report` for many (report, entry) pairs in one transaction, a statement each
+        for all of them (a batch of tiny tasks brings hundreds of reports at once)."""
+        now, entries, updates, profiles = time.time(), [], [], []
+        for report, entry in items:
+            metrics = dict(report.metrics or {})
+            profile = metrics.pop("profile", None)
             if entry is not None:
-                now = time.time()
-                db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           (report.key, *entry, report.size, report.checksum, now, now, run_id))
-            db.execute(
-                "UPDATE task_runs SET status = ?, engine = ?, host = ?, pid = ?, start = ?, end = ?, wall_s = ?,"
-                " cpu_s = ?, error = ?, metrics = ? WHERE run_id = ? AND key = ?",
-                (report.status, report.engine, report.host, report.pid, report.start, report.end,
-                 report.wall_s, report.cpu_s, report.error,
-                 json.dumps(metrics) if metrics else None, run_id, report.key),
-            )
+                entries.append((report.key, *entry, report.size, report.checksum, now, now, run_id))
+            updates.append((report.status, report.engine, report.host, report.pid, report.start, report.end,
+                            report.wall_s, report.cpu_s, report.error, json.dumps(metrics) if metrics else None,
+                            run_id, report.key))
             if profile:
+                profiles.append((report.key, profile))
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
+            db.executemany(
+                "UPDATE task_runs SET status = ?, engine = ?, host = ?, pid = ?, start = ?, end = ?, wall_s = ?,"
+                " cpu_s = ?, error = ?, metrics = ? WHERE run_id = ? AND key = ?", updates)
+            for key, profile in profiles:
                 row = db.execute("SELECT task, function FROM task_runs WHERE run_id = ? AND key = ?",
-                                 (run_id, report.key)).fetchone()
+                                 (run_id, key)).fetchone()
                 task, function = (row[0], row[1]) if row else ("", "")
-                db.execute("DELETE FROM profiles WHERE run_id = ? AND key = ?", (run_id, report.key))
+                db.execute("DELETE FROM profiles WHERE run_id = ? AND key = ?", (run_id, key))
                 db.executemany(
                     "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(run_id, report.key, task, function, f["file"], f["name"], f["lineno"], line["lineno"],
+                    [(run_id, key, task, function, f["file"], f["name"], f["lineno"], line["lineno"],
                       line["hits"], line["time_s"], line["source"]) for f in profile for line in f["lines"]],
                 )
 

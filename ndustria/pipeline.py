@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,6 +233,19 @@ class Pipeline:
             if rows.written:  # the first submissions go before the rows exist, which then say "running"
                 catalog.set_status(run_id, keys, "running")
 
+        recorded: list[tuple[TaskReport, tuple[str, str, str]]] = []  # completed reports of one submission
+
+        @contextlib.contextmanager
+        def settling() -> Iterator[None]:
+            """The reports of one submission: one transaction, the completed ones in one statement."""
+            with catalog.batch():
+                try:
+                    yield
+                finally:
+                    if recorded:
+                        catalog.record_reports(run_id, recorded)
+                        recorded.clear()
+
         def completed(report: TaskReport) -> None:
             handle = handles[report.key]
             if report.has_value:  # engines without the shared cache send the value back
@@ -239,7 +253,7 @@ class Pipeline:
                 report.value = None
             handle.status, handle.path = "done", report.path
             self.console.task_output(handle.name, report.stdout, report.stderr)
-            catalog.record_report(run_id, report, entry=(handle.name, handle.function.name, self.name))
+            recorded.append((report, (handle.name, handle.function.name, self.name)))
             (self.console.found if report.found else self.console.saved)(handle.name, report.path)
             self.console.progress_step()
 
@@ -273,7 +287,7 @@ class Pipeline:
         def retrying(key: str, exc: BaseException) -> None:
             log.warning("retrying %s after its worker died (%s: %s)", handles[key].name, type(exc).__name__, exc)
 
-        hooks = SchedulerHooks(submitted, completed, failed, skipped, repairing, settling=catalog.batch,
+        hooks = SchedulerHooks(submitted, completed, failed, skipped, repairing, settling=settling,
                                started=rows, retrying=retrying)
         policy = BatchPolicy(backend.overhead, backend.workers, history=history)
         scheduler = Scheduler(backend.executor, backend.workers, run_one,

@@ -3,7 +3,8 @@
 - :func:`execute_batch` runs several payloads in one call and returns their
   reports, so tiny tasks do not each pay a round trip to the engine.
 - :func:`run_blob` is the one function the remote executors actually call: its
-  argument is ``cloudpickle.dumps((fn, args, kwargs))`` and it returns
+  argument is ``pickling.dumps((fn, args, kwargs))`` (cloudpickle, code keeping its
+  file name for tracebacks) and it returns
   ``cloudpickle.dumps(result)``, so closures, notebook functions and user
   exceptions survive whatever serializer the transport uses (ipyparallel's
   canning, mpi4py's pickle). It names the engine in reports, can print

@@ -278,7 +278,8 @@ class Scheduler:
             size = 1
             fn = self.group(key)
             if self.policy is not None and self.policy.may_batch(fn):
-                size = self.policy.size(fn, state.count_ready(fn, self.group))
+                ready = state.count_ready(fn, self.group)
+                size = self.policy.size(fn, ready, alone=not state.waiting and ready == len(state.ready))
             if size == 1 and len(futures) >= self.capacity:
                 return
             keys = state.take(key, size, self.group)

@@ -92,7 +92,9 @@ def test_a_failing_task_raises_task_error_on_every_rank_and_never_hangs(tmp_path
     for rank in range(3):
         assert f"rank {rank} TaskError ['square(2)']" in proc.stdout
     assert "[Skipped] total(" in proc.stdout
-    assert "cannot square 2" in proc.stderr  # the TaskError's traceback
+    assert "cannot square 2" in proc.stderr  # the TaskError's traceback, naming the script's line as serial runs do
+    assert f'File "{script}", line 12, in square' in proc.stderr and "<dynamic-code>" not in proc.stderr
+    assert 'raise ValueError(f"cannot square {x}")' in proc.stderr
 
 
 def test_the_tutorial_runs_under_mpiexec_then_hits_the_cache(tmp_path: Path):

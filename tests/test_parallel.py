@@ -98,6 +98,9 @@ class ExecutorContract:
         assert failure.task == "fragile(-1)"
         assert isinstance(failure.exception, ValueError)
         assert "negative input -1" in failure.traceback
+        # as in a serial run: the file and the line that raised, not cloudpickle's "<dynamic-code>"
+        assert f'File "{__file__}", line' in failure.traceback and "<dynamic-code>" not in failure.traceback
+        assert 'raise ValueError(f"negative input {i}")' in failure.traceback
         assert failure.skipped == ["after(fragile(-1))"]
         assert t.result() == 60 and good.result() == 6
         with pytest.raises(TaskNotComputedError, match="skipped"):
@@ -204,9 +207,9 @@ def test_the_local_cluster_is_started_once_and_reused(cache_dir, local_cluster):
 
 # -- batching ------------------------------------------------------------------------------
 
-def first_batch(ready: int, function: str = "tiny", **kwargs) -> int:
+def first_batch(ready: int, function: str = "tiny", alone: bool = False, **kwargs) -> int:
     policy = BatchPolicy(**{"overhead": 3e-3, "workers": 2, "history": {"tiny": 1e-3, "long": 0.5}, **kwargs})
-    return policy.size(function, ready)
+    return policy.size(function, ready, alone)
 
 
 def test_batch_policy_batches_only_tasks_shorter_than_the_overhead():
@@ -214,6 +217,9 @@ def test_batch_policy_batches_only_tasks_shorter_than_the_overhead():
     assert first_batch(1000, "unknown") == 1, "no duration known yet: no batching"
     assert first_batch(1000) == 455, "a round of one batch per worker takes 1/1.1 of what is ready"
     assert first_batch(100_000) == 500, "a batch lasts at most max_seconds (0.5 s)"
+    assert first_batch(1000, history={"tiny": 1.3e-3}) == 384, "0.5 s of 1.3 ms tasks, when other work waits"
+    assert first_batch(1000, history={"tiny": 1.3e-3}, alone=True) == 455, "alone: no need to cut it short"
+    assert first_batch(100_000, alone=True) == 500, "and never more than max_size"
     assert first_batch(200) == 91, "the next round gets the rest (18 tasks)"
     assert first_batch(42) == 21, "a leftover too small for a round of its own (2 < 2 x 6) joins this round"
     assert first_batch(10, workers=4) == 3, "the last ones are shared by every worker, none sits idle"

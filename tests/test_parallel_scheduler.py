@@ -77,6 +77,24 @@ def test_tiny_tasks_of_one_function_go_together_and_the_long_task_first_and_alon
     assert batches[0][:3] == ["tiny0", "tiny1", "tiny2"], "declaration order within equal priority"
 
 
+def test_a_batch_is_cut_to_max_seconds_only_when_other_work_waits():
+    policy = FixedOverhead(overhead=3e-3, workers=2, history={"tiny": 1.3e-3, "after": 1.0})
+    alone = Recording()
+    scheduler(alone, policy=policy)[0].run(graph({f"tiny{i}": 1.3e-3 for i in range(1000)}))
+    assert [len(c) for c in alone.calls[:2]] == [455, 455], "nothing else to run: two rounds, not three"
+
+    deps = {f"tiny{i}": () for i in range(1000)} | {"after": ("tiny0",)}
+    state = GraphState(deps=deps, available=set(), order={k: i for i, k in enumerate(deps)})
+    state.priority = longest_path_priority(deps, deps, lambda k: 1.3e-3 if k.startswith("tiny") else 1.0)
+    state.add(list(deps))
+    policy = FixedOverhead(overhead=3e-3, workers=2, history={"tiny": 1.3e-3, "after": 1.0})
+    waited = Recording()
+    sched, done = scheduler(waited, policy=policy)
+    sched.run(state)
+    assert len(waited.calls[0]) == int(0.5 / 1.3e-3), "a task waits for these results: batches stay short"
+    assert "after" in done
+
+
 def test_without_a_policy_nothing_is_batched():
     executor = Recording()
     sched, done = scheduler(executor)

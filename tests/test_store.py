@@ -100,6 +100,34 @@ def test_lambda_round_trip(store: Store) -> None:
     assert store.load("fn")(2) == 3
 
 
+@pytest.mark.parametrize("key", ["k", "a" * 32, "Z_-9" * 50])
+@pytest.mark.parametrize("n", [0, 1, 37, 300, 4096, 1 << 20])
+@pytest.mark.parametrize("created", [0.0, 1764625300.123456, 1764625300.5, 99999999999.999999])
+def test_small_entries_are_written_byte_for_byte_as_the_general_layout(store: Store, key: str, n: int,
+                                                                       created: float) -> None:
+    """Small results skip json.dumps (hand-written header); the file must not differ in one byte."""
+    data = bytes(range(256)) * (n // 256) + bytes(n % 256)
+    keyring = store.keyring
+    fast, checksum = store_module._small_entry(key, data, keyring, created)
+    meta, regions, start = store_module._layout(key, len(data), [], created)
+    block, hdr = store_module._header_block(key, meta, regions, start, store_module.xxhash.xxh3_128_hexdigest(data),
+                                            store_module._EMPTY_DIGEST, store_module.hashlib.sha256(data).hexdigest(),
+                                            keyring)
+    assert fast == block + data
+    assert checksum == hdr.checksum
+
+
+@pytest.mark.parametrize("value", [0, -1, 2**70, 1.5, float("nan"), "", "é" * 1000, b"x", True, None])
+def test_plain_results_pickle_as_cloudpickle_does(store: Store, value: object) -> None:
+    import cloudpickle
+
+    data, views = store_module._pickled("k", value)
+    assert data == cloudpickle.dumps(value, protocol=5) and views == []
+    store.save("k", value)
+    got = store.load("k")
+    assert got == value or (got != got and value != value)
+
+
 @pytest.mark.parametrize("use_mmap", [False, True])
 def test_loaded_arrays_are_writable_and_do_not_change_the_entry(store: Store, use_mmap: bool) -> None:
     value = {"a": np.arange(100_000, dtype=np.float64), "b": [np.zeros((5, 5), dtype=np.int8)]}
