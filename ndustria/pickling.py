@@ -15,7 +15,6 @@ them), so their determinism does not matter here.
 from __future__ import annotations
 
 import io
-import pickle
 import types
 from collections import ChainMap
 from typing import Any
@@ -46,5 +45,5 @@ class _Pickler(cloudpickle.Pickler):
 def dumps(obj: Any) -> bytes:
     """``cloudpickle.dumps(obj)``, with code shipped by value keeping its file name."""
     with io.BytesIO() as out:
-        _Pickler(out, protocol=pickle.DEFAULT_PROTOCOL).dump(obj)
+        _Pickler(out, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(obj)
         return out.getvalue()

@@ -142,3 +142,26 @@ def test_a_key_another_process_holds_waits_for_the_end_of_the_batch_and_is_found
     assert max(r.end for r in reports if not r.found) < held_at + 0.9, "the free tasks did not wait for it"
     assert Store(cache_dir).load(payloads[1].key) == "stored by the other process", "computed once, not twice"
     assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}
+
+
+def test_code_shipped_by_value_keeps_its_file_for_tracebacks():
+    """cloudpickle names such code "<dynamic-code>"; calls sent to engines keep the defining file."""
+    import traceback
+
+    import cloudpickle
+
+    from ndustria import pickling
+
+    def outer(x):
+        helper = lambda y: 1 / y  # noqa: E731 - nested code objects keep their file too
+        return helper(x)
+
+    shipped = cloudpickle.loads(pickling.dumps(outer))
+    assert shipped.__code__.co_filename == __file__
+    assert cloudpickle.loads(cloudpickle.dumps(outer)).__code__.co_filename == "<dynamic-code>"
+    try:
+        shipped(0)
+    except ZeroDivisionError as exc:
+        text = "".join(traceback.format_exception(exc))
+    assert text.count(f'File "{__file__}"') == 3 and "helper = lambda y: 1 / y" in text
+    assert shipped(4) == 0.25
