@@ -543,6 +543,8 @@ class Fingerprinter:
         self.hasher = hasher
         if getattr(hasher, "function_token", None) is None:
             hasher.function_token = self.digest
+        if getattr(hasher, "class_token", None) is None:  # classes in argument values count by their code
+            hasher.class_token = _class_digest
         self._local = threading.local()
         self._fast: dict[int, _Memo] = {}  # id(function) -> remembered digest (module docstring)
 

@@ -75,6 +75,7 @@ T_DATETIME, T_DATE, T_TIME, T_TIMEDELTA, T_DECIMAL, T_FRACTION, T_UUID, T_PATH =
 T_FUNCTOKEN, T_GLOBAL, T_METHOD, T_PARTIAL, T_MODULE = b"V", b"G", b"M", b"R", b"X"
 T_NDARRAY, T_NDSUB, T_NPSCALAR, T_DTYPE = b"A", b"S", b"0", b"1"
 T_FRAME, T_SERIES, T_INDEX, T_PDARRAY = b"3", b"4", b"5", b"6"
+T_USERCLASS = b"7"  # a user class (name + class_token: its code), where a class token is set
 
 Handler = Callable[["_Walk", Any, Any], None]
 
@@ -231,7 +232,15 @@ def _str(w: _Walk, h: Any, obj: str) -> None:
 
 
 def _type(w: _Walk, h: Any, cls: type) -> None:
-    _put(h, T_TYPE, f"{cls.__module__}\0{cls.__qualname__}".encode("utf-8", "surrogatepass"))
+    """A class by name; a user class (made by a class statement outside library code) also by its
+    code when the hasher has a ``class_token``, so that editing the class changes the digest of the
+    class and of its instances (their pickle reductions name the class)."""
+    name = f"{cls.__module__}\0{cls.__qualname__}".encode("utf-8", "surrogatepass")
+    token = w.owner.class_token
+    if token is not None and cls.__flags__ & _HEAPTYPE and not _is_library(cls.__module__):
+        _put(h, T_USERCLASS, name + b"\0" + bytes(token(cls)))
+    else:
+        _put(h, T_TYPE, name)
 
 
 def _bytes_like(tag: bytes, memoize: bool) -> Handler:
@@ -619,14 +628,18 @@ class ValueHasher:
 
     ``function_token`` (settable) maps a user function or lambda found inside a
     value to bytes identifying its code; without it only library functions hash.
+    ``class_token`` (settable) maps a user class to bytes identifying its code; without
+    it classes, also those of instances, count by name only.
 
     Large arrays and bytes (>= 1 MiB) and every DataFrame/Series are memoized by
     identity: the same object is not re-hashed, even if mutated in place, until
     ``clear()`` -- call it whenever values may have changed (e.g. after each run).
     """
 
-    def __init__(self, function_token: Callable[[Callable], bytes] | None = None) -> None:
+    def __init__(self, function_token: Callable[[Callable], bytes] | None = None,
+                 class_token: Callable[[type], bytes] | None = None) -> None:
         self.function_token = function_token
+        self.class_token = class_token
         self._memo: dict[int, tuple[object, bytes]] = {}
 
     def digest(self, obj: object) -> bytes:

@@ -132,3 +132,57 @@ def test_a_failed_run_exits_non_zero_with_the_traceback(tmp_path):
     assert proc.returncode != 0
     assert "TaskError" in proc.stderr and "work(1)" in proc.stderr and "task one is broken" in proc.stderr
     assert proc.stdout.count("Saved result of") == 2
+
+
+CLASS_ARGUMENTS = '''
+import dataclasses
+from ndustria import Pipeline
+
+pipe = Pipeline(name="classes")
+
+class Model:
+    # {comment}
+    def predict(self, x):
+        return x * {factor}
+
+@dataclasses.dataclass
+class Config:
+    size: int
+    def scale(self):
+        return self.size * {factor}
+
+class Plain:
+    def __init__(self, n):
+        self.n = n
+
+@pipe.AddFunction()
+def use_class(model_cls, x):
+    return model_cls().predict(x)
+
+@pipe.AddFunction()
+def use_config(config):
+    return config.scale()
+
+@pipe.AddFunction()
+def use_plain(obj):
+    return obj.n
+
+use_class(Model, 2), use_config(Config(3)), use_plain(Plain(4))
+pipe.run()
+'''
+
+
+def run_classes(tmp_path: Path, **fields) -> set[str]:
+    """Run the class script; the tasks that ran (the others were cache hits)."""
+    values = {"comment": "a comment", "factor": 10, **fields}
+    proc = run_python(write_script(tmp_path / "classes.py", CLASS_ARGUMENTS.format(**values)), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return {line.split()[2].partition("(")[0] for line in proc.stdout.splitlines() if line.startswith("[Added Task]")}
+
+
+def test_classes_and_instances_passed_as_arguments_count_by_their_code(tmp_path):
+    """Editing a class whose objects a task receives recomputes that task; a comment does not."""
+    assert run_classes(tmp_path) == {"use_class", "use_config", "use_plain"}
+    assert run_classes(tmp_path) == set()
+    assert run_classes(tmp_path, comment="another comment") == set()
+    assert run_classes(tmp_path, factor=11) == {"use_class", "use_config"}, "Plain did not change"
