@@ -157,8 +157,8 @@ def bench_throughput(n: int, cache: Path, repeats: int) -> None:
     print("   store: one small result saved alone in " + ", then ".join(
         f"{fs * 1e3:.2f} ms (fsync) / {plain * 1e3:.2f} ms (fsync=False) {when}"
         for when, (fs, plain) in (("before the rounds", saves_before), ("after them", saves_after))))
-    print("   (file creation on this VM's ext4 varies from ~20 us to ~1 ms a file; a slow disk moves ndustria, "
-          "not map, which writes nothing)")
+    print("   (a disk slow to create or sync files moves ndustria, which caches, not map, which writes nothing; "
+          "see BENCHMARKS.md)")
     print(f"   one apply_async per task                    {per_task:6.2f} s  ({spread('apply')})")
     print("   map(chunksize=c), hand-picked: " + ", ".join(f"c={c}: {med[f'map{c}']:.2f} s" for c in chunks))
     for label, title in (("fresh", "caching included, no history  "), ("history", "caching included, with history"),
