@@ -131,7 +131,12 @@ class _Header:
 
     @property
     def checksum(self) -> str:
-        return xxhash.xxh3_128_hexdigest(f"{self.pickle_digest}:{self.buffers_digest}".encode())
+        return _checksum(self.pickle_digest, self.buffers_digest)
+
+
+def _checksum(pickle_digest: str, buffers_digest: str) -> str:
+    """An entry's content checksum, from its two region digests."""
+    return xxhash.xxh3_128_hexdigest(f"{pickle_digest}:{buffers_digest}".encode())
 
 
 def _message(key: str, hdr: _Header) -> bytes:
@@ -174,11 +179,15 @@ def _header_block(key: str, meta: dict[str, Any], regions: list[tuple[int, int]]
     hdr = _Header(regions[0], regions[1:], p_digest, b_digest, sha256, keyring.signer)
     meta.update(pickle_digest=p_digest, buffers_digest=b_digest, pickle_sha256=sha256, signer=hdr.signer,
                 signature=keyring.sign(_message(key, hdr)))
-    head = _dumps(meta)
+    return _framed(_dumps(meta), start), hdr
+
+
+def _framed(head: bytes, start: int) -> bytes:
+    """Prefix, JSON header, the digest of both, zero padding up to ``start`` (where the pickle begins)."""
     block = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)) + head
     block += xxhash.xxh3_128_digest(block)
     assert len(block) <= start
-    return block + bytes(start - len(block)), hdr
+    return block + bytes(start - len(block))
 
 
 def _small_entry(key: str, data: bytes, keyring: Keyring, created: float) -> tuple[bytes, str]:
@@ -204,10 +213,7 @@ def _small_entry(key: str, data: bytes, keyring: Keyring, created: float) -> tup
     message = (f'{{"buffers":[],"buffers_digest":"{_EMPTY_DIGEST}","format":{FORMAT_VERSION},"key":"{key}",'
                f'"pickle":[{region}],"pickle_digest":"{p_digest}","pickle_sha256":"{sha256}"}}')
     head = f'{head_start}{region}{head_end}{keyring.sign(message.encode())}","signer":"{signer}"}}'.encode()
-    block = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)) + head
-    block += xxhash.xxh3_128_digest(block)
-    checksum = xxhash.xxh3_128_hexdigest(f"{p_digest}:{_EMPTY_DIGEST}".encode())
-    return block + bytes(start - len(block)) + data, checksum
+    return _framed(head, start) + data, _checksum(p_digest, _EMPTY_DIGEST)
 
 
 def _align(n: int) -> int:
