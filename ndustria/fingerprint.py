@@ -4,27 +4,37 @@ A fingerprint is an xxh3_128 digest of a tagged, length-prefixed byte stream mad
 
 * the function's normalized code: the AST of its source with decorators and docstrings
   removed (comments and formatting never reach the AST), or, without source, its code
-  object minus line numbers;
-* everything it reads through globals, closure cells and argument defaults: user
-  functions recursively, user modules and classes by their normalized source, library
-  code by module, qualified name and package version, and other values by content.
+  object minus line numbers. Source read from a file is used only while that file still
+  compiles to the code object in memory: a module edited on disk after it was imported is
+  fingerprinted by its loaded bytecode (with a warning), never by the new text;
+* everything it reads besides its arguments, each as the code reaches it:
+  globals, closure cells, argument defaults and modules imported inside the function, and
+  attribute chains through user modules and packages (``pkg.sub.func``, ``settings.SCALE``,
+  ``mod.Class``), resolved in memory. User functions count recursively (a decorator's
+  wrapper by its own code and closure *and* the function it wraps); a user class by every
+  member (methods with what they reach, class attributes) and its bases along the MRO; a
+  user module used as a whole (not through attributes) by the functions, classes and plain
+  values it defines; library code by module, qualified name and package version; other
+  values by content.
+
+Each kind of object read has its own handler (``Fingerprinter._HANDLERS``).
 
 The static part (source parsing, bytecode scan) is cached per code object; the values of
-globals and cells are read again on every call, so changing a global changes the digest.
+globals, cells and attributes are read again on every call, so changing one changes the digest.
 
 Fast path: a full digest records every dynamic read it makes, transitively -- globals (and
-the builtins they fall back to), closure cells, each function's ``__code__``, ``__defaults__``,
-``__kwdefaults__`` (and its items), ``__wrapped__``, ``__module__`` and ``__qualname__``, the
-attributes looked up on user modules, and the stat stamp of user modules' source files. A
-later ``digest(fn)`` of the same function object returns the remembered digest when every
-read still finds the identical object (``is``) and every stamp still matches. This is exact
-only because such a digest never depended on the *content* of a mutable object: whenever a
-value's content is hashed (rather than its identity or name: functions, modules, classes,
-builtins, library callables), the value must be of an immutable kind (None, bool, int, float,
-complex, str, bytes, and tuples/frozensets of these), otherwise that function is never
+the builtins they fall back to), module and class attributes (and the key sets of modules and
+classes hashed as a whole), closure cells, ``sys.modules`` entries of modules imported inside a
+function, each function's ``__code__``, ``__defaults__``, ``__kwdefaults__`` (and its items),
+``__wrapped__``, ``__module__`` and ``__qualname__``. A later ``digest(fn)`` of the same function
+object returns the remembered digest when every read still finds the identical object (``is``).
+This is exact only because such a digest never depended on the *content* of a mutable object:
+whenever a value's content is hashed (rather than its identity or name: functions, modules,
+classes, builtins, library callables), the value must be of an immutable kind (None, bool, int,
+float, complex, str, bytes, and tuples/frozensets of these), otherwise that function is never
 remembered and is recomputed on every call, so in-place mutation is still seen. Names of
-modules, classes and library objects count as part of their identity, as the class and
-library caches below already assume.
+modules, classes and library objects count as part of their identity, as the library caches
+below already assume.
 """
 
 from __future__ import annotations
@@ -33,10 +43,13 @@ import ast
 import builtins
 import contextlib
 import dis
+import enum
 import functools
+import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import linecache
 import os
 import platform
 import site
@@ -45,13 +58,14 @@ import sysconfig
 import textwrap
 import threading
 import types
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import xxhash
 
-from ndustria.errors import UnhashableError
+from ndustria.errors import NdustriaWarning, UnhashableError
 
 if TYPE_CHECKING:
     from ndustria.hashing import ValueHasher
@@ -205,18 +219,23 @@ def _lib_token(kind: str, module: str, qualname: str) -> bytes:
 
 # ----------------------------------------------------------------------------- static part
 
+Chain = tuple[str, ...]  # attribute names read after a name, in order: settings.SCALE -> ("SCALE",)
+
 
 class _Static(NamedTuple):
     code_digest: bytes
     global_names: tuple[str, ...]  # sorted
     global_keys: tuple[bytes, ...]  # their pre-encoded stream items
-    attr_names: tuple[str, ...]  # sorted attribute names the code uses (module.helper)
+    chains: dict[str, tuple[Chain, ...]]  # global or free variable name -> the attribute chains read on it
+    imports: tuple[tuple[str, tuple[Chain, ...]], ...]  # modules imported inside the function, their chains
 
 
 _STATIC = _IdCache()
-_CLASSES = _IdCache()
-_MODULE_FILES: dict[str, tuple[tuple[int, int, int], bytes]] = {}
 _LOAD_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"})
+_ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+_LOCAL_LOADS = frozenset({"LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE", "LOAD_FAST_CHECK"})
+_STORES = frozenset({"STORE_FAST", "STORE_NAME", "STORE_DEREF", "STORE_GLOBAL"})
+_NO_CHAINS: tuple[Chain, ...] = ((),)  # no attribute information: the value is used as a whole
 
 
 def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
@@ -249,10 +268,13 @@ def _arg_names(args: ast.arguments) -> list[str]:
 
 
 def _source_dump(code: types.CodeType) -> str | None:
-    """Normalized AST dump of a function's source, or None when it cannot be found reliably."""
+    """Normalized AST dump of a function's source, or None when it cannot be found reliably
+    (no source, or the file on disk no longer holds the code that is loaded)."""
     try:
         tree = _parse_source(inspect.getsource(code))
     except (OSError, TypeError, SyntaxError, IndentationError):
+        return None
+    if not _loaded_matches_file(code):
         return None
     if code.co_name == "<lambda>":
         lambdas = [n for n in ast.walk(tree) if isinstance(n, ast.Lambda)]
@@ -272,6 +294,95 @@ def _source_dump(code: types.CodeType) -> str | None:
         return None
     _strip_docstrings(node)
     return ast.dump(node, include_attributes=False)
+
+
+# -- the loaded code against the file on disk
+
+_FILE_CODES: dict[str, tuple[tuple[int, int, int], dict[str, list[types.CodeType]]]] = {}
+_WARNED: set[tuple[str, tuple[int, int, int]]] = set()
+_FILE_LOCK = threading.Lock()
+
+
+def _file_stamp(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _qualname_of(code: types.CodeType) -> str:
+    return getattr(code, "co_qualname", code.co_name)
+
+
+def _compiled_file(path: str, stamp: tuple[int, int, int]) -> dict[str, list[types.CodeType]]:
+    """The code objects the file at ``path`` compiles to now, by qualified name (cached per stamp)."""
+    with _FILE_LOCK:
+        hit = _FILE_CODES.get(path)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+    index: dict[str, list[types.CodeType]] = {}
+    try:
+        top = compile("".join(linecache.getlines(path)), path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, TypeError):
+        top = None
+    if top is not None:
+        for co in _codes(top):
+            index.setdefault(_qualname_of(co), []).append(co)
+    with _FILE_LOCK:
+        _FILE_CODES[path] = (stamp, index)
+    return index
+
+
+def _const_equal(a: object, b: object) -> bool:
+    if isinstance(a, types.CodeType):
+        return isinstance(b, types.CodeType) and _same_code(a, b)
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (tuple, frozenset)):
+        return len(a) == len(b) and all(_const_equal(x, y) for x, y in zip(a, b))  # type: ignore[arg-type]
+    if isinstance(a, float):  # 0.0 == -0.0 and nan != nan: compare the bits
+        return a.hex() == b.hex()  # type: ignore[attr-defined]
+    return a == b
+
+
+def _same_code(a: types.CodeType, b: types.CodeType) -> bool:
+    """Same bytecode, names and constants (line numbers aside): the same code."""
+    return (
+        a.co_code == b.co_code
+        and a.co_names == b.co_names
+        and a.co_varnames == b.co_varnames
+        and a.co_freevars == b.co_freevars
+        and a.co_cellvars == b.co_cellvars
+        and a.co_flags == b.co_flags
+        and a.co_argcount == b.co_argcount
+        and a.co_kwonlyargcount == b.co_kwonlyargcount
+        and a.co_posonlyargcount == b.co_posonlyargcount
+        and len(a.co_consts) == len(b.co_consts)
+        and all(_const_equal(x, y) for x, y in zip(a.co_consts, b.co_consts))
+    )
+
+
+def _loaded_matches_file(code: types.CodeType) -> bool:
+    """False when ``code`` comes from a file on disk that no longer compiles to it (edited after import).
+
+    Code without a file (notebook cells, which IPython keeps in linecache, ``exec`` of strings)
+    is taken as its registered source. A mismatch warns once per file version.
+    """
+    path = code.co_filename
+    stamp = _file_stamp(path)
+    if stamp is None:
+        return True
+    candidates = _compiled_file(path, stamp).get(_qualname_of(code), ())
+    if any(_same_code(code, other) for other in candidates):
+        return True
+    if (path, stamp) not in _WARNED:
+        _WARNED.add((path, stamp))
+        warnings.warn(
+            f"{path} changed on disk after it was imported: ndustria keys the code that is loaded (its "
+            f"bytecode), not the new text. Restart the kernel or process, importlib.reload() the module or "
+            f"use %autoreload to run the edited code.", NdustriaWarning, stacklevel=2)
+    return False
 
 
 def _put_const(s: _Stream, const: object) -> None:
@@ -310,21 +421,69 @@ def _put_code(s: _Stream, code: types.CodeType) -> None:
         s.put(str(len(names)), *names)
 
 
+def _chain_after(ins: list[dis.Instruction], j: int) -> Chain:
+    chain = []
+    while j < len(ins) and ins[j].opname in _ATTR_OPS:
+        chain.append(ins[j].argval)
+        j += 1
+    return tuple(chain)
+
+
+def _scan(code: types.CodeType) -> tuple[set[str], dict[str, set[Chain]], dict[str, set[Chain]]]:
+    """Names read as globals; the attribute chains read on globals and free variables; on modules
+    imported inside the code (``import m`` / ``from m import f``), by the module's name."""
+    names: set[str] = set()
+    chains: dict[str, set[Chain]] = {}
+    imports: dict[str, set[Chain]] = {}
+    bound: dict[str, tuple[str, Chain]] = {}  # local name -> (module, chain prefix) of an import
+    free = set(code.co_freevars)
+    for co in _codes(code):
+        ins = list(dis.get_instructions(co))
+        stored = {i.argval for i in ins if i.opname == "STORE_NAME"}  # class bodies: their own names
+        for k, i in enumerate(ins):
+            op = i.opname
+            if op == "IMPORT_NAME":
+                _bind_import(ins, k, bound, imports)
+            elif op in _LOAD_OPS:
+                if op == "LOAD_NAME" and i.argval in stored:
+                    continue
+                names.add(i.argval)
+                chains.setdefault(i.argval, set()).add(_chain_after(ins, k + 1))
+            elif op in _LOCAL_LOADS:
+                if i.argval in bound:
+                    module, prefix = bound[i.argval]
+                    imports.setdefault(module, set()).add(prefix + _chain_after(ins, k + 1))
+                elif i.argval in free:
+                    chains.setdefault(i.argval, set()).add(_chain_after(ins, k + 1))
+    return names, chains, imports
+
+
+def _bind_import(ins: list[dis.Instruction], k: int, bound: dict[str, tuple[str, Chain]],
+                 imports: dict[str, set[Chain]]) -> None:
+    """Note what the local names bound by the import at ``ins[k]`` stand for."""
+    fromlist = ins[k - 1].argval if k and ins[k - 1].opname == "LOAD_CONST" else None
+    name = ins[k].argval
+    if not isinstance(name, str) or (k >= 2 and ins[k - 2].opname == "LOAD_CONST" and ins[k - 2].argval):
+        return  # a relative import inside a function: rare, left to the module's own fingerprint
+    module = name if fromlist else name.partition(".")[0]  # `import a.b` binds a
+    imports.setdefault(module, set())
+    j = k + 1
+    if j < len(ins) and ins[j].opname in _STORES:
+        bound[ins[j].argval] = (module, ())
+        return
+    while j + 1 < len(ins) and ins[j].opname == "IMPORT_FROM":
+        attr = ins[j].argval
+        if ins[j + 1].opname in _STORES:
+            bound[ins[j + 1].argval] = (module, (attr,))
+        imports[module].add((attr,))
+        j += 2
+
+
 def _static(code: types.CodeType) -> _Static:
     hit = _STATIC.get(code)
     if hit is not None:
         return hit
-    names: set[str] = set()
-    attrs: set[str] = set()
-    for co in _codes(code):
-        loaded, stored = set(), set()
-        for ins in dis.get_instructions(co):
-            if ins.opname in _LOAD_OPS:
-                loaded.add(ins.argval)
-            elif ins.opname == "STORE_NAME":  # class bodies: their own names are not globals
-                stored.add(ins.argval)
-        names |= loaded - stored if stored else loaded
-        attrs.update(co.co_names)
+    names, chains, imports = _scan(code)
     dump = _source_dump(code)
     if dump is not None:
         s = _Stream("source")
@@ -335,70 +494,9 @@ def _static(code: types.CodeType) -> _Static:
         s.put("{}.{}".format(*sys.version_info[:2]))
     names_ = tuple(sorted(names))
     keys = tuple(_enc("global variable") + _enc(n) for n in names_)
-    return _STATIC.put(code, _Static(s.digest(), names_, keys, tuple(sorted(attrs))))
-
-
-def _class_digest(cls: type) -> bytes:
-    """Normalized source of a user class; without source, its methods' code."""
-    hit = _CLASSES.get(cls)
-    if hit is not None:
-        return hit
-    node = None
-    try:
-        tree = _parse_source(inspect.getsource(cls))
-        node = next(
-            (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls.__name__), None
-        )
-    except (OSError, TypeError, SyntaxError, IndentationError):
-        pass
-    if node is not None:
-        _strip_docstrings(node)
-        s = _Stream("class-source")
-        s.put(ast.dump(node, include_attributes=False))
-    else:
-        s = _Stream("class-code")
-        s.put(cls.__module__, cls.__qualname__, *(b.__qualname__ for b in cls.__bases__))
-        for name, attr in sorted(vars(cls).items()):
-            f = attr.__func__ if isinstance(attr, (staticmethod, classmethod)) else attr
-            f = f.fget if isinstance(f, property) else f
-            if isinstance(f, types.FunctionType):
-                s.put(name, _static(f.__code__).code_digest)
-    return _CLASSES.put(cls, s.digest())
-
-
-def _file_stamp(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-def _module_file_digest(mod: types.ModuleType, stats: list | None = None) -> bytes:
-    """Normalized AST of a user module's source file, cached until the file changes.
-
-    ``stats`` collects the (path, stamp) checked, for the digest memo to check again.
-    """
-    path = getattr(mod, "__file__", None)
-    if not path or not path.endswith(".py"):
-        return b"no-source"
-    stamp = _file_stamp(path)
-    if stats is not None:
-        stats.append((path, stamp))
-    if stamp is None:
-        return b"no-source"
-    hit = _MODULE_FILES.get(path)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    try:
-        with open(path, "rb") as f:
-            tree = ast.parse(f.read())
-        _strip_docstrings(tree)
-        digest = xxhash.xxh3_128(ast.dump(tree, include_attributes=False).encode()).digest()
-    except (OSError, SyntaxError, ValueError):
-        return b"no-source"
-    _MODULE_FILES[path] = (stamp, digest)
-    return digest
+    frozen = {n: tuple(sorted(c)) for n, c in chains.items()}
+    mods = tuple((m, tuple(sorted(c)) or _NO_CHAINS) for m, c in sorted(imports.items()))
+    return _STATIC.put(code, _Static(s.digest(), names_, keys, frozen, mods))
 
 
 # ----------------------------------------------------------------------------- dynamic part
@@ -415,8 +513,18 @@ def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', None) or '?'}.{getattr(obj, '__qualname__', None) or getattr(obj, '__name__', '?')}"
 
 
+def _home(f: types.FunctionType) -> str:
+    """The module a function's code lives in (``functools.wraps`` copies ``__module__``, not globals)."""
+    name = f.__globals__.get("__name__")
+    return name if isinstance(name, str) else (f.__module__ or "")
+
+
 def _is_user_function(obj: Any) -> bool:
-    return isinstance(obj, types.FunctionType) and not is_library_module(obj.__module__)
+    return isinstance(obj, types.FunctionType) and not is_library_module(_home(obj))
+
+
+def _is_user_class(obj: Any) -> bool:
+    return isinstance(obj, type) and not is_library_module(getattr(obj, "__module__", "") or "")
 
 
 def _immutable(value: Any, depth: int = 0) -> bool:
@@ -464,67 +572,65 @@ def _same_fn(f: types.FunctionType, state: tuple) -> bool:
 
 
 class _Ctx:
-    """State of one top-level digest() call: the functions being digested and finished results.
+    """State of one top-level digest: the objects being digested, finished results, recorded reads.
 
-    It also records the dynamic reads the digest depends on (see the module docstring), and
-    ``safe`` turns False once the digest depends on the content of a mutable value.
+    It records the dynamic reads the digest depends on (see the module docstring), and ``safe``
+    turns False once the digest depends on the content of a mutable value. ``reentry_low`` is the
+    lowest stack depth a digest requested by the value hasher (a function or class inside a value)
+    referred back to.
     """
 
-    __slots__ = ("root", "depth", "memo", "dicts", "cells", "funcs", "stats", "safe")
+    __slots__ = ("root", "depth", "memo", "dicts", "shapes", "cells", "funcs", "safe", "reentry_low", "seen")
 
-    def __init__(self, root: Callable) -> None:
+    def __init__(self, root: Any) -> None:
         self.root = root
-        self.depth: dict[int, int] = {}  # id(function on the stack) -> its depth
-        self.memo: dict[int, bytes] = {}  # id(function) -> digest independent of the stack
-        self.dicts: list[tuple[dict, str, Any]] = []  # (mapping, key, value or _MISSING)
+        self.depth: dict[int, int] = {}  # id(function, class or module on the stack) -> its depth
+        self.memo: dict[int, bytes] = {}  # id(object) -> digest independent of the stack
+        self.dicts: list[tuple[Any, str, Any]] = []  # (mapping, key, value or _MISSING)
+        self.shapes: list[tuple[Any, tuple]] = []  # (mapping, its keys) of namespaces hashed whole
         self.cells: list[tuple[types.CellType, Any]] = []  # (cell, contents or _EMPTY)
         self.funcs: dict[int, tuple[types.FunctionType, tuple]] = {}  # id -> (function, _fn_state)
-        self.stats: list[tuple[str, Any]] = []  # (user module file, stamp or None)
         self.safe = True
+        self.reentry_low = _BIG
+        self.seen: list[types.FunctionType] = []  # user functions digested, in order (helpers())
 
     def note_fn(self, f: types.FunctionType) -> None:
         if id(f) not in self.funcs:
             self.funcs[id(f)] = (f, _fn_state(f))
 
-    def unwrap(self, fn: types.FunctionType) -> Any:
-        """``_unwrap(fn)``, noting the state of every function along the ``__wrapped__`` chain."""
-        f = fn
-        for _ in range(100):
-            self.note_fn(f)
-            inner = f.__dict__.get("__wrapped__", _MISSING)
-            if inner is _MISSING:
-                return f
-            if not isinstance(inner, types.FunctionType):
-                break
-            f = inner
-        self.safe = False  # a non-function link or a very long (or cyclic) chain: not recorded
-        return _unwrap(fn)
+    def read(self, mapping: Any, key: str) -> Any:
+        value = mapping.get(key, _MISSING)
+        self.dicts.append((mapping, key, value))
+        return value
 
 
 class _Memo:
-    """A remembered digest of one function and the reads it was computed from."""
+    """A remembered digest of one function or class and the reads it was computed from."""
 
-    __slots__ = ("ref", "digest", "root", "funcs", "dicts", "cells", "stats")
+    __slots__ = ("ref", "digest", "root", "funcs", "dicts", "shapes", "cells")
 
-    def __init__(self, ref: weakref.ref, digest: bytes, root: tuple, ctx: _Ctx, dicts: tuple) -> None:
+    def __init__(self, ref: weakref.ref, digest: bytes, root: tuple | None, ctx: _Ctx, dicts: tuple) -> None:
         self.ref = ref
         self.digest = digest
-        self.root = root  # the function's own state, checked against the function passed in
-        fn = ref()
-        self.funcs = tuple(entry for entry in ctx.funcs.values() if entry[0] is not fn)
+        self.root = root  # a function's own state, checked against the function passed in
+        obj = ref()
+        self.funcs = tuple(entry for entry in ctx.funcs.values() if entry[0] is not obj)
         self.dicts = dicts
+        self.shapes = tuple(ctx.shapes)
         self.cells = tuple(ctx.cells)
-        self.stats = tuple(ctx.stats)
 
-    def valid(self, fn: types.FunctionType) -> bool:
+    def valid(self, obj: Any) -> bool:
         """True while every recorded read still finds the identical object."""
-        if not _same_fn(fn, self.root):
+        if self.root is not None and not _same_fn(obj, self.root):
             return False
         for f, state in self.funcs:
             if not _same_fn(f, state):
                 return False
         for d, k, v in self.dicts:
             if d.get(k, _MISSING) is not v:
+                return False
+        for d, keys in self.shapes:
+            if len(d) != len(keys) or tuple(d) != keys:
                 return False
         for cell, v in self.cells:
             try:
@@ -533,7 +639,31 @@ class _Memo:
             except ValueError:
                 if v is not _EMPTY:
                     return False
-        return not self.stats or all(_file_stamp(path) == stamp for path, stamp in self.stats)
+        return True
+
+
+# members of a class namespace that are not its code or data (or are covered by other members)
+_CLASS_SKIP = frozenset({
+    "__dict__", "__weakref__", "__doc__", "__module__", "__qualname__", "__firstlineno__",
+    "__static_attributes__", "_abc_impl", "__dataclass_fields__", "__dataclass_params__", "__orig_bases__",
+    "__parameters__", "__annotations__", "__annotate__", "__annotate_func__", "__annotations_cache__",
+    "_member_map_", "_member_names_", "_value2member_map_", "_unhashable_values_", "_member_type_",
+    "_value_repr_", "_new_member_", "_use_args_", "_singles_mask_", "_all_bits_", "_boundary_",
+    "_flag_mask_", "_inverted_", "_numeric_repr_", "_hashable_values_",
+})
+_MODULE_SKIP = frozenset({
+    "__name__", "__doc__", "__package__", "__loader__", "__spec__", "__file__", "__cached__",
+    "__builtins__", "__path__", "__annotations__", "__all__",
+})
+_SLOT_TYPES = (types.MemberDescriptorType, types.GetSetDescriptorType)
+
+
+def _annotation_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)  # typing constructs: their text is their code
 
 
 class Fingerprinter:
@@ -544,16 +674,16 @@ class Fingerprinter:
         if getattr(hasher, "function_token", None) is None:
             hasher.function_token = self.digest
         if getattr(hasher, "class_token", None) is None:  # classes in argument values count by their code
-            hasher.class_token = _class_digest
+            hasher.class_token = self.class_digest
         self._local = threading.local()
-        self._fast: dict[int, _Memo] = {}  # id(function) -> remembered digest (module docstring)
+        self._fast: dict[int, _Memo] = {}  # id(function or class) -> remembered digest (module docstring)
 
     # public API -------------------------------------------------------------------------
     def digest(self, fn: Callable) -> bytes:
         """16-byte digest of ``fn``'s code identity (code, helpers, globals, closure, libraries)."""
         ctx = getattr(self._local, "ctx", None)
         if ctx is not None:  # re-entered through the hasher (a function inside a global value)
-            return self._digest(fn, ctx)
+            return self._reentered(fn, ctx)
         memo = self._fast.get(id(fn))
         if memo is not None and memo.ref() is fn and memo.valid(fn):
             return memo.digest
@@ -563,103 +693,149 @@ class Fingerprinter:
         finally:
             self._local.ctx = None
         if ctx.safe and isinstance(fn, types.FunctionType):
-            self._remember(fn, out, ctx)
+            self._remember(fn, out, ctx, ctx.funcs[id(fn)][1] if id(fn) in ctx.funcs else _fn_state(fn))
         return out
 
     def hexdigest(self, fn: Callable) -> str:
         """Hex form of :meth:`digest`."""
         return self.digest(fn).hex()
 
+    def class_digest(self, cls: type) -> bytes:
+        """16-byte digest of a class's code: its members (methods with what they reach, class
+        attributes) and its bases; library classes by module, name and package version."""
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is not None:
+            return self._reentered(cls, ctx)
+        memo = self._fast.get(id(cls))
+        if memo is not None and memo.ref() is cls and memo.valid(cls):
+            return memo.digest
+        self._local.ctx = ctx = _Ctx(cls)
+        try:
+            s = _Stream("class-token")
+            self._value(s, cls, None, "class", cls.__qualname__, _NO_CHAINS, ctx)
+            out = s.digest()
+        finally:
+            self._local.ctx = None
+        if ctx.safe:
+            self._remember(cls, out, ctx, None)
+        return out
+
+    def parts(self, fn: Callable) -> dict[str, bytes]:
+        """The sub-digests a function's digest is made of, by label: ``"code"``, ``"global variable
+        'SCALE'"``, ``"closure variable 'k'"``, ``"default of parameter 'n'"``, ``"module 'm' imported
+        inside"``, ``"wrapped function"``. Two calls can be compared to name what changed."""
+        if not _is_user_function(fn):
+            return {"code": self.digest(fn)}
+        ctx = _Ctx(fn)
+        self._local.ctx = ctx
+        try:
+            st = _static(fn.__code__)
+            out = {"code": st.code_digest}
+            ctx.depth[id(fn)] = 0
+            for kind, name, value, chains in self._reads(fn, st, ctx):
+                s = _Stream("part")
+                self._value(s, value, fn, kind, name, chains, ctx)
+                out[f"{kind} {name!r}" if name else kind] = s.digest()
+        finally:
+            self._local.ctx = None
+        return out
+
     def helpers(self, fn: Callable) -> list[Callable]:
-        """User functions ``fn`` reaches through globals, closures, defaults, user modules and classes."""
-        root = _unwrap(fn)
-        found: dict[int, Callable] = {id(root): root}
-        todo = [root] if isinstance(root, types.FunctionType) else []
-        while todo:
-            f = todo.pop()
-            st = _static(f.__code__)
-            for _kind, _name, value in self._refs(f, st):
-                for g in self._reachable(value, st.attr_names):
-                    if id(g) not in found:
-                        found[id(g)] = g
-                        todo.append(g)
-        del found[id(root)]
-        return list(found.values())
+        """User functions ``fn`` reaches (through globals, closures, defaults, imports, attribute
+        chains, the classes it uses and the functions it wraps), in the order they are met."""
+        ctx = _Ctx(fn)
+        self._local.ctx = ctx
+        try:
+            self._digest(fn, ctx)
+        finally:
+            self._local.ctx = None
+        root = fn if isinstance(fn, types.FunctionType) else _unwrap(fn)
+        out: list[Callable] = []
+        for f in ctx.seen:
+            if f is not root and f not in out:
+                out.append(f)
+        return out
 
     # internals ----------------------------------------------------------------------------
-    def _remember(self, fn: types.FunctionType, out: bytes, ctx: _Ctx) -> None:
-        """Keep ``out`` for the fast path; the entry goes when ``fn`` dies (or when evicted)."""
-        dicts: dict[tuple[int, str], tuple[dict, str, Any]] = {}
+    def _remember(self, obj: Any, out: bytes, ctx: _Ctx, root: tuple | None) -> None:
+        """Keep ``out`` for the fast path; the entry goes when ``obj`` dies (or when evicted)."""
+        dicts: dict[tuple[int, str], tuple[Any, str, Any]] = {}
         for read in ctx.dicts:
             first = dicts.setdefault((id(read[0]), read[1]), read)
             if first[2] is not read[2]:  # changed while the digest was computed
                 return
-        memos, key = self._fast, id(fn)
+        memos, key = self._fast, id(obj)
 
         def drop(ref: weakref.ref, key: int = key, memos: dict = memos) -> None:
             memo = memos.get(key)
             if memo is not None and memo.ref is ref:
                 del memos[key]
 
-        root = ctx.funcs[key][1]  # digest() noted it first; kept apart so fn is not held strongly
-        memo = _Memo(weakref.ref(fn, drop), out, root, ctx, tuple(dicts.values()))
+        try:
+            ref = weakref.ref(obj, drop)
+        except TypeError:
+            return
+        memo = _Memo(ref, out, root, ctx, tuple(dicts.values()))
         memos.pop(key, None)
         if len(memos) >= _FAST_MAX:  # bounded: functions kept alive by their own reads go too
             for old in list(memos)[: _FAST_MAX // 4]:  # the oldest quarter
                 memos.pop(old, None)
         memos[key] = memo
 
+    def _reentered(self, obj: Any, ctx: _Ctx) -> bytes:
+        """A function or class the hasher met inside a value, during a digest."""
+        if _is_user_function(obj):  # the same bytes as a top-level digest of it
+            ctx.note_fn(obj)
+            out, low = self._function(obj, ctx)
+            if out is not None:
+                ctx.reentry_low = min(ctx.reentry_low, low)
+                return out
+        s = _Stream("callable" if not isinstance(obj, type) else "class-token")
+        low = self._value(s, obj, None, "value", "", _NO_CHAINS, ctx, top=not isinstance(obj, type))
+        ctx.reentry_low = min(ctx.reentry_low, low)
+        return s.digest()
+
     def _digest(self, fn: Callable, ctx: _Ctx) -> bytes:
-        target = ctx.unwrap(fn) if isinstance(fn, types.FunctionType) else _unwrap(fn)
-        if _is_user_function(target):
-            out, _ = self._function(target, ctx)
+        if _is_user_function(fn):
+            ctx.note_fn(fn)
+            out, _ = self._function(fn, ctx)
             if out is not None:
                 return out
         s = _Stream("callable")
-        self._value(s, fn, None, "value", "", (), ctx, top=True)
+        self._value(s, fn, None, "value", "", _NO_CHAINS, ctx, top=True)
         return s.digest()
 
     @staticmethod
-    def _refs(
-        fn: types.FunctionType, st: _Static, with_globals: bool = True, cells: list | None = None
-    ) -> Iterator[tuple[str, str, Any]]:
-        """(kind, name, value) of everything ``fn`` reads besides its arguments (cell reads into ``cells``)."""
+    def _reads(fn: types.FunctionType, st: _Static, ctx: _Ctx,
+               with_globals: bool = True) -> Iterator[tuple[str, str, Any, tuple[Chain, ...]]]:
+        """(kind, name, value, attribute chains) of everything ``fn`` reads besides its arguments."""
         if with_globals:
             g = fn.__globals__
             for name in st.global_names:
-                value = g.get(name, _MISSING)
-                yield "global variable", name, _BUILTINS.get(name, _MISSING) if value is _MISSING else value
+                value = ctx.read(g, name)
+                if value is _MISSING:
+                    value = ctx.read(_BUILTINS, name)
+                yield "global variable", name, value, st.chains.get(name, _NO_CHAINS)
         code = fn.__code__
         for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
             try:
                 value = cell.cell_contents
             except ValueError:
                 value = _EMPTY
-            if cells is not None:
-                cells.append((cell, value))
-            yield "closure variable", name, value
+            ctx.cells.append((cell, value))
+            yield "closure variable", name, value, st.chains.get(name, _NO_CHAINS)
         if fn.__defaults__:
             params = code.co_varnames[: code.co_argcount][-len(fn.__defaults__) :]
-            yield from (("default of parameter", p, v) for p, v in zip(params, fn.__defaults__))
+            for p, v in zip(params, fn.__defaults__):
+                yield "default of parameter", p, v, _NO_CHAINS
         if fn.__kwdefaults__:
-            yield from (("default of parameter", p, v) for p, v in sorted(fn.__kwdefaults__.items()))
-
-    def _reachable(self, value: Any, attrs: tuple[str, ...]) -> Iterator[types.FunctionType]:
-        if isinstance(value, types.MethodType):
-            value = value.__func__
-        if isinstance(value, types.ModuleType) and not is_library_module(value.__name__):
-            d = vars(value)
-            yield from (d[a] for a in attrs if a in d and _is_user_function(d[a]))
-        elif isinstance(value, type) and not is_library_module(value.__module__):
-            for a in attrs:
-                f = inspect.getattr_static(value, a, None)
-                f = f.__func__ if isinstance(f, (staticmethod, classmethod)) else f
-                if _is_user_function(f):
-                    yield f
-        elif callable(value) and not isinstance(value, type):
-            value = _unwrap(value.func if isinstance(value, functools.partial) else value)
-            if _is_user_function(value):
-                yield value
+            for p, v in sorted(fn.__kwdefaults__.items()):
+                yield "default of parameter", p, v, _NO_CHAINS
+        for module, chains in st.imports:
+            yield f"module {module!r} imported inside", "", _imported(module, ctx), chains
+        wrapped = fn.__dict__.get("__wrapped__", _MISSING)
+        if wrapped is not _MISSING:
+            yield "wrapped function", "", wrapped, _NO_CHAINS
 
     def _function(self, fn: types.FunctionType, ctx: _Ctx) -> tuple[bytes | None, int]:
         """Digest of a user function and the lowest stack depth it referred back to (None: on the stack)."""
@@ -671,12 +847,13 @@ class Fingerprinter:
         if hit is not None:
             return hit, _BIG
         depth = ctx.depth[key] = len(ctx.depth)
+        ctx.seen.append(fn)
         low = _BIG
         try:
             st = _static(fn.__code__)
             s = _Stream("function")
             s.put(st.code_digest)
-            g, attrs, kind, reads = fn.__globals__, st.attr_names, "global variable", ctx.dicts
+            g, kind, reads, chains = fn.__globals__, "global variable", ctx.dicts, st.chains
             for name, item in zip(st.global_names, st.global_keys):  # the hot loop, kept inline
                 s.append(item)
                 value = g.get(name, _MISSING)
@@ -686,27 +863,27 @@ class Fingerprinter:
                     reads.append((_BUILTINS, name, value))
                 else:
                     reads.append((g, name, value))
-                r = self._value(s, value, fn, kind, name, attrs, ctx)
+                r = self._value(s, value, fn, kind, name, chains.get(name, _NO_CHAINS), ctx)
                 if r < low:
                     low = r
-            if fn.__closure__ or fn.__defaults__ or fn.__kwdefaults__:  # noted by ctx.note_fn
-                for kind, name, value in self._refs(fn, st, with_globals=False, cells=ctx.cells):
-                    s.put(kind, name)
-                    low = min(low, self._value(s, value, fn, kind, name, attrs, ctx))
+            if fn.__closure__ or fn.__defaults__ or fn.__kwdefaults__ or st.imports or "__wrapped__" in fn.__dict__:
+                for kind_, name, value, chains_ in self._reads(fn, st, ctx, with_globals=False):
+                    s.put(kind_, name)
+                    low = min(low, self._value(s, value, fn, kind_, name, chains_, ctx))
             out = s.digest()
         finally:
             del ctx.depth[key]
-        if low >= depth:  # no reference to a function further up the stack: reusable
+        if low >= depth:  # no reference to an object further up the stack: reusable
             ctx.memo[key] = out
         return out, low
 
     def _library(self, s: _Stream, kind: str, module: str, qualname: str) -> None:
         s.append(_lib_token(kind, module, qualname))
 
-    def _value(
-        self, s: _Stream, value: Any, owner: Any, kind: str, name: str, attrs: tuple, ctx: _Ctx, top=False
-    ) -> int:
-        """Write the token of one referenced value; return the lowest stack depth it referred back to."""
+    # -- one handler per kind of value (dispatched by _value) --------------------------------
+    def _value(self, s: _Stream, value: Any, owner: Any, kind: str, name: str, chains: tuple[Chain, ...],
+               ctx: _Ctx, top: bool = False) -> int:
+        """Write the token of one value read by ``owner``; return the lowest stack depth it referred back to."""
         simple = _SIMPLE.get(type(value))
         if simple is not None:
             s.put(type(value).__name__, simple(value))
@@ -714,89 +891,259 @@ class Fingerprinter:
         if value is _MISSING or value is _EMPTY:
             s.put("missing" if value is _MISSING else "empty")
             return _BIG
-        if isinstance(value, types.FunctionType):
-            value = ctx.unwrap(value)  # notes the state of the function(s) for the memo
-        if isinstance(value, types.FunctionType):
-            if is_library_module(value.__module__):
-                self._library(s, "library-function", value.__module__, value.__qualname__)
+        handler = self._HANDLERS.get(type(value))
+        if handler is None:
+            handler = _kind_of(value)
+        return handler(self, s, value, owner, kind, name, chains, ctx, top)
+
+    def _v_function(self, s: _Stream, fn: types.FunctionType, owner: Any, kind: str, name: str,
+                    chains: tuple[Chain, ...], ctx: _Ctx, top: bool) -> int:
+        ctx.note_fn(fn)
+        if not _is_user_function(fn):
+            self._library(s, "library-function", _home(fn), fn.__qualname__)
+            wrapped = fn.__dict__.get("__wrapped__", _MISSING)  # a library decorator around user code
+            if wrapped is _MISSING:
                 return _BIG
-            out, low = self._function(value, ctx)
-            if out is None:
-                s.put("recursive", value.__module__ or "", value.__qualname__)
-            else:
-                s.put("function", out)
-            return low
-        if isinstance(value, types.ModuleType):
-            if is_library_module(value.__name__):
-                self._library(s, "library-module", value.__name__, "")
-                return _BIG
-            d, reads = vars(value), ctx.dicts
-            file = d.get("__file__", _MISSING)
-            reads.append((d, "__file__", file))
-            if getattr(value, "__file__", None) is not (None if file is _MISSING else file):
-                ctx.safe = False  # served by a module __getattr__: not a recorded read
-            s.put("user-module", value.__name__, _module_file_digest(value, ctx.stats))
-            low = _BIG
-            for a in attrs:  # functions used as module.attr: follow them too
-                f = d.get(a, _MISSING)
-                reads.append((d, a, f))
-                if isinstance(f, types.FunctionType):
-                    ctx.note_fn(f)  # its __module__ decides whether it is followed
-                if _is_user_function(f):
-                    s.put("attribute", a)
-                    low = min(low, self._value(s, f, owner, kind, f"{name}.{a}", (), ctx))
-            return low
-        if isinstance(value, type):
-            if is_library_module(value.__module__):
-                self._library(s, "library-class", value.__module__, value.__qualname__)
-            else:
-                s.put("user-class", _class_digest(value))
+            s.put("wrapped")
+            return self._value(s, wrapped, owner, kind, f"{name}.__wrapped__", _NO_CHAINS, ctx)
+        out, low = self._function(fn, ctx)
+        if out is None:
+            s.put("recursive", fn.__module__ or "", fn.__qualname__)
+        else:
+            s.put("function", out)
+        return low
+
+    def _v_module(self, s: _Stream, mod: types.ModuleType, owner: Any, kind: str, name: str,
+                  chains: tuple[Chain, ...], ctx: _Ctx, top: bool) -> int:
+        if is_library_module(mod.__name__):
+            self._library(s, "library-module", mod.__name__, "")
             return _BIG
-        if isinstance(value, types.MethodType):
-            s.put("method")
-            low = self._value(s, value.__func__, owner, kind, name, attrs, ctx)
-            return min(low, self._value(s, value.__self__, owner, kind, f"{name}.__self__", attrs, ctx))
-        if isinstance(value, types.BuiltinFunctionType):
-            bound = value.__self__
-            module = (
-                value.__module__ or getattr(bound, "__name__", None) or type(bound).__module__ or "builtins"
-            )
-            self._library(s, "builtin", module, value.__qualname__)
-            if bound is None or isinstance(bound, types.ModuleType):
-                return _BIG
-            return self._value(s, bound, owner, kind, f"{name}.__self__", attrs, ctx)
-        if callable(value):
-            module = getattr(value, "__module__", None) or type(value).__module__
-            label = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
-            if isinstance(label, str) and isinstance(module, str) and is_library_module(module):
-                self._library(s, "library-callable", module, label)  # ufuncs, dispatchers, descriptors
-                return _BIG
-            ctx.safe = False  # an arbitrary callable object: its attributes are not recorded
+        s.put("user-module", mod.__name__)
+        d, low = vars(mod), _BIG
+        if any(not c for c in chains):  # used as a whole (passed on, getattr(mod, ...)): all it defines
+            low = self._namespace(s, mod, owner, kind, name, ctx)
+        for attr in sorted({c[0] for c in chains if c}):
+            value = ctx.read(d, attr)
+            if value is _MISSING and "__getattr__" in d:  # PEP 562: an attribute made on request
+                ctx.safe = False
+                value = getattr(mod, attr, _MISSING)
+            rest = tuple(c[1:] for c in chains if c and c[0] == attr)
+            s.put("attribute", attr)
+            low = min(low, self._value(s, value, owner, kind, f"{name}.{attr}", rest, ctx))
+        return low
+
+    def _namespace(self, s: _Stream, mod: types.ModuleType, owner: Any, kind: str, name: str, ctx: _Ctx) -> int:
+        """A user module as a whole: the functions and classes it defines and its plain values."""
+        key = id(mod)
+        if key in ctx.depth:
+            s.put("recursive-module", mod.__name__)
+            return ctx.depth[key]
+        ctx.depth[key] = len(ctx.depth)
+        d, low = vars(mod), _BIG
+        try:
+            ctx.shapes.append((d, tuple(d)))
+            for attr in sorted(a for a in d if isinstance(a, str) and a not in _MODULE_SKIP):
+                value = ctx.read(d, attr)
+                if isinstance(value, types.FunctionType):
+                    if _home(value) != mod.__name__:
+                        continue  # imported: it counts where it is used
+                elif isinstance(value, type):
+                    if value.__module__ != mod.__name__:
+                        continue
+                elif isinstance(value, types.ModuleType) or callable(value) or not _immutable(value):
+                    continue  # other modules and objects count where they are read
+                s.put("member", attr)
+                low = min(low, self._value(s, value, owner, kind, f"{name}.{attr}", _NO_CHAINS, ctx))
+        finally:
+            del ctx.depth[key]
+        return low
+
+    def _v_class(self, s: _Stream, cls: type, owner: Any, kind: str, name: str, chains: tuple[Chain, ...],
+                 ctx: _Ctx, top: bool) -> int:
+        if not _is_user_class(cls):
+            self._library(s, "library-class", cls.__module__, cls.__qualname__)
+            return _BIG
+        out, low = self._class(cls, ctx)
+        if out is None:
+            s.put("recursive-class", cls.__module__, cls.__qualname__)
+        else:
+            s.put("user-class", out)
+        return low
+
+    def _class(self, cls: type, ctx: _Ctx) -> tuple[bytes | None, int]:
+        """Digest of a user class: qualified name, metaclass, bases, every member (sorted by name)."""
+        key = id(cls)
+        depth = ctx.depth.get(key)
+        if depth is not None:
+            return None, depth
+        hit = ctx.memo.get(key)
+        if hit is not None:
+            return hit, _BIG
+        depth = ctx.depth[key] = len(ctx.depth)
+        low = _BIG
+        try:
+            s = _Stream("class")
+            s.put(cls.__qualname__)
+            label = cls.__qualname__
+            meta = type(cls)
+            if meta is not type:
+                s.put("metaclass")
+                low = min(low, self._value(s, meta, cls, "metaclass of", label, _NO_CHAINS, ctx))
+            for base in cls.__bases__:
+                s.put("base")
+                low = min(low, self._value(s, base, cls, "base class of", label, _NO_CHAINS, ctx))
+            d = cls.__dict__
+            ctx.shapes.append((d, tuple(d)))
+            annotations = d.get("__annotations__")
+            if isinstance(annotations, dict) and annotations:
+                s.put("annotations", *(f"{k}:{_annotation_text(v)}" for k, v in sorted(annotations.items())))
+            is_enum = isinstance(cls, enum.EnumMeta)
+            for attr in sorted(a for a in d if a not in _CLASS_SKIP):
+                value = ctx.read(d, attr)
+                s.put("member", attr)
+                if is_enum and isinstance(value, cls):
+                    s.put("enum-member")
+                    value = value._value_  # type: ignore[attr-defined]
+                low = min(low, self._member(s, value, cls, f"{label}.{attr}", ctx))
+            out = s.digest()
+        finally:
+            del ctx.depth[key]
+        if low >= depth:
+            ctx.memo[key] = out
+        return out, low
+
+    def _member(self, s: _Stream, value: Any, cls: type, name: str, ctx: _Ctx) -> int:
+        """One entry of a class namespace: descriptors by the functions they hold."""
+        kind = "class attribute"
+        if isinstance(value, (staticmethod, classmethod)):
+            s.put(type(value).__name__)
+            return self._value(s, value.__func__, cls, kind, name, _NO_CHAINS, ctx)
+        if isinstance(value, property):
+            s.put("property")
+            return min(self._value(s, f, cls, kind, name, _NO_CHAINS, ctx) for f in (value.fget, value.fset, value.fdel))
+        if isinstance(value, (functools.cached_property, functools.partialmethod)):
+            s.put(type(value).__name__)
+            low = self._value(s, value.func, cls, kind, name, _NO_CHAINS, ctx)
+            if isinstance(value, functools.partialmethod):
+                low = min(low, self._v_plain(s, (value.args, value.keywords), cls, kind, name, _NO_CHAINS, ctx, False))
+            return low
+        if isinstance(value, _SLOT_TYPES):  # __slots__ entries: their names are in __slots__
+            s.put("slot")
+            return _BIG
+        try:
+            return self._value(s, value, cls, kind, name, _NO_CHAINS, ctx)
+        except UnhashableError:
+            if callable(value) or isinstance(value, type):
+                raise
+            # runtime state kept on the class (a lock, a connection): not code, and not hashable
+            s.put("opaque class attribute", _qualname(type(value)))
+            ctx.safe = False
+            return _BIG
+
+    def _v_method(self, s: _Stream, value: types.MethodType, owner: Any, kind: str, name: str,
+                  chains: tuple[Chain, ...], ctx: _Ctx, top: bool) -> int:
+        s.put("method")
+        low = self._value(s, value.__func__, owner, kind, name, _NO_CHAINS, ctx)
+        return min(low, self._value(s, value.__self__, owner, kind, f"{name}.__self__", _NO_CHAINS, ctx))
+
+    def _v_builtin(self, s: _Stream, value: Any, owner: Any, kind: str, name: str, chains: tuple[Chain, ...],
+                   ctx: _Ctx, top: bool) -> int:
+        bound = value.__self__
+        module = value.__module__ or getattr(bound, "__name__", None) or type(bound).__module__ or "builtins"
+        self._library(s, "builtin", module, value.__qualname__)
+        if bound is None or isinstance(bound, types.ModuleType):
+            return _BIG
+        return self._value(s, bound, owner, kind, f"{name}.__self__", _NO_CHAINS, ctx)
+
+    def _v_callable(self, s: _Stream, value: Any, owner: Any, kind: str, name: str, chains: tuple[Chain, ...],
+                    ctx: _Ctx, top: bool) -> int:
+        """A callable object that is not a function: library ones by name and version (and what they
+        wrap), others by content (their class's code counts, as for any instance)."""
+        module = getattr(value, "__module__", None) or type(value).__module__
+        label = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+        wrapped = getattr(value, "__wrapped__", _MISSING)
+        if isinstance(label, str) and isinstance(module, str) and (
+            is_library_module(module) or (wrapped is not _MISSING and not _is_user_class(type(value)))
+        ):
+            tmod = type(value).__module__  # functools.wraps copies __module__: the type tells the library
+            self._library(s, "library-callable", module if is_library_module(module) else tmod, label)
+            if wrapped is _MISSING:
+                return _BIG  # ufuncs, dispatchers, descriptors
+            s.put("wrapped")
+            ctx.safe = False  # the link is an attribute of an arbitrary object: not a recorded read
+            return self._value(s, wrapped, owner, kind, f"{name}.__wrapped__", _NO_CHAINS, ctx)
+        ctx.safe = False  # an arbitrary callable object: its attributes are not recorded
+        if top:  # digest() of a non-function: the hasher called us for it, do not loop back
             inner = _unwrap(value)
             if inner is not value:
-                return self._value(s, inner, owner, kind, name, attrs, ctx)
-        if top:  # digest() of a non-function: the hasher called us for it, do not loop back
+                return self._value(s, inner, owner, kind, name, chains, ctx)
             raise UnhashableError(
                 f"cannot fingerprint the callable {value!r} of type {type(value).__qualname__}"
             )
+        return self._v_plain(s, value, owner, kind, name, chains, ctx, top)
+
+    def _v_plain(self, s: _Stream, value: Any, owner: Any, kind: str, name: str, chains: tuple[Chain, ...],
+                 ctx: _Ctx, top: bool) -> int:
+        """Any other value, by content (an instance of a user class also by its class's code)."""
+        if top:
+            raise UnhashableError(f"cannot fingerprint {value!r} of type {type(value).__qualname__}: not callable")
         if not _immutable(value):  # the digest depends on content that may change in place
             ctx.safe = False
-        cls = type(value)
-        if not is_library_module(cls.__module__):  # an instance of a user class: its code counts too
-            s.put("instance-of", _class_digest(cls))
+        cls, low = type(value), _BIG
+        if _is_user_class(cls):  # an instance of a user class: its code counts too
+            out, low = self._class(cls, ctx)
+            s.put("instance-of", out if out is not None else f"recursive {cls.__qualname__}".encode())
+        saved, ctx.reentry_low = ctx.reentry_low, _BIG
         try:
             s.put("value", self.hasher.digest(value))
         except UnhashableError as e:
             if getattr(e, "_ndustria_fingerprint", False):
                 raise
             where = _qualname(owner) if owner is not None else "?"
-            via = "" if owner is _unwrap(ctx.root) else f" (reached from {_qualname(_unwrap(ctx.root))})"
+            root = ctx.root if isinstance(ctx.root, (types.FunctionType, type)) else _unwrap(ctx.root)
+            via = "" if owner is root else f" (reached from {_qualname(root)})"
             err = UnhashableError(
-                f"function {where}{via} reads {kind} {name!r}, a {type(value).__qualname__}, which cannot be "
+                f"{where}{via} reads {kind} {name!r}, a {type(value).__qualname__}, which cannot be "
                 f"fingerprinted: {e}. Pass it to the task as an argument instead, give it a "
                 f"__ndustria_token__, or declare the task with an explicit version=...",
                 where=e.where,
             )
             err._ndustria_fingerprint = True  # type: ignore[attr-defined]
             raise err from e
-        return _BIG
+        finally:
+            low, ctx.reentry_low = min(low, ctx.reentry_low), saved
+        return low
+
+    _HANDLERS: dict[type, Callable[..., int]] = {}
+
+
+Fingerprinter._HANDLERS.update({
+    types.FunctionType: Fingerprinter._v_function,
+    types.ModuleType: Fingerprinter._v_module,
+    types.MethodType: Fingerprinter._v_method,
+    types.BuiltinFunctionType: Fingerprinter._v_builtin,
+    type: Fingerprinter._v_class,
+})
+
+
+def _kind_of(value: Any) -> Callable[..., int]:
+    """The handler of a value whose exact type has no entry in ``Fingerprinter._HANDLERS``."""
+    if isinstance(value, type):
+        return Fingerprinter._v_class
+    if isinstance(value, types.ModuleType):
+        return Fingerprinter._v_module
+    if callable(value):
+        return Fingerprinter._v_callable
+    return Fingerprinter._v_plain
+
+
+def _imported(module: str, ctx: _Ctx) -> Any:
+    """The module a function imports when it runs (imported now if nothing has yet, as the task would)."""
+    value = ctx.read(sys.modules, module)
+    if value is _MISSING:
+        try:
+            value = importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - the task itself will report it when it runs
+            return _MISSING
+        ctx.safe = False
+    return value

@@ -135,23 +135,8 @@ class KernelState:
         if seen is not None and seen[0] is value:
             return seen[1]
         if isinstance(value, type) and value.__module__ == "__main__":
-            return self._class_digest(value)
+            return self.fingerprinter.class_digest(value)
         return self.hasher.digest(value)
-
-    def _class_digest(self, cls: type) -> bytes:
-        h = xxhash.xxh3_128(f"class\0{cls.__qualname__}".encode())
-        for name, member in sorted(vars(cls).items()):
-            func = getattr(member, "__func__", member)
-            if isinstance(func, types.FunctionType):
-                h.update(name.encode() + b"\0" + self.fingerprinter.digest(func))
-            elif not name.startswith("__"):
-                try:
-                    h.update(name.encode() + b"\0" + self.hasher.digest(member))
-                except Exception:
-                    h.update(name.encode() + b"\0?")
-        for base in cls.__bases__:
-            h.update(self.fingerprint(base))
-        return h.digest()
 
     # -- running ----------------------------------------------------------------------------
     def configure(self, *, parallel: bool, engines: int | None, mpi: bool, timeit: bool, memcheck: bool,

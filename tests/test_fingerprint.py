@@ -15,7 +15,7 @@ import time
 import numpy
 import pytest
 
-from ndustria.errors import UnhashableError
+from ndustria.errors import NdustriaWarning, UnhashableError
 from ndustria.fingerprint import Fingerprinter, is_library_module
 from ndustria.hashing import ValueHasher
 
@@ -75,10 +75,38 @@ def test_cosmetic_edits_keep_the_digest(fp, edited):
     assert digest_of(fp, edited) == digest_of(fp, BASE)
 
 
-def test_decorator_arguments_do_not_count(fp):
+def test_decorator_arguments_the_wrapper_does_not_read_do_not_count(fp):
     a = load(BASE.replace("def task(", "@deco(retries=3)\ndef task("))["task"]
     b = load(BASE.replace("def task(", "@deco(retries=5, verbose=True)\ndef task("))["task"]
-    assert fp.digest(a) == fp.digest(b) == digest_of(fp, BASE)
+    assert fp.digest(a) == fp.digest(b)
+    assert fp.digest(a) != digest_of(fp, BASE)  # the wrapper's own code counts
+
+
+SCALED = """
+import functools
+
+def scaled(factor):
+    def wrap(fn):
+        @functools.wraps(fn)
+        def wrapper(*a, **k):
+            return fn(*a, **k) * factor
+        return wrapper
+    return wrap
+
+@scaled(10)
+def helper(v):
+    return v + 1
+
+def task(x):
+    return helper(x)
+"""
+
+
+@pytest.mark.parametrize("edit", [("@scaled(10)", "@scaled(100)"), ("* factor", "* factor + 1"),
+                                  ("return v + 1", "return v + 2")], ids=["argument", "wrapper", "wrapped"])
+def test_a_decorated_helper_counts_by_its_wrapper_and_what_it_wraps(fp, edit):
+    assert digest_of(fp, SCALED.replace(*edit)) != digest_of(fp, SCALED)
+    assert digest_of(fp, SCALED.replace("@scaled(10)", "@scaled( 10 )  # ten")) == digest_of(fp, SCALED)
 
 
 @pytest.mark.parametrize(
@@ -209,7 +237,8 @@ def test_decorated_recursive_task(fp):
     src = BASE + "\n@deco(retries=1)\ndef rec(n):\n    return 0 if n == 0 else rec(n - 1)\n"
     ns = load(src)
     assert ns["rec"].__wrapped__ is not ns["rec"]
-    assert fp.digest(ns["rec"]) == fp.digest(ns["rec"].__wrapped__) == fp.digest(load(src)["rec"])
+    assert fp.digest(ns["rec"]) == fp.digest(load(src)["rec"])
+    assert fp.digest(ns["rec"].__wrapped__) == fp.digest(load(src)["rec"].__wrapped__)
 
 
 def test_library_functions_are_identified_by_version_not_source(fp, monkeypatch):
@@ -560,24 +589,43 @@ def test_mutable_default_and_cell_disable_the_fast_path(fp, slow_calls):
     assert len(slow_calls) == 3
 
 
-def test_fast_path_rechecks_user_module_files(fp, slow_calls, tmp_path, monkeypatch):
+def _module_on_disk(tmp_path, monkeypatch, source: str):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
     name = f"ndustria_test_fast_{next(_counter)}"
     path = tmp_path / f"{name}.py"
-    _write(path, "def helper(v):\n    return v * 2\n")
+    _write(path, source)
     importlib.invalidate_caches()
-    importlib.import_module(name)
+    return name, path, importlib.import_module(name)
+
+
+def test_the_loaded_code_counts_not_the_file_edited_after_import(fp, slow_calls, tmp_path, monkeypatch):
+    name, path, mod = _module_on_disk(tmp_path, monkeypatch, "def helper(v):\n    return v * 2\n")
     try:
         task = load(f"import {name} as hm\ndef task(x):\n    return hm.helper(x)\n")["task"]
         before = fp.digest(task)
         assert fp.digest(task) == before
         assert len(slow_calls) == 1
-        _write(path, "def helper(v):\n    return v * 3\n")  # edited on disk, not reloaded
+        _write(path, "def helper(v):\n    return v * 3\n")  # edited on disk, not reloaded: v * 2 still runs
+        assert fp.digest(task) == before == fresh(task)
+        importlib.reload(mod)  # now v * 3 runs
         after = fp.digest(task)
         assert after != before
         assert after == fresh(task)
-        assert len(slow_calls) == 2
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_code_first_seen_after_its_file_changed_is_keyed_by_its_bytecode(fp, tmp_path, monkeypatch):
+    name, path, mod = _module_on_disk(tmp_path, monkeypatch, "def helper(v):\n    return v * 2\n")
+    try:
+        task = load(f"import {name} as hm\ndef task(x):\n    return hm.helper(x)\n")["task"]
+        _write(path, "def helper(v):\n    return v * 3\n")  # before ndustria ever saw helper
+        with pytest.warns(NdustriaWarning, match="changed on disk after it was imported"):
+            stale = fp.digest(task)
+        assert fresh(task) == stale
+        importlib.reload(mod)
+        assert fp.digest(task) != stale  # the new code never gets the old code's key
     finally:
         sys.modules.pop(name, None)
 
