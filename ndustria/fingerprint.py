@@ -200,8 +200,12 @@ def _package_version(top: str) -> str:
     """Distribution name and version of a top-level package (python version for the stdlib)."""
     if not top or top in _STDLIB:
         return _PY
-    candidates = [top]
-    with contextlib.suppress(Exception):  # broken metadata must not break fingerprints
+    try:  # the usual case, a distribution named like its package: no scan of every installed package
+        return f"{top} {importlib.metadata.version(top)}"
+    except Exception:  # noqa: BLE001 - broken or missing metadata must not break fingerprints
+        pass
+    candidates: list[str] = []
+    with contextlib.suppress(Exception):
         candidates += importlib.metadata.packages_distributions().get(top, [])
     for dist in candidates:
         try:
@@ -580,7 +584,8 @@ class _Ctx:
     referred back to.
     """
 
-    __slots__ = ("root", "depth", "memo", "dicts", "shapes", "cells", "funcs", "safe", "reentry_low", "seen")
+    __slots__ = ("root", "depth", "memo", "dicts", "shapes", "cells", "funcs", "safe", "reentry_low", "seen",
+                 "cyclic", "cyclic_ids")
 
     def __init__(self, root: Any) -> None:
         self.root = root
@@ -593,6 +598,26 @@ class _Ctx:
         self.safe = True
         self.reentry_low = _BIG
         self.seen: list[types.FunctionType] = []  # user functions digested, in order (helpers())
+        self.cyclic = False  # this digest met an object on the stack (recursion), directly or below
+        self.cyclic_ids: set[int] = set()  # finished digests (in memo) that met one
+
+    def sub(self, root: Any) -> _Ctx:
+        """A context for one function or class inside this digest: the same stack and finished digests,
+        its own reads and safety, so that its digest can be remembered on its own."""
+        out = _Ctx(root)
+        out.depth, out.memo, out.cyclic_ids = self.depth, self.memo, self.cyclic_ids
+        return out
+
+    def absorb(self, sub: _Ctx) -> None:
+        """This digest depends on everything ``sub`` read."""
+        self.dicts.extend(sub.dicts)
+        self.shapes.extend(sub.shapes)
+        self.cells.extend(sub.cells)
+        for k, v in sub.funcs.items():
+            self.funcs.setdefault(k, v)
+        self.seen.extend(sub.seen)
+        self.safe = self.safe and sub.safe
+        self.cyclic = self.cyclic or sub.cyclic
 
     def note_fn(self, f: types.FunctionType) -> None:
         if id(f) not in self.funcs:
@@ -607,10 +632,14 @@ class _Ctx:
 class _Memo:
     """A remembered digest of one function or class and the reads it was computed from."""
 
-    __slots__ = ("ref", "digest", "root", "funcs", "dicts", "shapes", "cells")
+    __slots__ = ("ref", "digest", "root", "funcs", "dicts", "shapes", "cells", "seen", "acyclic")
 
-    def __init__(self, ref: weakref.ref, digest: bytes, root: tuple | None, ctx: _Ctx, dicts: tuple) -> None:
+    def __init__(self, ref: weakref.ref, digest: bytes, root: tuple | None, ctx: _Ctx, dicts: tuple,
+                 acyclic: bool) -> None:
         self.ref = ref
+        # Met no object on the stack (no recursion below it): the digest is the same wherever the object
+        # is reached from, so it may stand in for it inside other digests, not only as a root.
+        self.acyclic = acyclic
         self.digest = digest
         self.root = root  # a function's own state, checked against the function passed in
         obj = ref()
@@ -618,6 +647,16 @@ class _Memo:
         self.dicts = dicts
         self.shapes = tuple(ctx.shapes)
         self.cells = tuple(ctx.cells)
+        self.seen = tuple(f for f in ctx.seen if f is not obj)  # not itself: the memo must not keep it alive
+
+    def replay(self, ctx: _Ctx) -> None:
+        """Record this digest's reads in ``ctx``, whose digest now depends on them too."""
+        ctx.dicts.extend(self.dicts)
+        ctx.shapes.extend(self.shapes)
+        ctx.cells.extend(self.cells)
+        for f, state in self.funcs:
+            ctx.funcs.setdefault(id(f), (f, state))
+        ctx.seen.extend(self.seen)
 
     def valid(self, obj: Any) -> bool:
         """True while every recorded read still finds the identical object."""
@@ -692,7 +731,9 @@ class Fingerprinter:
             out = self._digest(fn, ctx)
         finally:
             self._local.ctx = None
-        if ctx.safe and isinstance(fn, types.FunctionType):
+        memo = self._fast.get(id(fn))
+        fresh = memo is not None and memo.acyclic and memo.ref() is fn and memo.digest == out
+        if ctx.safe and isinstance(fn, types.FunctionType) and not fresh:
             self._remember(fn, out, ctx, ctx.funcs[id(fn)][1] if id(fn) in ctx.funcs else _fn_state(fn))
         return out
 
@@ -706,17 +747,21 @@ class Fingerprinter:
         ctx = getattr(self._local, "ctx", None)
         if ctx is not None:
             return self._reentered(cls, ctx)
+        if not _is_user_class(cls):
+            s = _Stream("class-token")
+            self._library(s, "library-class", cls.__module__, cls.__qualname__)
+            return s.digest()
         memo = self._fast.get(id(cls))
         if memo is not None and memo.ref() is cls and memo.valid(cls):
             return memo.digest
         self._local.ctx = ctx = _Ctx(cls)
         try:
-            s = _Stream("class-token")
-            self._value(s, cls, None, "class", cls.__qualname__, _NO_CHAINS, ctx)
-            out = s.digest()
+            out, _ = self._class(cls, ctx)
         finally:
             self._local.ctx = None
-        if ctx.safe:
+        assert out is not None  # nothing was on the stack
+        memo = self._fast.get(id(cls))
+        if ctx.safe and not (memo is not None and memo.acyclic and memo.ref() is cls):
             self._remember(cls, out, ctx, None)
         return out
 
@@ -757,7 +802,7 @@ class Fingerprinter:
         return out
 
     # internals ----------------------------------------------------------------------------
-    def _remember(self, obj: Any, out: bytes, ctx: _Ctx, root: tuple | None) -> None:
+    def _remember(self, obj: Any, out: bytes, ctx: _Ctx, root: tuple | None, acyclic: bool = False) -> None:
         """Keep ``out`` for the fast path; the entry goes when ``obj`` dies (or when evicted)."""
         dicts: dict[tuple[int, str], tuple[Any, str, Any]] = {}
         for read in ctx.dicts:
@@ -775,7 +820,7 @@ class Fingerprinter:
             ref = weakref.ref(obj, drop)
         except TypeError:
             return
-        memo = _Memo(ref, out, root, ctx, tuple(dicts.values()))
+        memo = _Memo(ref, out, root, ctx, tuple(dicts.values()), acyclic)
         memos.pop(key, None)
         if len(memos) >= _FAST_MAX:  # bounded: functions kept alive by their own reads go too
             for old in list(memos)[: _FAST_MAX // 4]:  # the oldest quarter
@@ -784,9 +829,12 @@ class Fingerprinter:
 
     def _reentered(self, obj: Any, ctx: _Ctx) -> bytes:
         """A function or class the hasher met inside a value, during a digest."""
-        if _is_user_function(obj):  # the same bytes as a top-level digest of it
-            ctx.note_fn(obj)
-            out, low = self._function(obj, ctx)
+        if _is_user_function(obj) or _is_user_class(obj):  # the same bytes as a top-level digest of it
+            if isinstance(obj, types.FunctionType):
+                ctx.note_fn(obj)
+                out, low = self._function(obj, ctx)
+            else:
+                out, low = self._class(obj, ctx)
             if out is not None:
                 ctx.reentry_low = min(ctx.reentry_low, low)
                 return out
@@ -837,45 +885,73 @@ class Fingerprinter:
         if wrapped is not _MISSING:
             yield "wrapped function", "", wrapped, _NO_CHAINS
 
-    def _function(self, fn: types.FunctionType, ctx: _Ctx) -> tuple[bytes | None, int]:
-        """Digest of a user function and the lowest stack depth it referred back to (None: on the stack)."""
-        key = id(fn)
+    def _isolated(self, obj: Any, ctx: _Ctx, body: Callable[[Any, _Ctx], tuple[bytes, int]],
+                  root: tuple | None) -> tuple[bytes | None, int]:
+        """Digest of a user function or class (None: it is on the stack) and the lowest stack depth it
+        referred back to, computed in a sub-context, so that it is remembered on its own (the fast
+        path) when it depends on nothing further up the stack and on no mutable content."""
+        key = id(obj)
         depth = ctx.depth.get(key)
         if depth is not None:
+            ctx.cyclic = True
             return None, depth
         hit = ctx.memo.get(key)
         if hit is not None:
+            ctx.cyclic = ctx.cyclic or key in ctx.cyclic_ids
             return hit, _BIG
+        memo = self._fast.get(key)
+        if memo is not None and memo.acyclic and memo.ref() is obj and memo.valid(obj):
+            memo.replay(ctx)
+            if isinstance(obj, types.FunctionType):
+                ctx.seen.append(obj)
+            ctx.memo[key] = memo.digest
+            return memo.digest, _BIG
         depth = ctx.depth[key] = len(ctx.depth)
+        sub = ctx.sub(obj)
+        saved, self._local.ctx = self._local.ctx, sub
+        try:
+            out, low = body(obj, sub)
+        finally:
+            self._local.ctx = saved
+            del ctx.depth[key]
+        ctx.absorb(sub)
+        if low >= depth:  # no reference to an object further up the stack: reusable in this digest
+            ctx.memo[key] = out
+            if sub.cyclic:
+                ctx.cyclic_ids.add(key)
+            elif sub.safe:  # and in every later one, while its reads find the same objects
+                self._remember(obj, out, sub, root, acyclic=True)
+        return out, low
+
+    def _function(self, fn: types.FunctionType, ctx: _Ctx) -> tuple[bytes | None, int]:
+        """Digest of a user function and the lowest stack depth it referred back to (None: on the stack)."""
+        return self._isolated(fn, ctx, self._function_body, ctx.funcs[id(fn)][1] if id(fn) in ctx.funcs
+                              else _fn_state(fn))
+
+    def _function_body(self, fn: types.FunctionType, ctx: _Ctx) -> tuple[bytes, int]:
         ctx.seen.append(fn)
         low = _BIG
-        try:
-            st = _static(fn.__code__)
-            s = _Stream("function")
-            s.put(st.code_digest)
-            g, kind, reads, chains = fn.__globals__, "global variable", ctx.dicts, st.chains
-            for name, item in zip(st.global_names, st.global_keys):  # the hot loop, kept inline
-                s.append(item)
-                value = g.get(name, _MISSING)
-                if value is _MISSING:
-                    reads.append((g, name, _MISSING))
-                    value = _BUILTINS.get(name, _MISSING)
-                    reads.append((_BUILTINS, name, value))
-                else:
-                    reads.append((g, name, value))
-                r = self._value(s, value, fn, kind, name, chains.get(name, _NO_CHAINS), ctx)
-                if r < low:
-                    low = r
-            if fn.__closure__ or fn.__defaults__ or fn.__kwdefaults__ or st.imports or "__wrapped__" in fn.__dict__:
-                for kind_, name, value, chains_ in self._reads(fn, st, ctx, with_globals=False):
-                    s.put(kind_, name)
-                    low = min(low, self._value(s, value, fn, kind_, name, chains_, ctx))
-            out = s.digest()
-        finally:
-            del ctx.depth[key]
-        if low >= depth:  # no reference to an object further up the stack: reusable
-            ctx.memo[key] = out
-        return out, low
+        st = _static(fn.__code__)
+        s = _Stream("function")
+        s.put(st.code_digest)
+        g, kind, reads, chains = fn.__globals__, "global variable", ctx.dicts, st.chains
+        for name, item in zip(st.global_names, st.global_keys):  # the hot loop, kept inline
+            s.append(item)
+            value = g.get(name, _MISSING)
+            if value is _MISSING:
+                reads.append((g, name, _MISSING))
+                value = _BUILTINS.get(name, _MISSING)
+                reads.append((_BUILTINS, name, value))
+            else:
+                reads.append((g, name, value))
+            r = self._value(s, value, fn, kind, name, chains.get(name, _NO_CHAINS), ctx)
+            if r < low:
+                low = r
+        if fn.__closure__ or fn.__defaults__ or fn.__kwdefaults__ or st.imports or "__wrapped__" in fn.__dict__:
+            for kind_, name, value, chains_ in self._reads(fn, st, ctx, with_globals=False):
+                s.put(kind_, name)
+                low = min(low, self._value(s, value, fn, kind_, name, chains_, ctx))
+        return s.digest(), low
 
     def _library(self, s: _Stream, kind: str, module: str, qualname: str) -> None:
         s.append(_lib_token(kind, module, qualname))
@@ -937,6 +1013,7 @@ class Fingerprinter:
         key = id(mod)
         if key in ctx.depth:
             s.put("recursive-module", mod.__name__)
+            ctx.cyclic = True
             return ctx.depth[key]
         ctx.depth[key] = len(ctx.depth)
         d, low = vars(mod), _BIG
@@ -972,45 +1049,34 @@ class Fingerprinter:
 
     def _class(self, cls: type, ctx: _Ctx) -> tuple[bytes | None, int]:
         """Digest of a user class: qualified name, metaclass, bases, every member (sorted by name)."""
-        key = id(cls)
-        depth = ctx.depth.get(key)
-        if depth is not None:
-            return None, depth
-        hit = ctx.memo.get(key)
-        if hit is not None:
-            return hit, _BIG
-        depth = ctx.depth[key] = len(ctx.depth)
+        return self._isolated(cls, ctx, self._class_body, None)
+
+    def _class_body(self, cls: type, ctx: _Ctx) -> tuple[bytes, int]:
         low = _BIG
-        try:
-            s = _Stream("class")
-            s.put(cls.__qualname__)
-            label = cls.__qualname__
-            meta = type(cls)
-            if meta is not type:
-                s.put("metaclass")
-                low = min(low, self._value(s, meta, cls, "metaclass of", label, _NO_CHAINS, ctx))
-            for base in cls.__bases__:
-                s.put("base")
-                low = min(low, self._value(s, base, cls, "base class of", label, _NO_CHAINS, ctx))
-            d = cls.__dict__
-            ctx.shapes.append((d, tuple(d)))
-            annotations = d.get("__annotations__")
-            if isinstance(annotations, dict) and annotations:
-                s.put("annotations", *(f"{k}:{_annotation_text(v)}" for k, v in sorted(annotations.items())))
-            is_enum = isinstance(cls, enum.EnumMeta)
-            for attr in sorted(a for a in d if a not in _CLASS_SKIP):
-                value = ctx.read(d, attr)
-                s.put("member", attr)
-                if is_enum and isinstance(value, cls):
-                    s.put("enum-member")
-                    value = value._value_  # type: ignore[attr-defined]
-                low = min(low, self._member(s, value, cls, f"{label}.{attr}", ctx))
-            out = s.digest()
-        finally:
-            del ctx.depth[key]
-        if low >= depth:
-            ctx.memo[key] = out
-        return out, low
+        s = _Stream("class")
+        s.put(cls.__qualname__)
+        label = cls.__qualname__
+        meta = type(cls)
+        if meta is not type:
+            s.put("metaclass")
+            low = min(low, self._value(s, meta, cls, "metaclass of", label, _NO_CHAINS, ctx))
+        for base in cls.__bases__:
+            s.put("base")
+            low = min(low, self._value(s, base, cls, "base class of", label, _NO_CHAINS, ctx))
+        d = cls.__dict__
+        ctx.shapes.append((d, tuple(d)))
+        annotations = d.get("__annotations__")
+        if isinstance(annotations, dict) and annotations:
+            s.put("annotations", *(f"{k}:{_annotation_text(v)}" for k, v in sorted(annotations.items())))
+        is_enum = isinstance(cls, enum.EnumMeta)
+        for attr in sorted(a for a in d if a not in _CLASS_SKIP):
+            value = ctx.read(d, attr)
+            s.put("member", attr)
+            if is_enum and isinstance(value, cls):
+                s.put("enum-member")
+                value = value._value_  # type: ignore[attr-defined]
+            low = min(low, self._member(s, value, cls, f"{label}.{attr}", ctx))
+        return s.digest(), low
 
     def _member(self, s: _Stream, value: Any, cls: type, name: str, ctx: _Ctx) -> int:
         """One entry of a class namespace: descriptors by the functions they hold."""
@@ -1087,9 +1153,13 @@ class Fingerprinter:
         """Any other value, by content (an instance of a user class also by its class's code)."""
         if top:
             raise UnhashableError(f"cannot fingerprint {value!r} of type {type(value).__qualname__}: not callable")
-        if not _immutable(value):  # the digest depends on content that may change in place
-            ctx.safe = False
         cls, low = type(value), _BIG
+        if not _immutable(value):  # the digest depends on content that may change in place
+            constant = _library_constant(value)
+            if constant is not None:  # a library's module-level singleton (dataclasses.MISSING): by name
+                self._library(s, "library-constant", *constant)
+                return _BIG
+            ctx.safe = False
         if _is_user_class(cls):  # an instance of a user class: its code counts too
             out, low = self._class(cls, ctx)
             s.put("instance-of", out if out is not None else f"recursive {cls.__qualname__}".encode())
@@ -1135,6 +1205,28 @@ def _kind_of(value: Any) -> Callable[..., int]:
     if callable(value):
         return Fingerprinter._v_callable
     return Fingerprinter._v_plain
+
+
+_CONSTANTS: dict[int, tuple[Any, tuple[str, str] | None]] = {}
+
+
+def _library_constant(value: Any) -> tuple[str, str] | None:
+    """(module, name) when ``value`` is an instance of a library class bound to a name in that class's
+    module (a sentinel such as ``dataclasses.MISSING``), which is how pickle would refer to it."""
+    cls = type(value)
+    module = getattr(cls, "__module__", None)
+    if not isinstance(module, str) or not is_library_module(module):
+        return None
+    hit = _CONSTANTS.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    found = None
+    mod = sys.modules.get(module)
+    if mod is not None:
+        found = next(((module, k) for k, v in vars(mod).items() if v is value), None)
+    if len(_CONSTANTS) < 4096:
+        _CONSTANTS[id(value)] = (value, found)  # kept alive: an id is never reused for another object
+    return found
 
 
 def _imported(module: str, ctx: _Ctx) -> Any:

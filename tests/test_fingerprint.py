@@ -651,3 +651,137 @@ def test_memo_does_not_keep_functions_alive(fp):
     gc.collect()
     assert ref() is None
     assert fp._fast == {}
+
+
+# ----------------------------------------------------------------------------- what the code reaches
+
+REACH = """
+import dataclasses
+import enum
+
+SCALE = 3
+
+def helper(v):
+    return v * SCALE
+
+class Base:
+    def method(self, v):
+        return helper(v)
+
+class Child(Base):
+    def other(self):
+        return 1
+
+@dataclasses.dataclass
+class Config:
+    factor: int = 2
+    names: list = dataclasses.field(default_factory=list)
+
+class Color(enum.Enum):
+    RED = 1
+    BLUE = 2
+
+def is_even(n):
+    return True if n == 0 else is_odd(n - 1)
+
+def is_odd(n):
+    return False if n == 0 else is_even(n - 1) + helper(1)
+
+class Node:
+    def walk(self):
+        return Tree.grow(self)
+
+class Tree:
+    @staticmethod
+    def grow(n):
+        return Node().walk() + is_odd(2)
+
+def task(x):
+    return Child().method(x) + Config().factor + Color.RED.value + Tree.grow(x)
+"""
+
+
+@pytest.fixture(autouse=True)
+def _usercode_module(monkeypatch):
+    """dataclasses look up the module of a class they decorate (load() execs as module "usercode")."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "usercode", types.ModuleType("usercode"))
+
+
+@pytest.mark.parametrize("edit", [("return helper(v)", "return helper(v) + 1"), ("SCALE = 3", "SCALE = 4"),
+                                  ("factor: int = 2", "factor: int = 5"), ("BLUE = 2", "BLUE = 3"),
+                                  ("is_even(n - 1) + helper(1)", "is_even(n - 1) + helper(2)")],
+                         ids=["inherited-method", "constant-of-a-method-helper", "dataclass-default", "enum-value",
+                              "cycle-member"])
+def test_classes_count_by_their_members_bases_and_what_methods_reach(fp, edit):
+    assert digest_of(fp, REACH.replace(*edit)) != digest_of(fp, REACH)
+
+
+def test_class_cosmetics_do_not_count(fp):
+    edited = REACH.replace("class Child(Base):", 'class Child(Base):\n    """A child."""  # comment')
+    assert digest_of(fp, edited) == digest_of(fp, REACH)
+
+
+def test_digests_do_not_depend_on_what_was_digested_before():
+    import random
+
+    ns = load(REACH)
+    names = ["task", "helper", "Base", "Child", "Config", "Color", "is_even", "is_odd", "Node", "Tree"]
+    results = set()
+    for seed in range(8):
+        order = names[:]
+        random.Random(seed).shuffle(order)
+        fp = Fingerprinter(ValueHasher())
+        out = {}
+        for _ in range(2):  # the second pass is served by memos
+            for name in order:
+                obj = ns[name]
+                out[name] = fp.class_digest(obj) if isinstance(obj, type) else fp.digest(obj)
+        results.add(tuple(sorted(out.items())))
+    assert len(results) == 1
+
+
+def test_attribute_chains_through_user_modules_and_imports_inside_functions(fp, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    top = f"ndustria_test_pkg_{next(_counter)}"
+    (tmp_path / top).mkdir()
+    _write(tmp_path / top / "__init__.py", "from . import sub\n")
+    _write(tmp_path / top / "sub.py", "LIMIT = 4\n\ndef func(v):\n    return v + 1\n")
+    importlib.invalidate_caches()
+    pkg = importlib.import_module(top)
+    try:
+        chained = load(f"import {top}\ndef task(x):\n    return {top}.sub.func(x) + {top}.sub.LIMIT\n")["task"]
+        inside = load(f"def task(x):\n    from {top}.sub import func\n    return func(x)\n")["task"]
+        before = (fp.digest(chained), fp.digest(inside))
+        pkg.sub.LIMIT = 5  # set at run time: the value in memory counts
+        assert fp.digest(chained) != before[0]
+        assert fp.digest(inside) == before[1]
+        pkg.sub.LIMIT = 4
+        _write(tmp_path / top / "sub.py", "LIMIT = 4\n\ndef func(v):\n    return v + 2\n")
+        importlib.reload(pkg.sub)
+        assert fp.digest(chained) != before[0]
+        assert fp.digest(inside) != before[1]
+    finally:
+        for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+            sys.modules.pop(name, None)
+
+
+def test_parts_name_what_a_function_reads(fp):
+    ns = load(REACH)
+    parts = fp.parts(ns["task"])
+    assert {"code", "global variable 'Child'", "global variable 'Config'", "global variable 'Tree'"} <= set(parts)
+    ns["Config"] = load(REACH.replace("factor: int = 2", "factor: int = 5"))["Config"]
+    changed = {k for k, v in fp.parts(ns["task"]).items() if parts.get(k) != v}
+    assert changed == {"global variable 'Config'"}
+
+
+def test_class_digests_are_the_same_first_and_later_and_as_values(fp):
+    ns = load(REACH)
+    first = [fp.class_digest(ns[n]) for n in ("Child", "Config", "Color", "Node")]
+    assert [fp.class_digest(ns[n]) for n in ("Child", "Config", "Color", "Node")] == first
+    assert [Fingerprinter(ValueHasher()).class_digest(ns[n]) for n in ("Child", "Config", "Color", "Node")] == first
+    hasher = fp.hasher
+    values = [ns["Config"](), ns["Child"], ns["Color"].RED]
+    assert hasher.digest(values) == hasher.digest(values) == Fingerprinter(ValueHasher()).hasher.digest(values)
