@@ -15,6 +15,7 @@ user unpickle bytes that no trusted key signed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -61,20 +62,31 @@ def read_key(path: Path) -> bytes:
 
 def _own_key(path: Path) -> bytes:
     if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it meanwhile
-            pass
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32) + "\n")
+        _create_key(path)
     mode = path.stat().st_mode
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         warnings.warn(f"the ndustria secret key {path} is readable by others (mode {stat.filemode(mode)}); "
                       f"anyone who can read it can make you load their results. Run: chmod 600 {path}",
                       NdustriaWarning, stacklevel=3)
     return read_key(path)
+
+
+def _create_key(path: Path) -> None:
+    """Write a new key whole, then publish it with link(): a process starting at the same moment sees
+    either no key file or a complete one, never an empty one, and the first writer wins."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):  # another process published its key first: use that one
+            os.link(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _trusted_files() -> list[Path]:
