@@ -20,6 +20,9 @@ from .errors import (
     CacheWriteError,
     ConfigError,
     CorruptEntryError,
+    InputChangedError,
+    InputFileChangedError,
+    InputFileError,
     NdustriaError,
     NdustriaWarning,
     ResultNotPicklableError,
@@ -29,6 +32,7 @@ from .errors import (
     UnhashableError,
     UntrustedEntryError,
 )
+from .files import File
 from .pipeline import Pipeline, RunSummary
 from .task import TaskFunction, TaskHandle
 
@@ -39,6 +43,10 @@ __all__ = [
     "CacheWriteError",
     "ConfigError",
     "CorruptEntryError",
+    "File",
+    "InputChangedError",
+    "InputFileChangedError",
+    "InputFileError",
     "NdustriaError",
     "NdustriaWarning",
     "Pipeline",

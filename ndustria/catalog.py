@@ -2,7 +2,8 @@
 
 It records which entries exist (``entries``), every run (``runs``), what each
 task did in each run (``task_runs``: status, engine, timings, memory, error)
-and line profiles (``profiles``: one row per source line of each profiled function).
+and line profiles (``profiles``: one row per source line of each profiled function);
+``file_digests`` remembers the content digest of each ``File`` input by its stat signature.
 It is the single source of truth for every report: console, CLI, notebook
 widgets and the JupyterLab sidebar all read it through this module.
 
@@ -49,6 +50,10 @@ CREATE TABLE IF NOT EXISTS task_runs (
 CREATE TABLE IF NOT EXISTS profiles (
     run_id INTEGER, key TEXT, task TEXT, function TEXT, file TEXT, func_name TEXT, func_lineno INTEGER,
     lineno INTEGER, hits INTEGER, time_s REAL, source TEXT
+);
+CREATE TABLE IF NOT EXISTS file_digests (
+    path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, ctime_ns INTEGER,
+    digest BLOB, checked_ns INTEGER
 );
 CREATE INDEX IF NOT EXISTS profiles_key ON profiles (key, run_id);
 CREATE INDEX IF NOT EXISTS task_runs_key ON task_runs (key);
@@ -161,6 +166,20 @@ class Catalog:
         rows = self._query("SELECT * FROM entries WHERE key = ?", (key,))
         return rows[0] if rows else None
 
+    # -- file digests (the memo of File inputs, see files.FileDigests) -------------------
+    def file_digests(self, path: bytes) -> list[tuple[Any, ...]]:
+        """Remembered digests of the file at ``path`` (``os.fsencode`` of an absolute path) and, for a
+        folder, of every file under it: (path, size, mtime_ns, inode, ctime_ns, digest, checked_ns)."""
+        with self._lock:
+            return [tuple(row) for row in self._db.execute(
+                "SELECT path, size, mtime_ns, inode, ctime_ns, digest, checked_ns FROM file_digests"
+                " WHERE path = ? OR (path >= ? AND path < ?)", (path, path + b"/", path + b"0"))]
+
+    def record_file_digests(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Remember (path, size, mtime_ns, inode, ctime_ns, digest, checked_ns) rows, replacing older ones."""
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?, ?, ?, ?)", list(rows))
+
     # -- runs ----------------------------------------------------------------------
     def start_run(self, pipeline: str, backend: str, workers: int, options: dict[str, Any]) -> int:
         with self._tx() as db:
@@ -226,7 +245,8 @@ class Catalog:
             metrics = dict(report.metrics or {})
             profile = metrics.pop("profile", None)
             if entry is not None:
-                entries.append((report.key, *entry, report.size, report.checksum, now, now, run_id))
+                entries.append((report.store_key or report.key, *entry, report.size, report.checksum, now, now,
+                                run_id))
             updates.append((report.status, report.engine, report.host, report.pid, report.start, report.end,
                             report.wall_s, report.cpu_s, report.error, json.dumps(metrics) if metrics else None,
                             run_id, report.key))

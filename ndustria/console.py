@@ -74,7 +74,8 @@ class Console:
         self._say(f"Saved result of {task} to {path}")
 
     def found(self, task: str, path: str) -> None:
-        self._say(f"[Cache hit!] {task} was computed by another process meanwhile: {path}")
+        self._say(f"[Cache hit!] {task} is in the cache already (its inputs came out as stored, or another "
+                  f"process computed it meanwhile): {path}")
 
     def failed(self, task: str, error: str) -> None:
         last = error.strip().splitlines()[-1] if error.strip() else "unknown error"

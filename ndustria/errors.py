@@ -29,6 +29,62 @@ class UnhashableError(NdustriaError, TypeError):
         return f"{self.message} (at {self.where})" if self.where else self.message
 
 
+class InputChangedError(NdustriaError):
+    """An argument, global or closure value of a task changed between the call that declared the task
+    (its key was made then) and the moment it was to run; the task was not run.
+
+    ``task`` is the call (``total([1, 2, 3])``), ``changed`` what changed (``"parameter 'values'"``).
+    """
+
+    def __init__(self, message: str, task: str = "", changed: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.task = task
+        self.changed = changed
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.message, self.task, self.changed))
+
+
+class InputFileError(NdustriaError):
+    """A ``File`` input is missing or cannot be read. Raised when its task is declared, before anything runs.
+
+    ``path`` is the absolute path, ``problem`` what is wrong with it, ``fix`` what to do; ``task`` and
+    ``parameter`` say where it was passed (``task`` may be a ``%%task`` cell).
+    """
+
+    def __init__(self, path: str, problem: str, fix: str, task: str = "", parameter: str = "") -> None:
+        self.path, self.problem, self.fix, self.task, self.parameter = path, problem, fix, task, parameter
+        where = f"{task}: {parameter}: " if task and parameter else f"{task}: " if task else ""
+        super().__init__(f"{where}the input file {path} {problem}; {fix}")
+
+    def at(self, task: str, parameter: str) -> InputFileError:
+        """The same error, saying which task and which parameter it was passed to."""
+        return InputFileError(self.path, self.problem, self.fix, task, parameter)
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.path, self.problem, self.fix, self.task, self.parameter))
+
+
+class InputFileChangedError(InputChangedError):
+    """A ``File`` input's content changed after its task was declared (``moment="before"``: the task
+    was not run) or while the task ran (``"after"``: its result was not stored)."""
+
+    def __init__(self, task: str, parameter: str, path: str, moment: str, detail: str = "") -> None:
+        self.path, self.parameter, self.moment, self.detail = path, parameter, moment, detail
+        when, outcome = (("after the task was declared", "the task was not run") if moment == "before" else
+                         ("while the task ran", "its result was not stored"))
+        what = f"the input file {path}" + (f" (parameter {parameter})" if parameter else "")
+        extra = f" [{detail}]" if detail else ""
+        message = (f"{task}: {what} changed {when} (its key names the content it had then){extra}; {outcome}. "
+                   "Run again to use the new content" + ("." if moment == "before" else
+                                                         ", once nothing writes to the file while the task reads it."))
+        super().__init__(message, task, f"input file {path}")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.task, self.parameter, self.path, self.moment, self.detail))
+
+
 class CacheError(NdustriaError):
     """The cache directory or one of its entries cannot be used."""
 

@@ -15,9 +15,11 @@ is a one-byte *tag* naming its kind, then (for variable-size items) a little-end
   (key digest + value digest for dicts), sorted, so neither insertion order nor
   ``PYTHONHASHSEED`` matters;
 * arrays, frames and generic objects are hashed into a 16-byte sub-digest of
-  their own first and enter the stream as ``tag + sub-digest`` (the memo keeps these);
+  their own first and enter the stream as ``tag + sub-digest``;
 * an object met again while it is still being hashed (a cycle) is written as
-  ``REF + its depth on the current stack``, like pickle's memo.
+  ``REF + its depth on the current stack``, like pickle's memo;
+* a data file or folder (``ndustria.File``) is ``FILE + its 16-byte kind-and-content digest``
+  (``file_token``, else read now: see ``ndustria.files``); its path never counts.
 
 Because every item is tagged, kinds never collide: 1, 1.0, True, "1", b"1",
 (1,) and [1] all differ. ``str()``, ``repr()``, ``id()`` and ``hash()`` never
@@ -56,7 +58,7 @@ from .errors import UnhashableError
 __all__ = ["MEMO_MIN_BYTES", "ValueHasher", "hash_value"]
 
 _FORMAT = b"ndustria-value-1\x00"
-MEMO_MIN_BYTES = 1 << 20  # arrays and bytes at least this large are memoized by identity
+MEMO_MIN_BYTES = 1 << 20  # bytes this large are memoized by identity; arrays within one digest() call
 _CHUNK_BYTES = 16 << 20  # a strided array is copied this much at a time
 _FIX = ("pass a hashable description instead (a path, parameters), "
         "or give the class a __ndustria_token__() method returning one")
@@ -76,6 +78,7 @@ T_FUNCTOKEN, T_GLOBAL, T_METHOD, T_PARTIAL, T_MODULE = b"V", b"G", b"M", b"R", b
 T_NDARRAY, T_NDSUB, T_NPSCALAR, T_DTYPE = b"A", b"S", b"0", b"1"
 T_FRAME, T_SERIES, T_INDEX, T_PDARRAY = b"3", b"4", b"5", b"6"
 T_USERCLASS = b"7"  # a user class (name + class_token: its code), where a class token is set
+T_FILE = b"8"  # an ndustria.File: kind + content digest (file_token, else read now), never its path
 
 Handler = Callable[["_Walk", Any, Any], None]
 
@@ -152,14 +155,16 @@ def _index_label(i: int) -> str:
 
 
 class _Walk:
-    """State of one top-level ``digest()`` call: the stack of containers being hashed."""
+    """State of one top-level ``digest()`` call: the stack of containers being hashed, and the
+    sub-digests of large mutable objects met in this call (``local``, shared with nested walks)."""
 
-    __slots__ = ("owner", "stack", "generic_depth")
+    __slots__ = ("owner", "stack", "generic_depth", "local")
 
-    def __init__(self, owner: ValueHasher) -> None:
+    def __init__(self, owner: ValueHasher, local: dict[int, tuple[object, bytes]] | None = None) -> None:
         self.owner = owner
         self.stack: dict[int, int] = {}
         self.generic_depth = 0
+        self.local: dict[int, tuple[object, bytes]] = {} if local is None else local
 
     def feed(self, h: Any, obj: object) -> None:
         cls = type(obj)
@@ -170,14 +175,16 @@ class _Walk:
         handler(self, h, obj)
         return h.digest()
 
-    def memo(self, obj: object, big: bool, handler: Handler) -> bytes:
-        """Sub-digest of ``obj``; big objects are memoized by identity (strong reference kept)."""
+    def memo(self, obj: object, big: bool, handler: Handler, immutable: bool = False) -> bytes:
+        """Sub-digest of ``obj``; a big one is memoized by identity (strong reference kept, so the id is
+        not reused): an ``immutable`` one (bytes) across digest() calls, any other only within this
+        call -- its content may change between two calls, so a memo must never outlive the call."""
         if not big:
             return self.sub(handler, obj)
-        memo = self.owner._memo
+        memo = self.owner._memo if immutable else self.local
         hit = memo.get(id(obj))
         if hit is None:  # a fresh stack keeps the memoized digest independent of context
-            hit = memo[id(obj)] = (obj, _Walk(self.owner).sub(handler, obj))
+            hit = memo[id(obj)] = (obj, _Walk(self.owner, self.local).sub(handler, obj))
         return hit[1]
 
     def items(self, h: Any, seq: Iterable[object], label: Callable[[int], str] = _index_label) -> None:
@@ -249,7 +256,8 @@ def _bytes_like(tag: bytes, memoize: bool) -> Handler:
         if n < MEMO_MIN_BYTES:
             _put(h, tag, bytes(obj) if isinstance(obj, memoryview) else obj)
         else:
-            h.update(tag + T_BIG + _LEN(n) + w.memo(obj, memoize, lambda w, h, b: h.update(_buffer_digest(b))))
+            h.update(tag + T_BIG + _LEN(n) + w.memo(obj, True, lambda w, h, b: h.update(_buffer_digest(b)),
+                                                    immutable=memoize))
     return handler
 
 
@@ -298,6 +306,9 @@ def _library_roots() -> tuple[str, ...]:
 def _is_library(modname: str) -> bool:
     """Standard library, built-in or installed (site-packages) code, identified by its version."""
     if modname not in _LIBRARY_CACHE:
+        if modname.partition(".")[0] in ("ndustria", "ndustria_nb"):  # ndustria's own types (TaskHandle)
+            _LIBRARY_CACHE[modname] = True
+            return True
         module = sys.modules.get(modname)
         if module is None or modname == "__main__":
             return False
@@ -345,6 +356,12 @@ def _function(w: _Walk, h: Any, fn: Any) -> None:
         _library_function(w, h, fn)
     else:
         _put(h, T_FUNCTOKEN, bytes(token(fn)))
+
+
+def _file(w: _Walk, h: Any, f: Any) -> None:
+    """An ``ndustria.File`` by its kind and content (``file_token`` memoizes; without it, read now)."""
+    token = w.owner.file_token
+    h.update(T_FILE + bytes(token(f) if token is not None else f._digest()))
 
 
 def _builtin(w: _Walk, h: Any, fn: Any) -> None:
@@ -591,7 +608,8 @@ _CHECKS: list[tuple[type | tuple[type, ...], Handler]] = [
      _refuse("a generator or coroutine is consumed by iterating it, so it has no content to hash")),
     (io.IOBase, _refuse("an open file or stream is not a value (its content can change)")),
 ]
-_LAZY: dict[str, Callable[[Any], None]] = {"numpy": _register_numpy, "pandas": _register_pandas}
+_LAZY: dict[str, Callable[[Any], None]] = {"numpy": _register_numpy, "pandas": _register_pandas,
+                                          "ndustria.files": lambda m: _DISPATCH.__setitem__(m.File, _file)}
 _LAZY_LOCK = threading.Lock()
 _RESOLVED: weakref.WeakKeyDictionary[type, Handler] = weakref.WeakKeyDictionary()
 
@@ -630,16 +648,21 @@ class ValueHasher:
     value to bytes identifying its code; without it only library functions hash.
     ``class_token`` (settable) maps a user class to bytes identifying its code; without
     it classes, also those of instances, count by name only.
+    ``file_token`` (settable) maps an ``ndustria.File`` to its 16-byte kind-and-content digest
+    (a pipeline sets a memo: ``files.FileDigests``); without it the file is read on every digest.
 
-    Large arrays and bytes (>= 1 MiB) and every DataFrame/Series are memoized by
-    identity: the same object is not re-hashed, even if mutated in place, until
-    ``clear()`` -- call it whenever values may have changed (e.g. after each run).
+    Only immutable values are memoized across calls: ``bytes`` of 1 MiB or more, by
+    identity (a reference is kept until ``clear()``, which only frees memory). Arrays,
+    DataFrames and Series are hashed again on every ``digest()`` call, so a change made
+    in place is always seen; within one call, the same large object met twice is
+    hashed once.
     """
 
     def __init__(self, function_token: Callable[[Callable], bytes] | None = None,
                  class_token: Callable[[type], bytes] | None = None) -> None:
         self.function_token = function_token
         self.class_token = class_token
+        self.file_token: Callable[[Any], bytes] | None = None
         self._memo: dict[int, tuple[object, bytes]] = {}
 
     def digest(self, obj: object) -> bytes:
@@ -660,7 +683,7 @@ class ValueHasher:
         return self.digest(obj).hex()
 
     def clear(self) -> None:
-        """Forget memoized digests and release the references the memo holds."""
+        """Release the memoized ``bytes`` digests and the references they hold (frees memory only)."""
         self._memo.clear()
 
 

@@ -47,6 +47,7 @@ class Outcome:
     """What rank 0 tells the other ranks after a run."""
 
     statuses: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, tuple[str | None, str]] = field(default_factory=dict)  # id -> (cache key, checksum)
     failures: list[TaskFailure] = field(default_factory=list)
     summary: Any = None
     aborted: str = ""
@@ -105,6 +106,7 @@ def run_collective(pipe: Pipeline, handles: dict[str, TaskHandle]) -> RunSummary
         raise
     finally:
         outcome.statuses = {k: h.status for k, h in handles.items()}
+        outcome.keys = {k: (h.key, h.checksum) for k, h in handles.items()}  # dependents' keys follow results
         _send(comm, outcome)
     return outcome.summary
 
@@ -127,6 +129,9 @@ def _apply(pipe: Pipeline, handles: dict[str, TaskHandle], outcome: Outcome) -> 
     for key, status in outcome.statuses.items():
         if key in handles:
             handles[key].status = status
+    for key, (cache_key, checksum) in outcome.keys.items():
+        if key in handles:
+            handles[key].key, handles[key].checksum = cache_key, checksum
     pipe._failures = {f.key: f for f in outcome.failures}
     for failure in outcome.failures:
         if failure.key in handles:

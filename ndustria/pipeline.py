@@ -7,6 +7,7 @@ import itertools
 import logging
 import sys
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
@@ -23,6 +24,7 @@ from .errors import (
     CacheWriteError,
     ConfigError,
     CorruptEntryError,
+    InputChangedError,
     NdustriaError,
     NdustriaWarning,
     TaskError,
@@ -30,7 +32,8 @@ from .errors import (
     TaskNotComputedError,
 )
 from .eviction import enforce_limit, resolve_max_size
-from .keys import KeyMaker
+from .files import FileDigests, pin_files
+from .keys import KeyMaker, result_key
 from .locks import clean_stale
 from .mpi import NullStream, abort_on_uncaught_exception, run_collective
 from .remote import execute_batch, run_one
@@ -106,6 +109,7 @@ class Pipeline:
         self.tasks: list[TaskHandle] = []
         self._pending: dict[str, TaskHandle] = {}
         self._keys = KeyMaker()
+        self._keys.hasher.file_token = FileDigests(lambda: self.catalog)  # File digests remembered in the catalog
         self._store: Store | None = None
         self._catalog: Catalog | None = None
         self._backend: Backend | None = None
@@ -136,25 +140,54 @@ class Pipeline:
             bound_args, bound_kwargs, arguments = function.bind(args, kwargs)
         except TypeError as exc:
             raise NdustriaError(f"cannot declare a task of {function.name}: {exc}") from exc
-        key = self._keys.task_key(function, arguments, args, kwargs)
+        record: dict[str, bytes] = {}
+        key = self._keys.task_key(function, arguments, args, kwargs, record)
         existing = self._pending.get(key)
         if existing is not None:
             return existing
         deps: dict[str, TaskHandle] = {}
         for value in (*bound_args, *bound_kwargs.values()):
             for handle in iter_handles(value):
-                deps.setdefault(handle.key, handle)
+                deps.setdefault(handle.id, handle)
+        # File arguments pinned to the snapshot the key was made from (checked on the engine); O(1) without Files
+        bound_args, bound_kwargs, arguments, files = pin_files(self._keys.hasher, function.signature, bound_args,
+                                                               bound_kwargs, arguments)
         handle = TaskHandle(function, bound_args, bound_kwargs, arguments, key, list(deps.values()), function.rerun)
+        handle._files = files
         handle._written_args = (args, kwargs)
         handle.seq = next(_SEQUENCE)
+        handle._fixed = fixed = self._keys.fixed(function, arguments, record)  # re-checked in _payload
+        if fixed is not None and fixed.values:
+            handle.name  # noqa: B018 - the call as declared, before its values can change
         self.tasks.append(handle)
         self._pending[key] = handle
-        if not handle.rerun and self.store.contains(key):
+        if handle.deps:
+            handle.key = self._result_key(handle)  # None while one of its inputs is still to be computed
+        if not handle.rerun and handle.key is not None and self.store.contains(handle.key):
             handle.status = "cached"
             self.console.cache_hit(handle)
         else:
             self.console.added(handle)
         return handle
+
+    def _result_key(self, handle: TaskHandle) -> str | None:
+        """A dependent's cache key: its id and the checksums of the results its inputs produced; None
+        while an input has no stored result yet (or must run again first)."""
+        inputs = []
+        for dep in handle.deps:
+            if dep.status not in ("cached", "done") or dep.key is None:
+                return None
+            if not dep.checksum:
+                try:
+                    info = self.store.info(dep.key)
+                except CorruptEntryError:
+                    info = None
+                if info is None:  # removed or damaged since it was found: it runs again
+                    dep.status = "declared"
+                    return None
+                dep.checksum = info.checksum
+            inputs.append((dep.id, dep.checksum))
+        return result_key(handle.id, inputs)
 
     # -- running ---------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -180,8 +213,8 @@ class Pipeline:
         to_run = [h for h in handles.values() if h.status not in ("done", "cached")]
         for h in to_run:
             h.status = "queued"
-        run_keys = {h.key for h in to_run}
-        cached = [h for h in handles.values() if h.key not in run_keys]
+        run_keys = {h.id for h in to_run}
+        cached = [h for h in handles.values() if h.id not in run_keys]
         for h in cached:
             if h.status != "done":
                 h.status = "cached"
@@ -195,26 +228,27 @@ class Pipeline:
                                    backend.workers if backend else 0, self._options())
 
         def write_rows() -> None:  # with tasks to run, while the first ones run
-            catalog.add_tasks(run_id, [(h.key, h.name, h.function.name, _row_status(h, run_keys))
+            catalog.add_tasks(run_id, [(h.id, h.name, h.function.name, _row_status(h, run_keys))
                                        for h in handles.values()])
-            catalog.touch_cached(run_id)
+            catalog.touch([h.key for h in cached if h.key])
 
         rows = _RunRows(write_rows)
 
-        state = GraphState(deps={k: tuple(d.key for d in h.deps) for k, h in handles.items()},
-                           available={h.key for h in cached},
+        state = GraphState(deps={k: tuple(d.id for d in h.deps) for k, h in handles.items()},
+                           available={h.id for h in cached},
                            order={k: i for i, k in enumerate(handles)})
         by_key, by_fn = catalog.durations(run_keys, {h.function.name for h in to_run})
         state.priority = longest_path_priority(state.deps, run_keys, _estimator(to_run, by_key, by_fn))
-        state.add([h.key for h in to_run])
+        state.add([h.id for h in to_run])
         self._failures = {}
         if to_run:  # the scheduler writes the rows once the first tasks left (or when it is interrupted)
             self._schedule(state, handles, backend, run_id, history=by_fn, rows=rows)
         rows()  # nothing to run: every task was cached
         catalog.finish_run(run_id, "failed" if state.failed else "done")
-        write_run_files(catalog, self.cache_dir, self.name, [h.key for h in self.tasks],
+        write_run_files(catalog, self.cache_dir, self.name, [h.id for h in self.tasks],
                         timeit=self.timeit, memcheck=self.memcheck, profiling=self.profiling)
-        enforce_limit(store, catalog, self.max_cache_size, keep={*handles, *(h.key for h in self.tasks)})
+        keep = {h.key for h in (*handles.values(), *self.tasks) if h.key}
+        enforce_limit(store, catalog, self.max_cache_size, keep=keep)
         summary = RunSummary(run_id, len(state.done), len(cached), len(state.failed), len(state.skipped),
                              time.perf_counter() - t0)
         if state.failed:
@@ -249,9 +283,10 @@ class Pipeline:
         def completed(report: TaskReport) -> None:
             handle = handles[report.key]
             if report.has_value:  # engines without the shared cache send the value back
-                report.path, report.size, report.checksum = self._save_or_keep(report.key, report.value)
+                report.path, report.size, report.checksum = self._save_or_keep(handle.key, report.value)
                 report.value = None
             handle.status, handle.path = "done", report.path
+            handle.checksum = report.checksum or f"uncached-{uuid.uuid4().hex}"  # dependents' keys follow it
             self.console.task_output(handle.name, report.stdout, report.stderr)
             recorded.append((report, (handle.name, handle.function.name, self.name)))
             (self.console.found if report.found else self.console.saved)(handle.name, report.path)
@@ -281,7 +316,9 @@ class Pipeline:
                 name = handles[b].name if b in handles else b
                 warnings.warn(f"the cached result of {name} is damaged or missing; it was removed and "
                               "will be recomputed", NdustriaWarning, stacklevel=2)
-                self._forget(b)
+                if b in handles and handles[b].key:
+                    self._forget(handles[b].key)
+                    handles[b].checksum = ""
                 self.console.recomputing(name, "damaged cache entry")
 
         def retrying(key: str, exc: BaseException) -> None:
@@ -309,8 +346,17 @@ class Pipeline:
             self.console.progress_end()
 
     def _payload(self, handle: TaskHandle, backend: Backend) -> TaskPayload:
+        # The task runs on these very objects (serial: right after this; other backends pickle the payload
+        # at submission): they must still be what the key was made from, else InputChangedError.
+        self._keys.check_fixed(handle.function, handle.name, handle._fixed)
+
+        if handle.deps:  # every input is stored now: the key follows what they produced
+            handle.key = self._result_key(handle)
+            if handle.key is None:
+                raise NdustriaError(f"the inputs of {handle.name} have no stored result; run it again")
+
         def to_ref(h: TaskHandle) -> DepRef:
-            return DepRef(h.key)
+            return DepRef(h.key or "", h.id)
 
         def is_handle(x: Any) -> bool:
             return isinstance(x, TaskHandle)
@@ -321,41 +367,57 @@ class Pipeline:
         inputs.update({d.key: self._uncached[d.key] for d in handle.deps if d.key in self._uncached})
         refs = bool(handle.deps)  # no inputs: no handle to replace in the arguments
         return TaskPayload(
-            key=handle.key, name=handle.name, func=handle.function.func,
+            key=handle.id, store_key=handle.key or "", name=handle.name, func=handle.function.func,
             args=replace_handles(handle.args, to_ref, is_handle) if refs else handle.args,
             kwargs=replace_handles(handle.kwargs, to_ref, is_handle) if refs else handle.kwargs,
             store_root=str(self.cache_dir), fsync=self.fsync, instruments=self._instruments(),
             shared_cache=backend.shared_cache, inputs=inputs, rerun=handle.rerun, on_cache_error=self.on_cache_error,
-            refs=refs,
+            refs=refs, files=handle._files,
         )
 
     def _dry_run(self, handles: dict[str, TaskHandle], to_run: list[TaskHandle], t0: float) -> RunSummary:
         self.console.run_start(len(to_run))
         run_id = self.catalog.start_run(self.name, "dryrun", 0, self._options())
-        state = GraphState(deps={k: tuple(d.key for d in h.deps) for k, h in handles.items()},
-                           available={h.key for h in handles.values() if h.status == "cached"},
+        state = GraphState(deps={k: tuple(d.id for d in h.deps) for k, h in handles.items()},
+                           available={h.id for h in handles.values() if h.status == "cached"},
                            order={k: i for i, k in enumerate(handles)})
-        run_keys = [h.key for h in to_run]
+        run_keys = [h.id for h in to_run]
         by_key, by_fn = self.catalog.durations(run_keys, {h.function.name for h in to_run})
         state.priority = longest_path_priority(state.deps, run_keys, _estimator(to_run, by_key, by_fn))
         state.add(run_keys)
+        failures = []
         while (key := state.pop_ready()) is not None:
-            self.console.would_run(handles[key].name)
+            handle = handles[key]
+            handle.status = "declared"
+            try:  # what a real run checks before sending a task
+                self._keys.check_fixed(handle.function, handle.name, handle._fixed)
+            except InputChangedError as exc:
+                failures.append(TaskFailure(handle.name, key, exc, f"{type(exc).__name__}: {exc}"))
+                self.console.failed(handle.name, str(exc))
+                for child in state.fail(key):
+                    failures[-1].skipped.append(handles[child].name)
+                    self.console.skipped(handles[child].name, handle.name)
+                continue
+            self.console.would_run(handle.name)
             state.finish(key)
-            handles[key].status = "declared"
         self.catalog.finish_run(run_id, "dryrun")
         self.console.dry_run_end(len(to_run))
+        if failures:  # a real run would fail these before running them: say so now
+            raise TaskError(failures)
         self.console.all_done()
         return RunSummary(run_id, 0, len(handles) - len(to_run), 0, 0, time.perf_counter() - t0)
 
     # -- results ---------------------------------------------------------------------
     def _result(self, handle: TaskHandle, *, mmap: bool = False) -> Any:
         if handle.status == "failed":
-            failure = self._failures.get(handle.key)
+            failure = self._failures.get(handle.id)
             raise TaskNotComputedError(f"{handle.name} failed in the last run:\n"
                                        f"{failure.traceback if failure else handle.error}")
         if handle.status == "skipped":
             raise TaskNotComputedError(f"{handle.name} was skipped because one of its inputs failed")
+        if handle.key is None:  # an input must be computed first: run() has not (yet) done so
+            raise TaskNotComputedError(
+                f"{handle.name} has no result yet: call {self.name}.run() (pipe.run()) first")
         if handle.key in self._uncached:  # on_cache_error="warn" and the cache could not take it
             return self._uncached[handle.key]
         try:
@@ -371,6 +433,7 @@ class Pipeline:
         warnings.warn(f"the cached result of {handle.name} cannot be used: {reason}; it is being recomputed",
                       NdustriaWarning, stacklevel=3)
         self._forget(handle.key)
+        handle.checksum = ""
         self.console.recomputing(handle.name, reason)
         handle.status = "queued"
         self._run_handles(task_closure([handle]))
@@ -458,7 +521,7 @@ class _RunRows:
 
 def _row_status(handle: TaskHandle, run_keys: set[str]) -> str:
     """A task's status in the catalog when its run's rows are written (some may already be running)."""
-    if handle.key not in run_keys:
+    if handle.id not in run_keys:
         return "cached"
     return "running" if handle.status == "running" else "queued"
 
@@ -466,5 +529,5 @@ def _row_status(handle: TaskHandle, run_keys: set[str]) -> str:
 def _estimator(to_run: Iterable[TaskHandle], by_key: dict[str, float],
                by_fn: dict[str, float]) -> Callable[[str], float]:
     """Expected seconds of a task: its own last duration, else its function's recent mean, else a default."""
-    fn_of = {h.key: h.function.name for h in to_run}
+    fn_of = {h.id: h.function.name for h in to_run}
     return lambda key: by_key.get(key) or by_fn.get(fn_of.get(key, ""), DEFAULT_DURATION) or DEFAULT_DURATION

@@ -24,6 +24,7 @@ import heapq
 import logging
 import queue
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import CancelledError, Executor, Future
 from contextlib import AbstractContextManager, nullcontext
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .batching import BatchPolicy
+from .errors import NdustriaError
 from .worker import TaskReport
 
 log = logging.getLogger("ndustria")
@@ -289,16 +291,34 @@ class Scheduler:
                 measured: bool = False) -> None:
         for key in keys:
             self._attempts[key] = self._attempts.get(key, 0) + 1
+        payloads, refused = [], []
+        for key in keys:  # a task whose payload cannot be made (its inputs changed) fails alone, unsent
+            try:
+                payloads.append(self.make_payload(key))
+            except Exception as exc:
+                refused.append(_refused(key, exc))
+        if refused:
+            done: Future = Future()
+            done.set_result(refused)
+            gone = [r.key for r in refused]
+            self._track(done, gone, futures, events, measured=False)
+            keys = [k for k in keys if k not in gone]
+            if not keys:
+                return
         self.hooks.submitted(keys)  # before submit: an in-process executor runs the task inside submit()
         try:
             if len(keys) == 1:
-                future = self.executor.submit(self.run_task, self.make_payload(keys[0]))
+                future = self.executor.submit(self.run_task, payloads[0])
             else:
-                future = self.executor.submit(self.run_batch, [self.make_payload(k) for k in keys])
+                future = self.executor.submit(self.run_batch, payloads)
         except Exception as exc:  # e.g. the payload cannot be pickled
             future = Future()
             future.set_exception(exc)
         self.submissions += 1
+        self._track(future, keys, futures, events, measured)
+
+    def _track(self, future: Future, keys: list[str], futures: dict[Future, _Submission],
+               events: queue.SimpleQueue, measured: bool) -> None:
         sub = futures[future] = _Submission(keys, time.perf_counter(), measured)
 
         def arrived(f: Future) -> None:
@@ -358,6 +378,15 @@ class Scheduler:
             self.hooks.failed(report)
             for child in state.fail(key):
                 self.hooks.skipped(child, state.skipped[child])
+
+
+def _refused(key: str, exc: Exception) -> TaskReport:
+    """The failed report of a task that was not sent: making its payload raised ``exc``."""
+    if isinstance(exc, NdustriaError):  # says what was wrong and what to do; its traceback is ndustria's
+        text = f"{type(exc).__name__}: {exc}"
+    else:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return TaskReport(key=key, status="failed", error=text, exception=exc)
 
 
 def _first_event(events: queue.SimpleQueue, delay: float) -> Future | None:

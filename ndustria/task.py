@@ -70,15 +70,26 @@ def _plain_function(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class TaskHandle:
-    """A declared task: its call, its key, and (after a run) its result."""
+    """A declared task: its call, its key, and (after a run) its result.
+
+    ``id`` names the call: the code, the arguments and the calls of the tasks it depends on; it
+    is known at once and identifies the task in a run. ``key`` names the result in the cache:
+    for a task without task inputs it is the ``id``; for a dependent it also names the results
+    its inputs actually produced (their content checksums), so that a recomputed input with a
+    new result gives its dependents new keys, and one whose result came out byte-identical
+    keeps them (early cutoff). It is None until every input's result is known: before run()
+    when an input is not cached yet or must run again (``rerun=True``).
+    """
 
     def __init__(self, function: TaskFunction, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 arguments: dict[str, Any], key: str, deps: list[TaskHandle], rerun: bool) -> None:
+                 arguments: dict[str, Any], task_id: str, deps: list[TaskHandle], rerun: bool) -> None:
         self.function = function
         self.args = args  # as bound by the signature (defaults applied); may contain handles
         self.kwargs = kwargs
         self.arguments = arguments
-        self.key = key
+        self.id = task_id
+        self.key: str | None = None if deps else task_id
+        self.checksum = ""  # content checksum of the stored result, once it is known
         self.deps = deps
         self.rerun = rerun
         self.seq = 0  # declaration order, across pipelines of this process
@@ -87,6 +98,8 @@ class TaskHandle:
         self.path: str = ""
         self._call = ""
         self._written_args: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
+        self._fixed: Any = None  # keys.Fixed: what must be unchanged when the task is dispatched
+        self._files = False  # its arguments hold pinned Files (files.pin_files): checked and made Paths on the engine
 
     @property
     def name(self) -> str:
@@ -100,7 +113,7 @@ class TaskHandle:
         return self.function.pipeline
 
     def __ndustria_token__(self) -> tuple[str, str]:
-        return ("ndustria.TaskHandle", self.key)
+        return ("ndustria.TaskHandle", self.id)
 
     def result(self, *, mmap: bool = False) -> Any:
         """The task's return value, loaded from the cache (``mmap=True`` memory-maps arrays)."""
@@ -114,7 +127,8 @@ class TaskHandle:
         return self.name
 
     def __repr__(self) -> str:
-        return f"<TaskHandle {self.name} key={self.key[:12]} {self.status}>"
+        key = self.key[:12] if self.key else "pending"
+        return f"<TaskHandle {self.name} key={key} {self.status}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
         raise TypeError(
@@ -205,12 +219,12 @@ def _rebuild(original: Any, items: Any) -> Any:
 
 
 def task_closure(roots: list[TaskHandle]) -> dict[str, TaskHandle]:
-    """The roots and every task they depend on, by key, in declaration order."""
+    """The roots and every task they depend on, by id, in declaration order."""
     out: dict[str, TaskHandle] = {}
     stack = list(roots)
     while stack:
         handle = stack.pop()
-        if handle.key not in out:
-            out[handle.key] = handle
+        if handle.id not in out:
+            out[handle.id] = handle
             stack.extend(handle.deps)
     return dict(sorted(out.items(), key=lambda item: item[1].seq))

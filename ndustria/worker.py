@@ -5,10 +5,15 @@ requested instruments), writes the result to the store and returns a small
 :class:`TaskReport`. Results travel through the store, not through the
 scheduler — unless the engines do not share the cache directory, in which case
 the value travels back in the report and the scheduler stores it.
+
+``File`` arguments (pinned to the snapshot the key was made from, see :mod:`ndustria.files`)
+reach the task as ``pathlib.Path``; they are re-stat'ed just before the call and right after
+it, and a changed content fails the task (not run, or its result not stored).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import pickle
@@ -19,8 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import instruments
-from .errors import CacheWriteError, CorruptEntryError, NdustriaError, ResultNotPicklableError
+from . import files, instruments
+from .errors import (
+    CacheWriteError,
+    CorruptEntryError,
+    InputFileChangedError,
+    NdustriaError,
+    ResultNotPicklableError,
+)
 from .instruments import call_instrumented
 from .locks import KeyLock
 from .store import Store
@@ -45,14 +56,16 @@ def engine_id() -> str:
 
 @dataclass(frozen=True)
 class DepRef:
-    """Stands for a dependency's value inside a payload's arguments."""
+    """Stands for a dependency's value inside a payload's arguments: its cache key and its task id."""
 
     key: str
+    id: str = ""
 
 
 @dataclass
 class TaskPayload:
-    """Everything an engine needs to run one task."""
+    """Everything an engine needs to run one task. ``key`` is the task's id in the run; its result
+    is stored under ``store_key`` (the same, for a task without task inputs)."""
 
     key: str
     name: str
@@ -67,6 +80,8 @@ class TaskPayload:
     rerun: bool = False  # compute even if another process stored the entry meanwhile
     on_cache_error: str = "error"  # "warn": a result that cannot be written travels back in the report
     refs: bool = True  # args/kwargs may hold DepRefs to resolve (False: the task has no inputs)
+    store_key: str = ""  # the cache key of the result ("": key)
+    files: bool = False  # args/kwargs hold pinned Files: checked before and after the call, passed as Paths
 
 
 @dataclass
@@ -93,7 +108,8 @@ class TaskReport:
     has_value: bool = False
     stdout: str = ""  # the task's own output, when the engine captured it (ipyparallel, MPI)
     stderr: str = ""
-    found: bool = False  # another process stored the entry while this one waited for its lock
+    found: bool = False  # the entry was in the store when the task was claimed (nothing was computed)
+    store_key: str = ""  # the cache key the result is stored under ("": key)
 
 
 def get_store(root: str, fsync: bool = True) -> Store:
@@ -121,11 +137,12 @@ def claim(payload: TaskPayload, blocking: bool = True) -> Claim | None:
     if not payload.shared_cache or payload.rerun:
         return Claim(None)
     store = get_store(payload.store_root, payload.fsync)
-    lock = KeyLock(store.root, payload.key)
+    key = payload.store_key or payload.key
+    lock = KeyLock(store.root, key)
     if not lock.acquire(blocking):
         return None
     try:
-        return Claim(lock, _stored(store, payload.key))
+        return Claim(lock, _stored(store, key))
     except BaseException:
         lock.release()
         raise
@@ -171,19 +188,27 @@ def _stored(store: Store, key: str) -> Any:
 
 def _compute(payload: TaskPayload, store: Store, thread_cpu: bool) -> tuple[TaskReport, Any, bool]:
     """Load the inputs and call the task: (report, value, whether it returned)."""
-    report = TaskReport(key=payload.key, status="failed", engine=engine_id(), host=_HOST, pid=os.getpid())
+    report = TaskReport(key=payload.key, status="failed", engine=engine_id(), host=_HOST, pid=os.getpid(),
+                        store_key=payload.store_key or payload.key)
     try:
         args, kwargs = _load_inputs(payload, store)
     except _BadInputs as bad:
         report.bad_inputs = bad.keys
         report.error = f"inputs of {payload.name} could not be loaded: {bad}"
         return report, None, False
+    pinned = None
+    if payload.files:  # File inputs must still hold the content the key names (files.verify)
+        pinned = _check_files(payload, report, "before")
+        if pinned is None:
+            return report, None, False
     try:  # the timer (always) and the requested instruments fill the report's timings and metrics
         value = call_instrumented(payload.instruments, payload.func, args, kwargs, report, thread_cpu=thread_cpu)
     except Exception as exc:
         report.error = _format_exception(exc)
         report.exception = _portable(exc)
         return report, None, False
+    if pinned is not None and _check_files(payload, report, "after", pinned) is None:
+        return report, None, False  # a File changed while the task read it: its result must not be stored
     if not payload.shared_cache:  # the value travels back in the report; the scheduler stores it
         report.value, report.has_value, report.status = value, True, "done"
     return report, value, True
@@ -192,7 +217,8 @@ def _compute(payload: TaskPayload, store: Store, thread_cpu: bool) -> tuple[Task
 def found_report(payload: TaskPayload, info: Any) -> TaskReport:
     """The report of a task whose entry another process stored (``info``: its EntryInfo)."""
     return TaskReport(key=payload.key, status="done", engine=engine_id(), host=_HOST,
-                      pid=os.getpid(), path=str(info.path), size=info.size, checksum=info.checksum, found=True)
+                      pid=os.getpid(), path=str(info.path), size=info.size, checksum=info.checksum, found=True,
+                      store_key=payload.store_key or payload.key)
 
 
 def _finish_then_release(payload: TaskPayload, store: Store, value: Any, report: TaskReport,
@@ -212,7 +238,7 @@ def _finish_then_release(payload: TaskPayload, store: Store, value: Any, report:
 def _finish(payload: TaskPayload, store: Store, value: Any, report: TaskReport) -> TaskReport:
     """Store the result; the report says where, or why it could not be stored."""
     try:
-        info = store.save(payload.key, value)
+        info = store.save(payload.store_key or payload.key, value)
     except ResultNotPicklableError as exc:
         report.error = f"the result of {payload.name} cannot be stored: {exc}"
         report.exception = ResultNotPicklableError(report.error)
@@ -234,7 +260,23 @@ class _BadInputs(Exception):
         self.keys = keys
 
 
+def _check_files(payload: TaskPayload, report: TaskReport, moment: str,
+                 pinned: list[Any] | None = None) -> list[Any] | None:
+    """The payload's pinned Files re-checked (``moment``: "before"/"after" the call); None, with the
+    report filled, when one no longer holds the content the task's key was made from."""
+    try:
+        return files.verify(payload.name, files.pinned_files(payload.args, payload.kwargs) if pinned is None
+                            else pinned, moment)
+    except InputFileChangedError as exc:
+        report.error = "".join(traceback.format_exception_only(type(exc), exc))
+        report.exception = exc
+        return None
+
+
 def _load_inputs(payload: TaskPayload, store: Store) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if payload.files:  # the task receives a pathlib.Path for each File (DepRefs are resolved below)
+        payload = dataclasses.replace(payload, args=files.as_paths(payload.args),
+                                      kwargs=files.as_paths(payload.kwargs))
     if not payload.refs:
         return payload.args, payload.kwargs
     values: dict[str, Any] = dict(payload.inputs)
@@ -246,7 +288,7 @@ def _load_inputs(payload: TaskPayload, store: Store) -> tuple[tuple[Any, ...], d
             try:
                 values[ref.key] = store.load(ref.key)
             except (KeyError, CorruptEntryError) as exc:
-                bad.append(ref.key)
+                bad.append(ref.id or ref.key)  # the scheduler knows its inputs by id
                 reasons.append(str(exc))
                 values[ref.key] = None
         return values[ref.key]

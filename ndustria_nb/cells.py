@@ -4,7 +4,9 @@ Key = normalized cell code (``ast.dump``: comments and formatting do not count) 
 fingerprint of every input, i.e. every name the cell reads before binding it that exists
 in the namespace. A value restored or produced by a cached cell is identified by that
 cell's key (kept in the kernel's side table, no re-hash); functions by their code
-fingerprint; modules by name and version; anything else by content.
+fingerprint; modules by name and version; anything else by content. A data file read through
+``File`` -- an input holding one, or ``File("data.txt")`` written in the cell -- counts by the file's
+content (memoized by its stat in the catalog); one written while the cell runs stops the cell's storing.
 
 On a miss the cell runs with its streams and displays teed (shown live *and* recorded);
 its top-level bindings, recorded outputs and duration are stored under the key as one
@@ -13,6 +15,7 @@ entry. On a hit nothing runs: the bindings come back and the outputs are replaye
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 import time
@@ -24,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 import xxhash
 
-from ndustria.errors import NdustriaError, ResultNotPicklableError, UnhashableError
+from ndustria import files
+from ndustria.errors import (
+    InputFileChangedError,
+    InputFileError,
+    NdustriaError,
+    ResultNotPicklableError,
+    UnhashableError,
+)
+from ndustria.files import File
 from ndustria.reports import human_bytes, human_seconds
 
 from .analysis import analyze, normalized
@@ -60,17 +71,44 @@ def cell_key(state: KernelState, source: str, inputs: list[str]) -> str:
     h = xxhash.xxh3_128(CELL_KEY_FORMAT)
     code = normalized(source).encode()
     h.update(len(code).to_bytes(8, "little") + code)
-    state.hasher.clear()  # values may have changed in place since the last cell
+    state.hasher.clear()  # frees the memo of large bytes (values are always hashed by content anew)
     for name in sorted(inputs):
         value = state.shell.user_ns[name]
         try:
             digest = state.fingerprint(value)
+        except InputFileError as exc:  # a File input (anywhere in the value) is missing or unreadable
+            raise exc.at("%%task cell", f"input {name!r}") from None
         except UnhashableError as exc:
             raise UnhashableError(f"input {name!r} of this cell cannot be fingerprinted: {exc.message}",
                                   where=name) from exc
         encoded = name.encode()
         h.update(len(encoded).to_bytes(4, "little") + encoded + digest)
+    for path in file_literals(state, source):  # File("data.txt") written in the cell: its content counts too
+        try:
+            digest = state.hasher.digest(File(path))
+        except InputFileError as exc:
+            raise exc.at("%%task cell", f"File({path!r})") from None
+        h.update(b"\0file\0" + digest)
     return h.hexdigest()
+
+
+def file_literals(state: KernelState, source: str) -> list[str]:
+    """The literal paths of the ``File("...")`` calls in a cell (``File`` being ndustria's, or not bound yet:
+    the cell imports it), so that a cell reading a data file it names itself is keyed by that file's content."""
+    if "File" not in source:
+        return []
+    ns = state.shell.user_ns
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str) and node.args[0].value):
+            continue
+        func = node.func
+        if (isinstance(func, ast.Name) and func.id == "File" and ns.get("File", File) is File) or (
+                isinstance(func, ast.Attribute) and func.attr == "File" and isinstance(func.value, ast.Name)
+                and getattr(ns.get(func.value.id), "File", None) is File):
+            out.append(node.args[0].value)
+    return out
 
 
 # -- recording -------------------------------------------------------------------------
@@ -149,6 +187,8 @@ def run_task_cell(state: KernelState, options: CellOptions, cell: str) -> None:
     shell = state.shell
     source = shell.transform_cell(cell)
     label = f"%%task {options.name}" if options.name else "%%task"
+    take = getattr(state.hasher.file_token, "take", dict)  # the File snapshots the key is made from
+    take()
     try:
         inputs, binds = cell_inputs(state, source)
         key = cell_key(state, source, inputs)
@@ -163,7 +203,8 @@ def run_task_cell(state: KernelState, options: CellOptions, cell: str) -> None:
     store = state.pipeline.store
     if not options.rerun and store.contains(key) and _restore(state, key, label):
         return
-    _compute(state, key, label, source, cell, binds)
+    read = [File(path)._pinned(snap, "") for path, snap in take().items()]
+    _compute(state, key, label, source, cell, binds, read)
 
 
 def _restore(state: KernelState, key: str, label: str) -> bool:
@@ -186,7 +227,8 @@ def _restore(state: KernelState, key: str, label: str) -> bool:
     return True
 
 
-def _compute(state: KernelState, key: str, label: str, source: str, cell: str, binds: list[str]) -> None:
+def _compute(state: KernelState, key: str, label: str, source: str, cell: str, binds: list[str],
+             read: list[File] | None = None) -> None:
     shell = state.shell
     t0 = time.perf_counter()
     with recording(shell) as events:
@@ -194,6 +236,11 @@ def _compute(state: KernelState, key: str, label: str, source: str, cell: str, b
     seconds = time.perf_counter() - t0
     if not result.success:
         return  # a cell that raises stores nothing
+    try:  # a File input written while the cell ran: its outputs must not be stored under the old content
+        files.verify(label, read or (), "after")
+    except InputFileChangedError as exc:
+        print(f"[ndustria] {label}: the cell ran but was not cached: {exc}", file=sys.stderr)
+        return
     in_kernel = getattr(shell, "kernel", None) is not None  # a terminal's displayhook writes to stdout (teed)
     if in_kernel and result.result is not None and not source.rstrip().endswith(";"):
         data, metadata = shell.display_formatter.format(result.result)

@@ -23,8 +23,10 @@ import xxhash
 
 import ndustria
 from ndustria import Pipeline
+from ndustria.files import FileDigests
 from ndustria.fingerprint import Fingerprinter
 from ndustria.hashing import ValueHasher
+from ndustria.keys import immutable
 
 log = logging.getLogger("ndustria")
 
@@ -114,6 +116,7 @@ class KernelState:
         self.pipeline.on_result = lambda value, key: self.remember(value, key, "")
         ndustria._default_pipeline = self.pipeline
         self.hasher = ValueHasher()
+        self.hasher.file_token = FileDigests(lambda: self.pipeline.catalog)  # File inputs: memo in the catalog
         self.fingerprinter = Fingerprinter(self.hasher)
         self.origins: dict[int, tuple[Any, bytes]] = {}  # id(value) -> (value, token of the cell output or task result it is)
         self.cluster = KernelCluster()
@@ -123,9 +126,12 @@ class KernelState:
     # -- fingerprints ---------------------------------------------------------------------
     def remember(self, value: Any, key: str, name: str) -> None:
         """Identify ``value`` by the cell output (``name``) or task result (``""``) it came from: no re-hash
-        downstream. Like a task's result, such a value is taken as unchanged: change it in a cached cell."""
+        downstream. Only values that cannot change in place are remembered (large ``bytes``, tuples of
+        them): an array or a list a later cell edits is hashed by content again, never served by identity."""
         if value is None or isinstance(value, (bool, int, float, str, types.ModuleType)):
             return  # small or interned values: hashing them is cheap and ids are shared
+        if not immutable(value):
+            return
         token = xxhash.xxh3_128(f"output\0{key}\0{name}".encode()).digest()
         self.origins[id(value)] = (value, token)
 

@@ -93,7 +93,7 @@ class NdustriaMagics(Magics):
             except TaskError as exc:
                 failures = exc.failures
                 summary = None
-        keys = [h.key for h in handles]
+        keys = [h.id for h in handles]  # their rows in the catalog
         run = pipe.catalog.runs(pipe.name, 1)
         state.last_run = {"run_id": summary.run_id if summary else (run[0]["run_id"] if run else None),
                           "keys": keys, "name": pipe.name}

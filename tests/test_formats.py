@@ -104,7 +104,7 @@ def test_full_or_read_only_cache_is_a_clear_error_and_leaves_nothing(cache_dir: 
     pipe, big, total, calls = make()
     again = total(big(2_000_000))
     pipe.run()  # works once the disk is fine again
-    assert again.key == handle.key and again.result() == sum(range(2_000_000))
+    assert again.id == handle.id and again.result() == sum(range(2_000_000))  # its input never produced a key
 
 
 def test_opt_in_uncached_run_warns_and_keeps_results_in_memory(cache_dir: Path, monkeypatch) -> None:

@@ -220,24 +220,64 @@ def test_numpy_scalars_and_masked_arrays():
     assert hash_value(masked) != hash_value(np.ma.array([1, 2], mask=[0, 0])) != hash_value(np.array([1, 2]))
 
 
-def test_large_array_is_memoized_until_clear(monkeypatch):
-    calls = []
+def _count_buffer_digests(monkeypatch) -> list[int]:
+    calls: list[int] = []
     real = hashing._buffer_digest
 
     def counting(buf, itemsize=1):
-        calls.append(buf.nbytes)
+        calls.append(memoryview(buf).nbytes)
         return real(buf, itemsize)
 
     monkeypatch.setattr(hashing, "_buffer_digest", counting)
-    array = np.ones(2 * 2**20 // 8)  # 2 MiB
+    return calls
+
+
+def test_large_array_changed_in_place_gets_a_new_digest(monkeypatch):
+    calls = _count_buffer_digests(monkeypatch)
+    array = np.ones(2 * 2**20 // 8)  # 2 MiB: once memoized by identity, now hashed on every call
     hasher = ValueHasher()
     first = hasher.digest(array)
     assert hasher.digest(array) == first
-    assert hasher.digest({"again": [array]}) != first
+    array[0] = 5
+    assert hasher.digest(array) != first
+    array[0] = 1
+    assert hasher.digest(array) == first
+    assert len(calls) == 4
+    assert hasher._memo == {}
+
+
+def test_large_array_met_twice_in_one_value_is_hashed_once(monkeypatch):
+    calls = _count_buffer_digests(monkeypatch)
+    array = np.ones(2 * 2**20 // 8)
+    hasher = ValueHasher()
+    assert hasher.digest([array, {"again": array}]) == hasher.digest([array.copy(), {"again": array.copy()}])
+    assert len(calls) == 1 + 2  # the first value: once; the copies are two objects
+
+
+def test_frames_changed_in_place_get_a_new_digest():
+    hasher = ValueHasher()
+    df = pd.DataFrame({"a": np.arange(5.0)})
+    before, series_before = hasher.digest(df), hasher.digest(df["a"])
+    df.loc[0, "a"] = 7.0
+    assert hasher.digest(df) != before
+    assert hasher.digest(df["a"]) != series_before
+    assert hasher._memo == {}
+
+
+def test_large_bytes_are_memoized_until_clear(monkeypatch):
+    calls = _count_buffer_digests(monkeypatch)
+    blob = bytes(2 * 2**20)  # immutable: an identity memo cannot return a stale digest
+    hasher = ValueHasher()
+    first = hasher.digest(blob)
+    assert hasher.digest({"again": [blob]}) != first
     assert len(calls) == 1
     hasher.clear()
-    assert hasher.digest(array) == first
+    assert hasher.digest(blob) == first
     assert len(calls) == 2
+    grown = bytearray(blob)  # mutable: never memoized across calls
+    before = hasher.digest(grown)
+    grown[0] = 1
+    assert hasher.digest(grown) != before
 
 
 def test_small_values_are_not_memoized():

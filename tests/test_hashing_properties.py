@@ -261,3 +261,4 @@ def test_memo_does_not_leak_between_hashers() -> None:
     before = h.digest(big)
     big[0] = 1.0  # mutated in place
     assert ValueHasher().digest(big) != before
+    assert h.digest(big) != before  # nor within one hasher: arrays are never memoized across calls

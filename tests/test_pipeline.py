@@ -58,10 +58,11 @@ def test_declaring_runs_nothing_and_run_computes_once(cache_dir):
     produce, total = build(pipe)
     h = total(produce(10))
     assert CALLS == []
-    assert len(h.key) == 32
+    assert len(h.id) == 32
+    assert h.key is None, "a dependent's cache key names its input's result, which does not exist yet"
     pipe.run()
     assert CALLS == [("produce", 10), ("total",)]
-    assert h.result() == 45
+    assert h.result() == 45 and len(h.key) == 32
 
     again = make_pipeline()
     produce2, total2 = build(again)
