@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .compat import Cache, Logger, Task  # noqa: F401 - the original's names and import paths (see compat)
 from .errors import (
     CacheError,
     CacheWriteError,
