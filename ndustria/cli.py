@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ndustria {__version__}")
     parser.add_argument("--cache-dir", help="cache directory (default: as configured; see `ndustria config`)")
-    parser.add_argument("-c", "--clear-cache", action="store_true", help="remove every cached result")
+    parser.add_argument("-c", "--cache", dest="list_cache", action="store_true",
+                        help="list the cached results (as `cache ls`; the original's meaning); deletes nothing")
     parser.add_argument("-t", dest="report_timeit", metavar="NAME", help="timing report of pipeline NAME")
     parser.add_argument("-m", dest="report_memcheck", metavar="NAME", help="memory report of pipeline NAME")
     parser.add_argument("-p", dest="report_profile", metavar="NAME", help="line profile of pipeline NAME")
@@ -39,13 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="list or remove cached results")
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
     cache_sub.add_parser("ls", help="list entries: task, size, age (the default)")
-    rm = cache_sub.add_parser("rm", help="remove entries whose task, function or key matches PATTERN")
-    rm.add_argument("pattern", help="a task call, a function name, a glob like 'matrix_*', or a key prefix")
+    rm = cache_sub.add_parser(
+        "rm", help="remove entries whose task call, function or key matches PATTERN (asks first)",
+        description="PATTERN is a task call as `cache ls` prints it (with '(': that task only, matched "
+                    "exactly, so 'f([1, 2])' never removes f(1)), a function name (all its tasks), a key "
+                    "prefix of 6+ characters, or, only when it holds * or ? and no '(', a glob over task "
+                    "calls and function names ('matrix_*'). Without a terminal, pass --yes.")
+    rm.add_argument("pattern", help="a task call, a function name, a key prefix, or a glob like 'matrix_*'")
+    rm.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     gc = cache_sub.add_parser("gc", help="remove least recently used entries down to a size, and/or unused ones")
     gc.add_argument("--max-size", metavar="SIZE", help="e.g. 10GB, 500MiB (default: the configured max_size)")
     gc.add_argument("--older-than", metavar="AGE", help="remove entries not used for AGE, e.g. 30d, 12h")
+    gc.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     cache_sub.add_parser("verify", help="check every entry's checksums; remove damaged entries")
-    clear = cache_sub.add_parser("clear", help="remove every entry")
+    clear = cache_sub.add_parser("clear", help="remove every entry (asks first; without a terminal, pass --yes)")
     clear.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     for command, what in (("timeit", "timing table (tasks, time per function) of the latest run of NAME"),
                           ("memcheck", "memory table (heap and RSS: initial, peak, final) of NAME"),
@@ -78,8 +86,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "init":
         return _init(args.init_cache_dir)
     cache_dir = Path(resolve_cache_dir(args.cache_dir).value)
-    if args.clear_cache:
-        return _cache_clear(cache_dir, assume_yes=True)
+    if args.list_cache:
+        return _cache_ls(cache_dir)
     if args.command == "config":
         return _config(args.cache_dir)
     for kind in ("timeit", "memcheck", "profile"):
@@ -95,7 +103,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if action == "ls":
             return _cache_ls(cache_dir)
         if action == "rm":
-            return _cache_rm(cache_dir, args.pattern)
+            return _cache_rm(cache_dir, args.pattern, args.yes)
         if action in ("gc", "verify"):
             return _cache_gc(cache_dir, args) if action == "gc" else _cache_verify(cache_dir)
         return _cache_clear(cache_dir, assume_yes=args.yes)
@@ -169,7 +177,7 @@ def _cache_ls(cache_dir: Path) -> int:
     return 0
 
 
-def _cache_rm(cache_dir: Path, pattern: str) -> int:
+def _cache_rm(cache_dir: Path, pattern: str, assume_yes: bool = False) -> int:
     opened = _open(cache_dir)
     if opened is None:
         return 1
@@ -178,6 +186,9 @@ def _cache_rm(cache_dir: Path, pattern: str) -> int:
     if not matches:
         print(f"No cache entry matches {pattern!r} (try `ndustria cache ls`).")
         return 1
+    if not _approve(matches, f"Remove {len(matches)} entries ({human_size(sum(r['size'] for r in matches))})?",
+                    assume_yes):
+        return 2
     for r in matches:
         store.remove(r["key"])
         catalog.remove_entry(r["key"])
@@ -194,6 +205,12 @@ def _cache_gc(cache_dir: Path, args: argparse.Namespace) -> int:
     opened = _open(cache_dir)
     if opened is None:
         return 0
+    plan = eviction.collect(*opened, max_size=max_size, older_than=older_than, dry_run=True)
+    if not plan.removed:
+        print(f"Nothing to collect: {human_size(plan.remaining)} in {cache_dir}")
+        return 0
+    if not _approve(plan.removed, f"Remove {len(plan.removed)} entries ({human_size(plan.freed)})?", args.yes):
+        return 2
     result = eviction.collect(*opened, max_size=max_size, older_than=older_than)
     for r in result.removed:
         print(f"Removed {r.get('task') or r['key']} ({human_size(r['size'])})")
@@ -213,12 +230,13 @@ def _cache_verify(cache_dir: Path) -> int:
 
 
 def _matches(row: dict, pattern: str) -> bool:
-    if row["key"].startswith(pattern.lower()) and len(pattern) >= 6:
+    """A task call (with '(') exactly; else a function name, a key prefix, or a glob holding * or ?."""
+    task, function = row.get("task") or "", row.get("function") or ""
+    if "(" in pattern:
+        return task == pattern
+    if function == pattern or (len(pattern) >= 6 and row["key"].startswith(pattern.lower())):
         return True
-    for field in (row.get("task") or "", row.get("function") or ""):
-        if field == pattern or fnmatch.fnmatchcase(field, pattern):
-            return True
-    return False
+    return any(c in pattern for c in "*?") and any(fnmatch.fnmatchcase(f, pattern) for f in (task, function))
 
 
 def _cache_clear(cache_dir: Path, assume_yes: bool) -> int:
@@ -227,9 +245,11 @@ def _cache_clear(cache_dir: Path, assume_yes: bool) -> int:
         return 0
     store, catalog = opened
     keys = list(store.keys())
-    if not assume_yes and sys.stdin.isatty() and not _confirm(f"Remove all {len(keys)} entries from {cache_dir}?"):
-        print("Nothing removed.")
-        return 1
+    if not keys:
+        print(f"The cache {cache_dir} is empty: nothing to remove.")
+        return 0
+    if not _approve([], f"Remove all {len(keys)} entries from {cache_dir}?", assume_yes):
+        return 2
     for key in keys:
         store.remove(key)
         catalog.remove_entry(key)
@@ -241,6 +261,24 @@ def _cache_clear(cache_dir: Path, assume_yes: bool) -> int:
 
 def _confirm(question: str) -> bool:
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _approve(rows: list, question: str, assume_yes: bool) -> bool:
+    """Say what will be removed, then ask. Without a terminal nothing is removed unless --yes was given."""
+    for r in rows[:10]:
+        print(f"  {r.get('task') or r['key']} ({human_size(r['size'])})")
+    if len(rows) > 10:
+        print(f"  ... and {len(rows) - 10} more")
+    if assume_yes:
+        return True
+    if not sys.stdin or not sys.stdin.isatty():
+        print(f"{question} Not without a terminal to ask: nothing removed. Pass --yes to remove them.",
+              file=sys.stderr)
+        return False
+    if _confirm(question):
+        return True
+    print("Nothing removed.")
+    return False
 
 
 def human_size(n: float) -> str:

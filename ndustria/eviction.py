@@ -91,9 +91,10 @@ def _rows(store: Any, catalog: Any) -> list[dict[str, Any]]:
 
 
 def collect(store: Any, catalog: Any, *, max_size: int | None = None, older_than: float | None = None,
-            keep: Iterable[str] = ()) -> GcResult:
+            keep: Iterable[str] = (), dry_run: bool = False) -> GcResult:
     """Remove entries unused for ``older_than`` seconds, then the least recently used until the
-    cache holds at most ``max_size`` bytes. Keys in ``keep`` are never removed."""
+    cache holds at most ``max_size`` bytes. Keys in ``keep`` are never removed. ``dry_run``: only
+    say what would be removed."""
     keep = set(keep)
     rows = _rows(store, catalog)
     result = GcResult(remaining=sum(r["size"] for r in rows))
@@ -105,8 +106,9 @@ def collect(store: Any, catalog: Any, *, max_size: int | None = None, older_than
             continue
         if row["key"] in keep:
             continue
-        store.remove(row["key"])
-        catalog.remove_entry(row["key"])
+        if not dry_run:
+            store.remove(row["key"])
+            catalog.remove_entry(row["key"])
         result.removed.append(row)
         result.freed += row["size"]
         result.remaining -= row["size"]

@@ -163,7 +163,7 @@ class NdustriaMagics(Magics):
         if action not in ("ls", "rm", "clear") or (action == "rm") != bool(rest) or len(rest) > 1:
             raise UsageError("usage: %ndustria cache [ls | rm PATTERN | clear]")
         argv = ["--cache-dir", str(self.state.pipeline.cache_dir), "cache", action, *rest]
-        cli.main([*argv, "-y"] if action == "clear" else argv)
+        cli.main([*argv, "-y"] if action in ("clear", "rm") else argv)  # typed in a cell: an explicit request
 
     def _report(self, args: Any, timeit: bool = False, memcheck: bool = False, profiling: bool = False) -> None:
         pipe = self.state.pipeline

@@ -10,9 +10,10 @@ from pathlib import Path
 from ndustria import Pipeline
 
 
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    """The command with no terminal on stdin (``input`` piped in, else nothing), however pytest was started."""
     return subprocess.run([sys.executable, "-m", "ndustria.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+                          env={**os.environ, **(env or {})}, timeout=120, input=input or "")
 
 
 def populate() -> Pipeline:
@@ -69,18 +70,48 @@ def test_cache_ls_rm_and_clear(cache_dir):
     assert "square(0)" in proc.stdout and "other(1)" in proc.stdout and "4 entries" in proc.stdout
     assert "KiB" in proc.stdout or " B " in proc.stdout
 
-    proc = cli("cache", "rm", "square(1)")
+    proc = cli("cache", "rm", "square(1)", "--yes")
     assert proc.returncode == 0 and "Removed square(1)" in proc.stdout
     assert len(list(pipe.store.keys())) == 3
 
-    proc = cli("cache", "rm", "squ*")
+    proc = cli("cache", "rm", "squ*", "--yes")
     assert proc.stdout.count("Removed") == 2
-    assert cli("cache", "rm", "nothing-like-this").returncode == 1
+    assert cli("cache", "rm", "nothing-like-this", "--yes").returncode == 1
 
-    proc = cli("-c")
-    assert proc.returncode == 0 and "Removed 1 entries" in proc.stdout
+    proc = cli("-c")  # the original's meaning: list the cache
+    assert proc.returncode == 0 and "other(1)" in proc.stdout and "1 entries" in proc.stdout
+    assert len(list(pipe.store.keys())) == 1, "-c must delete nothing"
+    assert cli("cache", "clear", "--yes").returncode == 0
     assert list(pipe.store.keys()) == []
     assert "empty" in cli("cache", "ls").stdout
+
+
+def test_destructive_commands_without_a_terminal_remove_nothing_unless_told(cache_dir):
+    pipe = populate()
+    for command in (("cache", "clear"), ("cache", "rm", "square"), ("cache", "gc", "--max-size", "0")):
+        proc = cli(*command, input="n\n")  # echo n | ndustria ...
+        assert proc.returncode == 2, (command, proc.stdout, proc.stderr)
+        assert "nothing removed" in proc.stderr and "--yes" in proc.stderr
+        assert len(list(pipe.store.keys())) == 4, command
+    proc = cli("cache", "gc", "--max-size", "0", "--yes")
+    assert proc.returncode == 0 and list(pipe.store.keys()) == []
+
+
+def test_a_task_call_pasted_from_cache_ls_removes_that_task_only(cache_dir):
+    pipe = Pipeline(name="pasted", verbose=False)
+
+    @pipe.AddFunction()
+    def f(x):
+        return x
+
+    for arg in ([1, 2], 1, 2):
+        f(arg)
+    pipe.run()
+    assert "f([1, 2])" in cli("cache", "ls").stdout
+    proc = cli("cache", "rm", "f([1, 2])", "--yes")
+    assert proc.returncode == 0 and proc.stdout.count("Removed") == 1, proc.stdout
+    left = cli("cache", "ls").stdout
+    assert "f(1)" in left and "f(2)" in left and "f([1, 2])" not in left
 
 
 def test_cache_clear_subcommand(cache_dir):

@@ -100,9 +100,9 @@ def test_cache_gc_by_size_and_age(cache_dir: Path, capsys) -> None:
     pipe.run()
     age(cache_dir, [handles[0].key], 40 * 86400)
     age(cache_dir, [handles[1].key], 2 * 86400)
-    assert main(["cache", "gc", "--older-than", "30d"]) == 0
+    assert main(["cache", "gc", "--older-than", "30d", "--yes"]) == 0
     assert stored(cache_dir) == {h.key for h in handles[1:]}
-    assert main(["cache", "gc", "--max-size", "250kB"]) == 0
+    assert main(["cache", "gc", "--max-size", "250kB", "--yes"]) == 0
     assert stored(cache_dir) == {h.key for h in handles[2:]}  # handles[1] was the least recently used
     out = capsys.readouterr().out
     assert "Removed blob(0)" in out and "Removed blob(1)" in out and "Freed" in out
