@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", help="cache directory (default: as configured; see `ndustria config`)")
     parser.add_argument("-c", "--cache", dest="list_cache", action="store_true",
                         help="list the cached results (as `cache ls`; the original's meaning); deletes nothing")
+    parser.add_argument("-d", "--delete_cache", "--delete-cache", dest="delete_cache", metavar="NAME",
+                        help="delete the entries of task call or function NAME, asking for each (the original's)")
+    parser.add_argument("-y", "--yes", dest="top_yes", action="store_true", help="with -d: do not ask")
     parser.add_argument("-t", dest="report_timeit", metavar="NAME", help="timing report of pipeline NAME")
     parser.add_argument("-m", dest="report_memcheck", metavar="NAME", help="memory report of pipeline NAME")
     parser.add_argument("-p", dest="report_profile", metavar="NAME", help="line profile of pipeline NAME")
@@ -88,6 +91,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     cache_dir = Path(resolve_cache_dir(args.cache_dir).value)
     if args.list_cache:
         return _cache_ls(cache_dir)
+    if args.delete_cache:
+        return _delete_each(cache_dir, args.delete_cache, args.top_yes)
     if args.command == "config":
         return _config(args.cache_dir)
     for kind in ("timeit", "memcheck", "profile"):
@@ -193,6 +198,36 @@ def _cache_rm(cache_dir: Path, pattern: str, assume_yes: bool = False) -> int:
         store.remove(r["key"])
         catalog.remove_entry(r["key"])
         print(f"Removed {r['task']} ({human_size(r['size'])})")
+    return 0
+
+
+def _delete_each(cache_dir: Path, pattern: str, assume_yes: bool) -> int:
+    """``-d NAME``: the entries matching NAME (as ``cache rm``), one question each: y(es), n(o), a(ll), q(uit)."""
+    opened = _open(cache_dir)
+    if opened is None:
+        return 1
+    store, catalog = opened
+    matches = [r for r in _entries(store, catalog) if _matches(r, pattern)]
+    if not matches:
+        print(f"No cache entry matches {pattern!r} (try `ndustria cache ls`).")
+        return 1
+    if not assume_yes and (not sys.stdin or not sys.stdin.isatty()):
+        _approve(matches, f"Delete {len(matches)} entries?", False)  # says what and refuses
+        return 2
+    removed, everything = 0, assume_yes
+    for r in matches:
+        if not everything:
+            answer = input(f"Delete {r['task'] or r['key']} ({human_size(r['size'])})? [y/n/a/q] ").strip().lower()
+            if answer in ("q", "quit"):
+                break
+            everything = answer in ("a", "all")
+            if not everything and answer not in ("y", "yes"):
+                continue
+        store.remove(r["key"])
+        catalog.remove_entry(r["key"])
+        removed += 1
+        print(f"Removed {r['task'] or r['key']} ({human_size(r['size'])})")
+    print(f"Removed {removed} of {len(matches)} matching entries.")
     return 0
 
 

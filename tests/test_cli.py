@@ -197,3 +197,16 @@ def test_runs_lists_past_runs(cache_dir):
     assert newest[-6:-2] == ["done", "0", "4", "0"] and oldest[-6:-2] == ["done", "4", "0", "0"]
     assert oldest[-2:] == ["serial", "1"]
     assert "kwargs" in cli("runs", "kwargs").stdout and "No runs of 'other'" in cli("runs", "other").stdout
+
+
+def test_delete_cache_asks_for_each_entry_as_the_original_did(cache_dir):
+    pipe = populate()
+    assert cli("-d", "square", input="y\n").returncode == 2, "without a terminal it refuses"
+    assert len(list(pipe.store.keys())) == 4
+    code = ("import sys, builtins\nanswers = iter(['y', 'n', 'n'])\nbuiltins.input = lambda q='': next(answers)\n"
+            "sys.stdin.isatty = lambda: True\nfrom ndustria.cli import main\nsys.exit(main(['-d', 'square']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, input="")
+    assert proc.returncode == 0 and "Removed 1 of 3 matching entries" in proc.stdout, proc.stdout + proc.stderr
+    assert len(list(pipe.store.keys())) == 3
+    assert cli("-d", "square", "--yes").returncode == 0
+    assert len(list(pipe.store.keys())) == 1
