@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS task_runs (
     run_id INTEGER, key TEXT, task TEXT, function TEXT, status TEXT,
     engine TEXT, host TEXT, pid INTEGER, start REAL, end REAL, wall_s REAL, cpu_s REAL,
-    error TEXT, metrics TEXT,
+    error TEXT, metrics TEXT, store_key TEXT,
     PRIMARY KEY (run_id, key)
 );
 CREATE TABLE IF NOT EXISTS profiles (
@@ -71,6 +71,19 @@ def _prepare(db: sqlite3.Connection) -> None:
     with db:
         db.executescript(_SCHEMA)
         db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    _add_column(db, "task_runs", "store_key", "TEXT")  # the cache key of a task's result (catalogs before 2026-12)
+
+
+def _add_column(db: sqlite3.Connection, table: str, column: str, kind: str) -> None:
+    """Add ``column`` to ``table`` of a catalog written before it existed."""
+    if column in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+        return
+    try:
+        with db:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):  # another process added it first
+            raise
 
 
 def retry_locked(step: Callable[[], Any], patience: float = 30.0) -> Any:
@@ -214,12 +227,14 @@ class Catalog:
         return rows[0] if rows else None
 
     # -- task runs -----------------------------------------------------------------
-    def add_tasks(self, run_id: int, rows: Iterable[tuple[str, str, str, str]]) -> None:
-        """Register the tasks of a run as (key, task, function, status) before anything runs."""
+    def add_tasks(self, run_id: int, rows: Iterable[tuple[str, ...]]) -> None:
+        """Register the tasks of a run as (key, task, function, status[, store_key]) before anything runs;
+        ``store_key``: the cache key of a cached task's result (a completed task's comes with its report)."""
         with self._tx() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO task_runs (run_id, key, task, function, status) VALUES (?, ?, ?, ?, ?)",
-                [(run_id, *row) for row in rows],
+                "INSERT OR REPLACE INTO task_runs (run_id, key, task, function, status, store_key)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, *row, None) if len(row) == 4 else (run_id, *row) for row in rows],
             )
 
     def set_status(self, run_id: int, keys: Iterable[str], status: str, error: str = "") -> None:
@@ -249,14 +264,14 @@ class Catalog:
                                 run_id))
             updates.append((report.status, report.engine, report.host, report.pid, report.start, report.end,
                             report.wall_s, report.cpu_s, report.error, json.dumps(metrics) if metrics else None,
-                            run_id, report.key))
+                            report.store_key or report.key, run_id, report.key))
             if profile:
                 profiles.append((report.key, profile))
         with self._tx() as db:
             db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
             db.executemany(
                 "UPDATE task_runs SET status = ?, engine = ?, host = ?, pid = ?, start = ?, end = ?, wall_s = ?,"
-                " cpu_s = ?, error = ?, metrics = ? WHERE run_id = ? AND key = ?", updates)
+                " cpu_s = ?, error = ?, metrics = ?, store_key = ? WHERE run_id = ? AND key = ?", updates)
             for key, profile in profiles:
                 row = db.execute("SELECT task, function FROM task_runs WHERE run_id = ? AND key = ?",
                                  (run_id, key)).fetchone()
@@ -367,3 +382,113 @@ class Catalog:
             except (ValueError, AttributeError):
                 continue
         return False
+
+    # -- bundles (ndustria.bundle: pack / unpack) ----------------------------------------
+    def _rows_in(self, sql: str, values: Iterable[Any], params: Iterable[Any] = (), order: str = "") -> list[dict]:
+        """``sql`` ending in ``IN`` for each chunk of ``values`` (SQLite limits the number of parameters)."""
+        values, out = list(values), []
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            out += self._query(f"{sql} ({','.join('?' * len(chunk))}) {order}", [*params, *chunk])
+        return out
+
+    def export_rows(self, pipeline: str, all_runs: bool = False) -> dict[str, Any] | None:
+        """What a bundle of ``pipeline`` carries; None if it never ran (dry runs do not count).
+
+        ``runs``: its latest run (every run with ``all_runs``), whose ids are ``selected``, and the earlier
+        runs that computed the results their cached tasks found; ``task_runs``: every row of the selected
+        runs and, of the earlier ones, the rows of those tasks only (reports show the numbers of the run
+        that computed a result); ``profiles`` of those rows; ``entries``: {cache key: entries row} of the
+        results of the selected runs' done and cached tasks; ``unresolved``: task calls whose result's cache
+        key this catalog cannot tell (runs recorded before task rows kept it, by tasks with inputs).
+        """
+        with self._lock:
+            if all_runs:
+                selected = self._query("SELECT * FROM runs WHERE pipeline = ? AND backend != 'dryrun'"
+                                       " ORDER BY run_id", (pipeline,))
+            else:
+                latest = self.latest_run(pipeline)
+                selected = [latest] if latest else []
+            if not selected:
+                return None
+            ids = [r["run_id"] for r in selected]
+            chosen = set(ids)
+            tasks = self._rows_in("SELECT * FROM task_runs WHERE run_id IN", ids, order="ORDER BY run_id, rowid")
+            keys = list(dict.fromkeys(t["key"] for t in tasks))
+            history = [r for r in self._rows_in("SELECT * FROM task_runs WHERE status IN ('done', 'failed')"
+                                                " AND key IN", keys, order="ORDER BY run_id, rowid")
+                       if r["run_id"] not in chosen]
+            earlier = self._rows_in("SELECT * FROM runs WHERE run_id IN", sorted({r["run_id"] for r in history}),
+                                    order="ORDER BY run_id")
+            known = {r["run_id"] for r in earlier}
+            history = [r for r in history if r["run_id"] in known]
+            wanted = set(keys)
+            profiles = [p for p in self._rows_in("SELECT * FROM profiles WHERE run_id IN", [*ids, *sorted(known)],
+                                                 order="ORDER BY run_id, rowid") if p["key"] in wanted]
+            entries: dict[str, dict[str, Any]] = {}
+            unresolved: list[str] = []
+            for t in tasks:
+                if t["status"] not in ("done", "cached"):
+                    continue
+                key = t.get("store_key") or self._entry_key_of(t)
+                if key is None:
+                    unresolved.append(t["task"])
+                elif key not in entries:
+                    entries[key] = self.entry(key) or {
+                        "key": key, "task": t["task"], "function": t["function"], "pipeline": pipeline,
+                        "size": None, "checksum": None, "created": None, "last_used": None, "run_id": t["run_id"]}
+            return {"selected": ids, "runs": selected + earlier, "task_runs": tasks + history,
+                    "profiles": profiles, "entries": entries, "unresolved": unresolved}
+
+    def _entry_key_of(self, task_row: dict[str, Any]) -> str | None:
+        """The cache key of a task's result where its row does not say: its own key (a task without task
+        inputs), else the one entry recorded for the same call and function; None if that is not clear."""
+        if self.entry(task_row["key"]) is not None:
+            return task_row["key"]
+        rows = self._query("SELECT key FROM entries WHERE task = ? AND function = ?",
+                           (task_row["task"], task_row["function"]))
+        return rows[0]["key"] if len(rows) == 1 else None
+
+    def import_rows(self, rows: dict[str, Any], accepted: Iterable[str]) -> dict[int, int]:
+        """Add the rows of a bundle (as :meth:`export_rows` made them), in one transaction.
+
+        Runs get ids of this catalog (returned: {bundle's run id: local run id}). A run already here (same
+        pipeline, start, host and pid: imported before, or packed from this catalog) is not added again; it
+        only gains the task and profile rows it lacks, so importing twice changes nothing. Entries rows are
+        added for the ``accepted`` keys only, marked used now.
+        """
+        accepted, now = set(accepted), time.time()
+        with self._tx() as db:
+            columns = {table: [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+                       for table in ("runs", "task_runs", "profiles", "entries")}
+
+            def insert(verb: str, table: str, row: dict[str, Any], skip: str = "") -> sqlite3.Cursor:
+                names = [c for c in columns[table] if c in row and c != skip]
+                return db.execute(f"{verb} INTO {table} ({', '.join(names)}) VALUES ({','.join('?' * len(names))})",
+                                  [row[c] for c in names])
+
+            ids: dict[int, int] = {}
+            for run in sorted(rows.get("runs", []), key=lambda r: r["run_id"]):
+                same = db.execute("SELECT run_id FROM runs WHERE pipeline IS ? AND started IS ? AND host IS ?"
+                                  " AND pid IS ?", (run.get("pipeline"), run.get("started"), run.get("host"),
+                                                    run.get("pid"))).fetchone()
+                ids[run["run_id"]] = same[0] if same else int(insert("INSERT", "runs", run, skip="run_id").lastrowid)
+            for task in rows.get("task_runs", []):
+                if task.get("run_id") in ids:
+                    insert("INSERT OR IGNORE", "task_runs", {**task, "run_id": ids[task["run_id"]]})
+            profiled: dict[tuple[int, str], bool] = {}
+            for line in rows.get("profiles", []):
+                if line.get("run_id") not in ids:
+                    continue
+                at = (ids[line["run_id"]], line["key"])
+                if at not in profiled:  # rows of a (run, task) already profiled here are kept as they are
+                    profiled[at] = db.execute("SELECT 1 FROM profiles WHERE run_id = ? AND key = ? LIMIT 1",
+                                              at).fetchone() is None
+                if profiled[at]:
+                    insert("INSERT", "profiles", {**line, "run_id": at[0]})
+            for entry in rows.get("entries", []):
+                if entry.get("key") in accepted:
+                    insert("INSERT OR REPLACE", "entries", {**entry, "run_id": ids.get(entry.get("run_id")),
+                                                             "created": entry.get("created") or now,
+                                                             "last_used": now})
+            return ids

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list past runs: pipeline, start, duration, tasks run/cached/failed, backend")
     runs.add_argument("name", metavar="NAME", nargs="?", help="only the runs of this pipeline")
     runs.add_argument("-n", "--limit", type=int, default=50, help="how many runs (default 50)")
+    from . import bundle
+
+    bundle.add_commands(sub)  # pack, unpack
     return parser
 
 
@@ -112,6 +115,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if action in ("gc", "verify"):
             return _cache_gc(cache_dir, args) if action == "gc" else _cache_verify(cache_dir)
         return _cache_clear(cache_dir, assume_yes=args.yes)
+    if args.command in ("pack", "unpack"):
+        from . import bundle
+
+        return bundle.run_command(args, cache_dir)
     parser.print_help()
     return 0
 

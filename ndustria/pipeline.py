@@ -228,8 +228,8 @@ class Pipeline:
                                    backend.workers if backend else 0, self._options())
 
         def write_rows() -> None:  # with tasks to run, while the first ones run
-            catalog.add_tasks(run_id, [(h.id, h.name, h.function.name, _row_status(h, run_keys))
-                                       for h in handles.values()])
+            catalog.add_tasks(run_id, [(h.id, h.name, h.function.name, _row_status(h, run_keys),
+                                        None if h.id in run_keys else h.key) for h in handles.values()])
             catalog.touch([h.key for h in cached if h.key])
 
         rows = _RunRows(write_rows)
@@ -406,6 +406,17 @@ class Pipeline:
             raise TaskError(failures)
         self.console.all_done()
         return RunSummary(run_id, 0, len(handles) - len(to_run), 0, 0, time.perf_counter() - t0)
+
+    def pack(self, save_to: str | Path = "bundle.tar.gz", *, all_runs: bool = False) -> Path:
+        """Write the results of this pipeline's latest run (of all its runs with ``all_runs=True``) and
+        their catalog rows to the bundle ``save_to``; ``ndustria unpack`` imports it elsewhere
+        (:mod:`ndustria.bundle`). Returns the bundle's path."""
+        from .bundle import pack
+
+        done = pack(self.store, self.catalog, self.name, save_to, all_runs=all_runs, progress=self.console.verbose)
+        for line in done.left_out:
+            warnings.warn(f"not packed: {line}", NdustriaWarning, stacklevel=2)
+        return done.path
 
     # -- results ---------------------------------------------------------------------
     def _result(self, handle: TaskHandle, *, mmap: bool = False) -> Any:

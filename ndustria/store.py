@@ -38,6 +38,8 @@ entry (unsigned), raises :class:`UntrustedEntryError` (a :class:`CorruptEntryErr
 callers treat it as a miss and recompute). The pickle — the only part that can run code
 when loaded — is covered by SHA-256; array data by the signed xxh3_128 digest (a forged
 xxh3 collision could alter array values, not run code). ``verify()`` checks checksums only.
+An entry written elsewhere (a bundle, :mod:`ndustria.bundle`) comes in through ``tmp_file()``,
+``adopt()`` (every digest checked, then re-signed with the local key) and ``publish()``.
 """
 
 from __future__ import annotations
@@ -383,6 +385,25 @@ def _write_large(fd: int, key: str, data: bytes, views: list[memoryview], keyrin
     return pos, hdr.checksum
 
 
+def _rename_into_place(tmp: str, final: str) -> None:
+    try:
+        os.replace(tmp, final)
+    except FileNotFoundError:  # the entry's folder objects/<key[:2]> does not exist yet
+        os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
+        os.replace(tmp, final)
+
+
+def _sync_dir(final: str) -> None:
+    """Make the rename of ``final`` durable (POSIX: fsync its folder)."""
+    if os.name != "posix":
+        return
+    dir_fd = os.open(os.path.dirname(final), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 _TOKEN: tuple[int, str, Iterator[int]] = (0, "", itertools.count())
 
 
@@ -499,24 +520,73 @@ class Store:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            try:
-                os.replace(tmp, final)
-            except FileNotFoundError:  # the entry's folder objects/<key[:2]> does not exist yet
-                os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
-                os.replace(tmp, final)
+            _rename_into_place(tmp, final)
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             if isinstance(exc, OSError):  # disk full, read-only, quota: say where and what to do
                 raise self._write_error(key, exc) from exc
             raise
-        if self.fsync and os.name == "posix":  # make the rename durable too
-            dir_fd = os.open(os.path.dirname(final), os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        if self.fsync:
+            _sync_dir(final)
         return EntryInfo(key, Path(final), size, checksum)
+
+    # -- entries written elsewhere (bundles: ndustria.bundle) ------------------------------
+    def tmp_file(self, key: str) -> str:
+        """A fresh temp path in root/tmp for an entry of ``key`` being brought in (see :meth:`adopt`);
+        one left behind by a killed process is removed by :meth:`clean_tmp`."""
+        self._file(key)  # a valid key
+        return self._tmp_path(key)
+
+    def adopt(self, key: str, path: str | os.PathLike[str]) -> EntryInfo:
+        """Check the entry file at ``path`` as :meth:`load` would, except whose key signed it, then
+        sign it with this store's key, in place. Not yet published: see :meth:`publish`.
+
+        For entries written elsewhere (a bundle from another user): their signer is not trusted
+        here, so the caller's decision to import them stands in for the signature check. Every
+        digest is verified (header, pickle, array data) and the pickle's SHA-256 must match the
+        header's; only the signer and signature in the header change (the checksum stays, so the
+        keys of dependents still match). Raises :class:`CorruptEntryError` naming what is wrong.
+        """
+        where = Path(path)
+        with open(where, "r+b", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            hdr = _scan(key, where, f, size, None)
+            if not hdr.signature or not hdr.pickle_sha256:
+                raise CorruptEntryError(key, str(where), "written by an older ndustria, without signatures")
+            p_off, p_len = hdr.pickle
+            sha256 = hashlib.sha256()
+            f.seek(p_off)
+            for start in range(0, p_len, _CHUNK):
+                chunk = f.read(min(_CHUNK, p_len - start))
+                if not chunk:
+                    raise CorruptEntryError(key, str(where), "the file shrank while it was read")
+                sha256.update(chunk)
+            if sha256.hexdigest() != hdr.pickle_sha256:
+                raise CorruptEntryError(key, str(where), "pickle SHA-256 mismatch")
+            f.seek(0)
+            prefix = f.read(_PREFIX.size)
+            meta = json.loads(f.read(_PREFIX.unpack(prefix)[2]))  # checked by _scan's header digest
+            signed = _Header(hdr.pickle, hdr.buffers, hdr.pickle_digest, hdr.buffers_digest, hdr.pickle_sha256,
+                             self.keyring.signer)
+            meta.update(signer=signed.signer, signature=self.keyring.sign(_message(key, signed)))
+            head = _dumps(meta)
+            if _PREFIX.size + len(head) + _DIGEST > p_off:
+                raise CorruptEntryError(key, str(where), "its header leaves no room for a signature")
+            f.seek(0)
+            _write_all(f.fileno(), _framed(head, p_off), 0)
+            if self.fsync:
+                os.fsync(f.fileno())
+        return EntryInfo(key, where, size, hdr.checksum)
+
+    def publish(self, key: str, path: str | os.PathLike[str]) -> Path:
+        """Move a whole entry file (from :meth:`tmp_file`, checked by :meth:`adopt`) into place
+        atomically, replacing any entry of ``key``; returns the entry's path."""
+        final = self._file(key)
+        _rename_into_place(os.fspath(path), final)
+        if self.fsync:
+            _sync_dir(final)
+        return Path(final)
 
     def sync(self) -> None:
         """Make every entry written so far durable: one ``syncfs`` of the cache's filesystem
