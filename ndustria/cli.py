@@ -28,7 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="list the cached results (as `cache ls`; the original's meaning); deletes nothing")
     parser.add_argument("-d", "--delete_cache", "--delete-cache", dest="delete_cache", metavar="NAME",
                         help="delete the entries of task call or function NAME, asking for each (the original's)")
-    parser.add_argument("-y", "--yes", dest="top_yes", action="store_true", help="with -d: do not ask")
+    parser.add_argument("-y", "--yes", dest="top_yes", action="store_true",
+                        help="with -d or a cache command that removes entries: do not ask")
+    parser.add_argument("-l", "--log", dest="show_log", nargs="?", const="", metavar="NAME",
+                        help="print the console log and errors of pipeline NAME's last run (the original's); "
+                             "without NAME, the most recent log of any pipeline")
     parser.add_argument("-t", dest="report_timeit", metavar="NAME", help="timing report of pipeline NAME")
     parser.add_argument("-m", dest="report_memcheck", metavar="NAME", help="memory report of pipeline NAME")
     parser.add_argument("-p", dest="report_profile", metavar="NAME", help="line profile of pipeline NAME")
@@ -96,6 +100,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _cache_ls(cache_dir)
     if args.delete_cache:
         return _delete_each(cache_dir, args.delete_cache, args.top_yes)
+    if args.show_log is not None:
+        return show_log(cache_dir, args.show_log)
+    if getattr(args, "yes", None) is False and args.top_yes:  # ndustria -y cache clear
+        args.yes = True
     if args.command == "config":
         return _config(args.cache_dir)
     for kind in ("timeit", "memcheck", "profile"):
@@ -218,8 +226,9 @@ def _delete_each(cache_dir: Path, pattern: str, assume_yes: bool) -> int:
     if not matches:
         print(f"No cache entry matches {pattern!r} (try `ndustria cache ls`).")
         return 1
-    if not assume_yes and (not sys.stdin or not sys.stdin.isatty()):
-        _approve(matches, f"Delete {len(matches)} entries?", False)  # says what and refuses
+    if not assume_yes and (not sys.stdin or not sys.stdin.isatty()):  # says what, and refuses
+        size = human_size(sum(r["size"] for r in matches))
+        _approve(matches, f"Delete {len(matches)} entries ({size})?", False)
         return 2
     removed, everything = 0, assume_yes
     for r in matches:
@@ -264,9 +273,10 @@ def _cache_verify(cache_dir: Path) -> int:
     opened = _open(cache_dir)
     if opened is None:
         return 0
-    checked, damaged = eviction.verify_all(*opened)
+    tasks = {row["key"]: row["task"] for row in opened[1].entries()}
+    checked, damaged = eviction.verify_all(*opened)  # damaged: never loaded, recomputed when needed
     for exc in damaged:
-        print(f"Removed damaged entry {exc.key}: {exc.reason}")
+        print(f"Removed damaged entry {exc.key} ({tasks.get(exc.key) or 'unknown task'}): {exc.reason}")
     print(f"Checked {checked} entries: {checked - len(damaged)} intact, {len(damaged)} damaged and removed")
     return 1 if damaged else 0
 
@@ -286,11 +296,14 @@ def _cache_clear(cache_dir: Path, assume_yes: bool) -> int:
     if opened is None:
         return 0
     store, catalog = opened
-    keys = list(store.keys())
+    rows = _entries(store, catalog)
+    keys = [r["key"] for r in rows]
     if not keys:
         print(f"The cache {cache_dir} is empty: nothing to remove.")
         return 0
-    if not _approve([], f"Remove all {len(keys)} entries from {cache_dir}?", assume_yes):
+    print(f"Every entry of {cache_dir}:")
+    if not _approve(rows, f"Remove {len(keys)} entries ({human_size(sum(r['size'] for r in rows))})?",
+                    assume_yes):
         return 2
     for key in keys:
         store.remove(key)
@@ -400,6 +413,32 @@ def show_runs(cache_dir: Path, name: str | None = None, limit: int = 50) -> int:
         print(f"No runs{f' of {name!r}' if name else ''} recorded in {cache_dir}.")
         return 0
     print(reports.runs_table(rows))
+    return 0
+
+
+def show_log(cache_dir: Path, name: str = "") -> int:
+    """Print the log of pipeline ``name``'s last run (``-l NAME``), or the most recent one (``-l``)."""
+    from .runfiles import LOG_SUFFIX, latest_log, log_path
+
+    if name:
+        path = log_path(cache_dir, name)
+    else:
+        found = latest_log(cache_dir)
+        if found is None:
+            print(f"No run logs in {cache_dir}: run a pipeline first.", file=sys.stderr)
+            return 1
+        name, path = found
+        print(f"(the most recent log: pipeline {name!r}, {path})")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, IsADirectoryError):
+        logs = cache_dir.glob(f"*{LOG_SUFFIX}") if cache_dir.is_dir() else ()
+        known = sorted(p.name[: -len(LOG_SUFFIX)] for p in logs)
+        hint = f" (pipelines with a log: {', '.join(known)})" if known else ""
+        print(f"No log of pipeline {name!r} in {cache_dir}: it has not run with this cache directory{hint}.",
+              file=sys.stderr)
+        return 1
+    print(text, end="")
     return 0
 
 

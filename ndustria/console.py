@@ -1,5 +1,9 @@
 """Console lines, as the original ndustria printed them (stdout), plus failures and dry runs.
 
+Each line shown is also kept in memory (the last :data:`LOG_LINES`), for the run's log file
+``<cache>/<pipeline>_log.txt`` (:func:`ndustria.runfiles.write_log`, ``ndustria -l NAME``): one
+append per line, nothing written until the run ends.
+
 Only this module (and the notebook views) print; everything else logs through
 ``logging.getLogger("ndustria")``.
 """
@@ -7,22 +11,35 @@ Only this module (and the notebook views) print; everything else logs through
 from __future__ import annotations
 
 import sys
+import traceback
+from collections import deque
 from typing import Any, TextIO
+
+LOG_LINES = 10_000  # the log keeps the last lines of a run, at most this many
 
 
 class Console:
-    """Prints a pipeline's progress. ``verbose=False`` silences everything but failures."""
+    """Prints a pipeline's progress. ``verbose=False`` silences everything but failures.
 
-    def __init__(self, verbose: bool = True, stream: TextIO | None = None) -> None:
+    ``record=False`` (MPI ranks other than 0) keeps no log. The log holds the lines shown, and
+    always a run's start and end lines and its errors, even with ``verbose=False``.
+    """
+
+    def __init__(self, verbose: bool = True, stream: TextIO | None = None, record: bool = True) -> None:
         self.verbose = verbose
         self._stream = stream
         self._bar: Any = None
+        self._log: deque[str] | None = deque(maxlen=LOG_LINES) if record else None
+        self._logged = 0  # lines kept since the last take_log, including those the deque let go
 
     @property
     def stream(self) -> TextIO:
         return self._stream if self._stream is not None else sys.stdout
 
-    def _say(self, line: str, *, always: bool = False) -> None:
+    def _say(self, line: str, *, always: bool = False, keep: bool = False) -> None:
+        if self._log is not None and (self.verbose or always or keep):
+            self._log.append(line)
+            self._logged += 1
         if not (self.verbose or always):
             return
         if self._bar is not None:
@@ -57,7 +74,7 @@ class Console:
     def run_start(self, n_tasks: int, workers: int = 1, backend: str = "serial") -> None:
         if workers > 1:
             self._say(f"Initializing parallel run with {workers} {_worker_word(backend)}")
-        self._say(f"---\n Starting a run with {n_tasks} tasks.\n---")
+        self._say(f"---\n Starting a run with {n_tasks} tasks.\n---", keep=True)
 
     def running(self, task: str, engine: str) -> None:
         self._say(f"[{engine}] running: {task}")
@@ -67,7 +84,11 @@ class Console:
         for text, stream in ((stdout, self.stream), (stderr, sys.stderr if self._stream is None else self.stream)):
             if text and self.verbose:
                 lines = text.rstrip("\n").split("\n")
-                stream.write("".join(f"[{task}] {line}\n" for line in lines))  # one write: no splicing
+                shown = "".join(f"[{task}] {line}\n" for line in lines)
+                if self._log is not None:
+                    self._log.append(shown[:-1])
+                    self._logged += 1
+                stream.write(shown)  # one write: no splicing
                 stream.flush()
 
     def saved(self, task: str, path: str) -> None:
@@ -91,14 +112,35 @@ class Console:
         self._say(f"[Dry run] would run: {task}")
 
     def dry_run_end(self, n_tasks: int) -> None:
-        self._say(f"Dry run: {n_tasks} tasks would run; nothing was executed.")
+        self._say(f"Dry run: {n_tasks} tasks would run; nothing was executed.", keep=True)
 
     def all_done(self) -> None:
-        self._say("All done.")
+        self._say("All done.", keep=True)
 
     def summary_failed(self, n_failed: int, n_skipped: int) -> None:
         self._say(f"{n_failed} task(s) failed, {n_skipped} skipped; the others completed and are cached.",
                   always=True)
+
+    # -- the run's log -------------------------------------------------------------------
+    @property
+    def recording(self) -> bool:
+        return self._log is not None
+
+    def log_error(self, exc: BaseException) -> None:
+        """The exception a run ended with, and its traceback (a TaskError's holds each task's), in the log."""
+        if self._log is not None:
+            self._log.append("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
+            self._logged += 1
+
+    def take_log(self) -> tuple[list[str], int]:
+        """The lines kept since the last call (the last :data:`LOG_LINES` at most) and how many earlier
+        ones were let go; then forget them."""
+        if self._log is None:
+            return [], 0
+        lines, dropped = list(self._log), self._logged - len(self._log)
+        self._log.clear()
+        self._logged = 0
+        return lines, dropped
 
 
 def _worker_word(backend: str) -> str:

@@ -19,7 +19,7 @@ from .backends import Backend, choose, mpi_world, resolve_backend
 from .batching import BatchPolicy
 from .catalog import Catalog
 from .config import resolve_cache_dir
-from .console import Console
+from .console import LOG_LINES, Console
 from .errors import (
     CacheWriteError,
     ConfigError,
@@ -37,7 +37,7 @@ from .keys import KeyMaker, result_key
 from .locks import clean_stale
 from .mpi import NullStream, abort_on_uncaught_exception, run_collective
 from .remote import execute_batch, run_one
-from .runfiles import write_run_files
+from .runfiles import write_log, write_run_files
 from .scheduler import DEFAULT_DURATION, GraphState, Scheduler, SchedulerHooks, longest_path_priority
 from .store import Store
 from .task import TaskFunction, TaskHandle, iter_handles, replace_handles, task_closure
@@ -105,7 +105,8 @@ class Pipeline:
         quiet = self._mpi and mpi_world()[0] != 0
         if self._mpi:
             abort_on_uncaught_exception()
-        self.console = Console(verbose, stream=NullStream() if quiet else None)
+        self.console = Console(verbose, stream=NullStream() if quiet else None, record=not quiet)
+        self._run_id: int | None = None  # the catalog's id of the latest run (for its log)
         self.tasks: list[TaskHandle] = []
         self._pending: dict[str, TaskHandle] = {}
         self._keys = KeyMaker()
@@ -198,12 +199,26 @@ class Pipeline:
         """
         handles = task_closure(list(self._pending.values()))
         self._pending.clear()
+        started, state, self._run_id = time.time(), "done", None
         try:
             if self._mpi:
                 return run_collective(self, handles)
             return self._run_handles(handles)
+        except BaseException as exc:
+            state = "failed" if isinstance(exc, TaskError) else f"ended by {type(exc).__name__}"
+            self.console.log_error(exc)
+            raise
         finally:
             self._keys.clear()
+            self._write_log(started, state)
+
+    def _write_log(self, started: float, state: str) -> None:
+        """The run's console lines and errors, to <cache>/<name>_log.txt (rank 0 only; ``ndustria -l``)."""
+        if self.console.recording and self.cache_dir.is_dir():
+            lines, left_out = self.console.take_log()
+            write_log(self.cache_dir, self.name, lines, run_id=self._run_id, started=started,
+                      state="dry run" if self.dryrun and state == "done" else state, max_lines=LOG_LINES,
+                      left_out=left_out)
 
     def _run_handles(self, handles: dict[str, TaskHandle]) -> RunSummary:
         t0 = time.perf_counter()
@@ -226,6 +241,7 @@ class Pipeline:
         catalog = self.catalog
         run_id = catalog.start_run(self.name, backend.name if backend else "none",
                                    backend.workers if backend else 0, self._options())
+        self._run_id = run_id
 
         def write_rows() -> None:  # with tasks to run, while the first ones run
             catalog.add_tasks(run_id, [(h.id, h.name, h.function.name, _row_status(h, run_keys),
@@ -377,7 +393,7 @@ class Pipeline:
 
     def _dry_run(self, handles: dict[str, TaskHandle], to_run: list[TaskHandle], t0: float) -> RunSummary:
         self.console.run_start(len(to_run))
-        run_id = self.catalog.start_run(self.name, "dryrun", 0, self._options())
+        run_id = self._run_id = self.catalog.start_run(self.name, "dryrun", 0, self._options())
         state = GraphState(deps={k: tuple(d.id for d in h.deps) for k, h in handles.items()},
                            available={h.id for h in handles.values() if h.status == "cached"},
                            order={k: i for i, k in enumerate(handles)})
