@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ndustria.instruments import HeapTracer, Instrument, LineProfile, RSSSampler, Timer, run_with
-from ndustria.worker import TaskReport
+from ndustria.record.instruments import HeapTracer, Instrument, LineProfile, RSSSampler, Timer, run_with
+from ndustria.records import TaskReport
 
 
 def py_inner(i: int) -> int:

@@ -89,7 +89,8 @@ def bench_makespan(cache: Path) -> None:
 def bench_throughput(n: int, cache: Path, repeats: int) -> None:
     """Each method ``repeats`` times, interleaved (round k runs every method once), medians compared:
     the disk and the other tenants of this machine move single runs by 10-30 %."""
-    from ndustria import Pipeline, cluster
+    from ndustria import Pipeline
+    from ndustria.run import cluster
 
     client = cluster.local_client(WORKERS)
     view = client.load_balanced_view()
@@ -104,7 +105,7 @@ def bench_throughput(n: int, cache: Path, repeats: int) -> None:
         for i in range(n):
             task(i, salt)
         pipe.run()
-        return time.perf_counter() - t0, pipe._last_scheduler.submissions
+        return time.perf_counter() - t0, pipe.last_scheduler.submissions
 
     def apply_each() -> float:
         t0 = time.perf_counter()
@@ -170,7 +171,7 @@ def bench_throughput(n: int, cache: Path, repeats: int) -> None:
 
 def save_cost(root: Path, fsync: bool, label: str, n: int = 100) -> float:
     """Seconds to store one small result, as an unbatched task's engine does (a batch defers its fsyncs)."""
-    from ndustria.store import Store
+    from ndustria.store.entries import Store
 
     store = Store(root, fsync=fsync)
     t0 = time.perf_counter()
@@ -181,7 +182,8 @@ def save_cost(root: Path, fsync: bool, label: str, n: int = 100) -> float:
 
 def overhead_run(n: int, cache: Path, batching: bool, salt: str, **kwargs) -> tuple[float, int]:
     """Seconds per no-op task per worker: makespan x workers / tasks."""
-    from ndustria import Pipeline, backends
+    from ndustria import Pipeline
+    from ndustria.run import backends
 
     saved = dict(backends.OVERHEAD)
     if not batching:
@@ -194,7 +196,7 @@ def overhead_run(n: int, cache: Path, batching: bool, salt: str, **kwargs) -> tu
         t0 = time.perf_counter()
         pipe.run()
         seconds = time.perf_counter() - t0
-        scheduler = pipe._last_scheduler  # None on MPI ranks other than 0
+        scheduler = pipe.last_scheduler  # None on MPI ranks other than 0
         return seconds * WORKERS / n, scheduler.submissions if scheduler else 0
     finally:
         backends.OVERHEAD.clear()
@@ -247,7 +249,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         root = args.dir or Path(tmp)
-        from ndustria import cluster
+        from ndustria.run import cluster
 
         t0 = time.perf_counter()
         cluster.local_client(WORKERS)

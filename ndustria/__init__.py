@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .compat import Cache, Logger, Task  # noqa: F401 - the original's names and import paths (see compat)
-from .errors import (
+from ndustria.compat import Cache, Logger, Task  # noqa: F401 - the original's names and import paths (see compat)
+from ndustria.errors import (
     CacheError,
     CacheWriteError,
     ConfigError,
@@ -33,11 +33,11 @@ from .errors import (
     UnhashableError,
     UntrustedEntryError,
 )
-from .files import File
-from .pipeline import Pipeline, RunSummary
-from .task import TaskFunction, TaskHandle
-
-__version__ = "0.1.0"
+from ndustria.keys.files import File
+from ndustria.pipeline import Pipeline
+from ndustria.records import RunSummary
+from ndustria.task import TaskFunction, TaskHandle
+from ndustria.version import __version__
 
 __all__ = [
     "CacheError",
@@ -62,6 +62,7 @@ __all__ = [
     "UntrustedEntryError",
     "__version__",
     "default_pipeline",
+    "set_default_pipeline",
     "load_ipython_extension",
     "task",
     "unload_ipython_extension",
@@ -77,6 +78,14 @@ def default_pipeline() -> Pipeline:
     if _default_pipeline is None:
         _default_pipeline = Pipeline()
     return _default_pipeline
+
+
+def set_default_pipeline(pipe: Pipeline | None) -> Pipeline | None:
+    """Make ``pipe`` the pipeline ``@task`` registers into (``%load_ext ndustria`` makes it the kernel's);
+    ``None`` forgets it. Returns the one it replaces (None if there was none)."""
+    global _default_pipeline
+    previous, _default_pipeline = _default_pipeline, pipe
+    return previous
 
 
 def task(func: Any = None, *, rerun: bool = False, version: str | None = None, name: str | None = None) -> Any:

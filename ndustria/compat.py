@@ -32,9 +32,9 @@ import sys
 import types
 from typing import Any
 
-from .pipeline import Pipeline
-from .store import Store
-from .task import TaskHandle
+from ndustria.pipeline import Pipeline
+from ndustria.store.entries import Store
+from ndustria.task import TaskHandle
 
 Task = TaskHandle
 Cache = Store

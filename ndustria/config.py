@@ -15,7 +15,7 @@ from pathlib import Path
 
 import platformdirs
 
-from .errors import ConfigError
+from ndustria.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

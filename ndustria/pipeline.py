@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import sys
 import time
-import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends import Backend, choose, mpi_world, resolve_backend
-from .batching import BatchPolicy
-from .catalog import Catalog
-from .config import resolve_cache_dir
-from .console import LOG_LINES, Console
-from .errors import (
+from ndustria.config import resolve_cache_dir
+from ndustria.errors import (
     CacheWriteError,
     ConfigError,
     CorruptEntryError,
@@ -31,32 +24,32 @@ from .errors import (
     TaskFailure,
     TaskNotComputedError,
 )
-from .eviction import enforce_limit, resolve_max_size
-from .files import FileDigests, pin_files
-from .keys import KeyMaker, result_key
-from .locks import clean_stale
-from .mpi import NullStream, abort_on_uncaught_exception, run_collective
-from .remote import execute_batch, run_one
-from .runfiles import write_log, write_run_files
-from .scheduler import DEFAULT_DURATION, GraphState, Scheduler, SchedulerHooks, longest_path_priority
-from .store import Store
-from .task import TaskFunction, TaskHandle, iter_handles, replace_handles, task_closure
-from .worker import DepRef, TaskPayload, TaskReport
+from ndustria.keys.files import FileDigests, pin_files
+from ndustria.keys.maker import KeyMaker
+from ndustria.record.catalog import Catalog
+from ndustria.record.recorder import RunRecorder
+from ndustria.records import DepRef, RunSummary, TaskPayload
+from ndustria.run.backends import Backend, choose, mpi_world, resolve_backend
+from ndustria.run.batching import BatchPolicy
+from ndustria.run.mpi import NullStream, abort_on_uncaught_exception, run_collective
+from ndustria.run.remote import execute_batch, run_one
+from ndustria.run.scheduler import (
+    DEFAULT_DURATION,
+    GraphState,
+    Scheduler,
+    SchedulerHooks,
+    longest_path_priority,
+)
+from ndustria.show.console import LOG_LINES, Console
+from ndustria.show.runfiles import write_log, write_run_files
+from ndustria.store.entries import Store
+from ndustria.store.eviction import enforce_limit, resolve_max_size
+from ndustria.store.locks import clean_stale
+from ndustria.store.lookup import dependent_key, is_hit
+from ndustria.task import TaskFunction, TaskHandle, iter_handles, replace_handles, task_closure
 
 log = logging.getLogger("ndustria")
 _SEQUENCE = itertools.count()
-
-
-@dataclass
-class RunSummary:
-    """What one ``run()`` did."""
-
-    run_id: int | None
-    executed: int
-    cached: int
-    failed: int
-    skipped: int
-    seconds: float
 
 
 def default_name() -> str:
@@ -70,7 +63,13 @@ def default_name() -> str:
 
 
 class Pipeline:
-    """A set of tasks declared by calling decorated functions, run with :meth:`run`."""
+    """A set of tasks declared by calling decorated functions, run with :meth:`run`.
+
+    The facade over a task's life (DESIGN.md): it declares tasks and makes their keys
+    (:mod:`ndustria.keys`), looks them up (:mod:`ndustria.store.lookup`), hands the rest to the
+    scheduler and a backend (:mod:`ndustria.run`), records the run (:mod:`ndustria.record`) and
+    shows it (:mod:`ndustria.show`).
+    """
 
     def __init__(self, name: str | None = None, dryrun: bool = False, parallel: bool = False,
                  timeit: bool = False, profiling: bool = False, memcheck: bool | str = False,
@@ -107,6 +106,7 @@ class Pipeline:
             abort_on_uncaught_exception()
         self.console = Console(verbose, stream=NullStream() if quiet else None, record=not quiet)
         self._run_id: int | None = None  # the catalog's id of the latest run (for its log)
+        self.on_result: Callable[[Any, TaskHandle], None] | None = None  # called with each value result_of() returns
         self.tasks: list[TaskHandle] = []
         self._pending: dict[str, TaskHandle] = {}
         self._keys = KeyMaker()
@@ -136,14 +136,16 @@ class Pipeline:
 
     task = AddFunction
 
-    def _declare(self, function: TaskFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskHandle:
+    def declare(self, function: TaskFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskHandle:
+        """Declare the task ``function(*args, **kwargs)`` (what calling a task function does): bind its
+        arguments, make its key, look it up; the same call twice returns the same handle."""
         try:
             bound_args, bound_kwargs, arguments = function.bind(args, kwargs)
         except TypeError as exc:
             raise NdustriaError(f"cannot declare a task of {function.name}: {exc}") from exc
         record: dict[str, bytes] = {}
-        key = self._keys.task_key(function, arguments, args, kwargs, record)
-        existing = self._pending.get(key)
+        task_id = self._keys.task_key(function, arguments, args, kwargs, record)
+        existing = self._pending.get(task_id)
         if existing is not None:
             return existing
         deps: dict[str, TaskHandle] = {}
@@ -153,42 +155,28 @@ class Pipeline:
         # File arguments pinned to the snapshot the key was made from (checked on the engine); O(1) without Files
         bound_args, bound_kwargs, arguments, files = pin_files(self._keys.hasher, function.signature, bound_args,
                                                                bound_kwargs, arguments)
-        handle = TaskHandle(function, bound_args, bound_kwargs, arguments, key, list(deps.values()), function.rerun)
-        handle._files = files
-        handle._written_args = (args, kwargs)
+        handle = TaskHandle(function, bound_args, bound_kwargs, arguments, task_id, list(deps.values()),
+                            function.rerun)
+        handle.has_files = files
+        handle.written = (args, kwargs)
         handle.seq = next(_SEQUENCE)
-        handle._fixed = fixed = self._keys.fixed(function, arguments, record)  # re-checked in _payload
+        handle.fixed = fixed = self._keys.fixed(function, arguments, record)  # re-checked in _payload
         if fixed is not None and fixed.values:
             handle.name  # noqa: B018 - the call as declared, before its values can change
         self.tasks.append(handle)
-        self._pending[key] = handle
+        self._pending[task_id] = handle
         if handle.deps:
-            handle.key = self._result_key(handle)  # None while one of its inputs is still to be computed
-        if not handle.rerun and handle.key is not None and self.store.contains(handle.key):
+            handle.key = dependent_key(handle, self.store)  # None while an input is still to be computed
+        if is_hit(handle, self.store):
             handle.status = "cached"
             self.console.cache_hit(handle)
         else:
             self.console.added(handle)
         return handle
 
-    def _result_key(self, handle: TaskHandle) -> str | None:
-        """A dependent's cache key: its id and the checksums of the results its inputs produced; None
-        while an input has no stored result yet (or must run again first)."""
-        inputs = []
-        for dep in handle.deps:
-            if dep.status not in ("cached", "done") or dep.key is None:
-                return None
-            if not dep.checksum:
-                try:
-                    info = self.store.info(dep.key)
-                except CorruptEntryError:
-                    info = None
-                if info is None:  # removed or damaged since it was found: it runs again
-                    dep.status = "declared"
-                    return None
-                dep.checksum = info.checksum
-            inputs.append((dep.id, dep.checksum))
-        return result_key(handle.id, inputs)
+    def pending(self) -> list[TaskHandle]:
+        """The tasks declared since the last :meth:`run` (which that run will look at)."""
+        return list(self._pending.values())
 
     # -- running ---------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -202,7 +190,7 @@ class Pipeline:
         started, state, self._run_id = time.time(), "done", None
         try:
             if self._mpi:
-                return run_collective(self, handles)
+                return self._run_collective(handles)
             return self._run_handles(handles)
         except BaseException as exc:
             state = "failed" if isinstance(exc, TaskError) else f"ended by {type(exc).__name__}"
@@ -212,6 +200,14 @@ class Pipeline:
             self._keys.clear()
             self._write_log(started, state)
 
+    def _run_collective(self, handles: dict[str, TaskHandle]) -> RunSummary:
+        """Under ``mpiexec``: every rank calls this; rank 0 schedules over the others (:mod:`ndustria.run.mpi`)."""
+        try:
+            return run_collective(handles, lambda backend: self._run_handles(handles, backend), self.shared_cache)
+        except TaskError as exc:
+            self._failures = {f.key: f for f in exc.failures}
+            raise
+
     def _write_log(self, started: float, state: str) -> None:
         """The run's console lines and errors, to <cache>/<name>_log.txt (rank 0 only; ``ndustria -l``)."""
         if self.console.recording and self.cache_dir.is_dir():
@@ -220,52 +216,60 @@ class Pipeline:
                       state="dry run" if self.dryrun and state == "done" else state, max_lines=LOG_LINES,
                       left_out=left_out)
 
-    def _run_handles(self, handles: dict[str, TaskHandle]) -> RunSummary:
+    def _run_handles(self, handles: dict[str, TaskHandle], backend: Backend | None = None) -> RunSummary:
+        """Run ``handles`` (a closed graph) on ``backend`` (default: this pipeline's); see :meth:`run`."""
         t0 = time.perf_counter()
-        store = self.store
         # Hits were looked up when declared; an entry that vanished since is repaired when it is needed,
         # and one another process stored since is found by the worker (it checks under the key's lock).
         to_run = [h for h in handles.values() if h.status not in ("done", "cached")]
         for h in to_run:
             h.status = "queued"
-        run_keys = {h.id for h in to_run}
-        cached = [h for h in handles.values() if h.id not in run_keys]
+        run_ids = {h.id for h in to_run}
+        cached = [h for h in handles.values() if h.id not in run_ids]
         for h in cached:
             if h.status != "done":
                 h.status = "cached"
         if self.dryrun:
             return self._dry_run(handles, to_run, t0)
-        backend = self._get_backend() if to_run else None
+        backend = (backend or self._get_backend()) if to_run else None
         self.console.run_start(len(to_run), backend.workers if backend else 1,
                                backend.name if backend else "serial")
         catalog = self.catalog
-        run_id = catalog.start_run(self.name, backend.name if backend else "none",
-                                   backend.workers if backend else 0, self._options())
-        self._run_id = run_id
+        run_id = self._run_id = catalog.start_run(self.name, backend.name if backend else "none",
+                                                  backend.workers if backend else 0, self._options())
+        recorder = RunRecorder(catalog, run_id, self.name, handles, run_ids, self.console,
+                               keep=self._save_or_keep, forget=self._forget)
+        state, by_fn = self._plan(handles, to_run, cached)
+        self._failures = recorder.failures
+        if backend is not None:  # tasks to run: the scheduler writes the rows once the first ones left
+            self._schedule(state, handles, backend, recorder, history=by_fn)
+        recorder.started()  # the task rows, had nothing run
+        return self._finish_run(run_id, handles, state, len(cached), t0)
 
-        def write_rows() -> None:  # with tasks to run, while the first ones run
-            catalog.add_tasks(run_id, [(h.id, h.name, h.function.name, _row_status(h, run_keys),
-                                        None if h.id in run_keys else h.key) for h in handles.values()])
-            catalog.touch([h.key for h in cached if h.key])
-
-        rows = _RunRows(write_rows)
-
+    def _plan(self, handles: dict[str, TaskHandle], to_run: list[TaskHandle],
+              cached: Iterable[TaskHandle]) -> tuple[GraphState, dict[str, float]]:
+        """The scheduler's state for ``to_run`` (inputs in ``cached`` are available), longest path first
+        by the durations the catalog remembers; and those durations per function."""
         state = GraphState(deps={k: tuple(d.id for d in h.deps) for k, h in handles.items()},
                            available={h.id for h in cached},
                            order={k: i for i, k in enumerate(handles)})
-        by_key, by_fn = catalog.durations(run_keys, {h.function.name for h in to_run})
-        state.priority = longest_path_priority(state.deps, run_keys, _estimator(to_run, by_key, by_fn))
-        state.add([h.id for h in to_run])
-        self._failures = {}
-        if to_run:  # the scheduler writes the rows once the first tasks left (or when it is interrupted)
-            self._schedule(state, handles, backend, run_id, history=by_fn, rows=rows)
-        rows()  # nothing to run: every task was cached
+        run_ids = [h.id for h in to_run]
+        by_id, by_fn = self.catalog.durations(run_ids, {h.function.name for h in to_run})
+        state.priority = longest_path_priority(state.deps, run_ids, _estimator(to_run, by_id, by_fn))
+        state.add(run_ids)
+        return state, by_fn
+
+    def _finish_run(self, run_id: int, handles: dict[str, TaskHandle], state: GraphState, n_cached: int,
+                    t0: float) -> RunSummary:
+        """Close the run's records, write its report files, keep the cache under its size limit;
+        raise ``TaskError`` if a task failed."""
+        catalog = self.catalog
         catalog.finish_run(run_id, "failed" if state.failed else "done")
         write_run_files(catalog, self.cache_dir, self.name, [h.id for h in self.tasks],
                         timeit=self.timeit, memcheck=self.memcheck, profiling=self.profiling)
         keep = {h.key for h in (*handles.values(), *self.tasks) if h.key}
-        enforce_limit(store, catalog, self.max_cache_size, keep=keep)
-        summary = RunSummary(run_id, len(state.done), len(cached), len(state.failed), len(state.skipped),
+        enforce_limit(self.store, catalog, self.max_cache_size, keep=keep)
+        summary = RunSummary(run_id, len(state.done), n_cached, len(state.failed), len(state.skipped),
                              time.perf_counter() - t0)
         if state.failed:
             self.console.summary_failed(len(state.failed), len(state.skipped))
@@ -273,87 +277,24 @@ class Pipeline:
         self.console.all_done()
         return summary
 
-    def _schedule(self, state: GraphState, handles: dict[str, TaskHandle], backend: Backend, run_id: int,
-                  history: dict[str, float], rows: _RunRows) -> None:
-        catalog = self.catalog
-
-        def submitted(keys: list[str]) -> None:
-            for key in keys:
-                handles[key].status = "running"
-            if rows.written:  # the first submissions go before the rows exist, which then say "running"
-                catalog.set_status(run_id, keys, "running")
-
-        recorded: list[tuple[TaskReport, tuple[str, str, str]]] = []  # completed reports of one submission
-
-        @contextlib.contextmanager
-        def settling() -> Iterator[None]:
-            """The reports of one submission: one transaction, the completed ones in one statement."""
-            with catalog.batch():
-                try:
-                    yield
-                finally:
-                    if recorded:
-                        catalog.record_reports(run_id, recorded)
-                        recorded.clear()
-
-        def completed(report: TaskReport) -> None:
-            handle = handles[report.key]
-            if report.has_value:  # engines without the shared cache send the value back
-                report.path, report.size, report.checksum = self._save_or_keep(handle.key, report.value)
-                report.value = None
-            handle.status, handle.path = "done", report.path
-            handle.checksum = report.checksum or f"uncached-{uuid.uuid4().hex}"  # dependents' keys follow it
-            self.console.task_output(handle.name, report.stdout, report.stderr)
-            recorded.append((report, (handle.name, handle.function.name, self.name)))
-            (self.console.found if report.found else self.console.saved)(handle.name, report.path)
-            self.console.progress_step()
-
-        def failed(report: TaskReport) -> None:
-            handle = handles[report.key]
-            handle.status, handle.error = "failed", report.exception
-            self.console.task_output(handle.name, report.stdout, report.stderr)
-            catalog.record_report(run_id, report)
-            self._failures[report.key] = TaskFailure(handle.name, report.key, report.exception,
-                                                     report.error or "unknown error")
-            self.console.failed(handle.name, report.error)
-            self.console.progress_step()
-
-        def skipped(key: str, cause: str) -> None:
-            handles[key].status = "skipped"
-            catalog.set_status(run_id, [key], "skipped", f"input {handles[cause].name} failed")
-            failure = self._failures.get(cause)
-            if failure is not None:
-                failure.skipped.append(handles[key].name)
-            self.console.skipped(handles[key].name, handles[cause].name)
-            self.console.progress_step()
-
-        def repairing(key: str, bad: list[str]) -> None:
-            for b in bad:
-                name = handles[b].name if b in handles else b
-                warnings.warn(f"the cached result of {name} is damaged or missing; it was removed and "
-                              "will be recomputed", NdustriaWarning, stacklevel=2)
-                if b in handles and handles[b].key:
-                    self._forget(handles[b].key)
-                    handles[b].checksum = ""
-                self.console.recomputing(name, "damaged cache entry")
-
-        def retrying(key: str, exc: BaseException) -> None:
-            log.warning("retrying %s after its worker died (%s: %s)", handles[key].name, type(exc).__name__, exc)
-
-        hooks = SchedulerHooks(submitted, completed, failed, skipped, repairing, settling=settling,
-                               started=rows, retrying=retrying)
+    def _schedule(self, state: GraphState, handles: dict[str, TaskHandle], backend: Backend,
+                  recorder: RunRecorder, history: dict[str, float]) -> None:
+        hooks = SchedulerHooks(recorder.submitted, recorder.completed, recorder.failed, recorder.skipped,
+                               recorder.repairing, settling=recorder.settling, started=recorder.started,
+                               retrying=recorder.retrying)
         policy = BatchPolicy(backend.overhead, backend.workers, history=history)
         scheduler = Scheduler(backend.executor, backend.workers, run_one,
-                              lambda key: self._payload(handles[key], backend), hooks, retries=self.retries,
-                              run_batch=execute_batch, policy=policy, group=lambda key: handles[key].function.name,
+                              lambda task_id: self._payload(handles[task_id], backend), hooks, retries=self.retries,
+                              run_batch=execute_batch, policy=policy,
+                              group=lambda task_id: handles[task_id].function.name,
                               watchdog=backend.watchdog, recover=backend.recover)
         self._last_scheduler = scheduler
         self.console.progress_start(len(state.waiting) + len(state.ready))
         try:
             scheduler.run(state)
         except BaseException:
-            rows()  # the run's task rows, had the interruption come before the first submission left
-            catalog.finish_run(run_id, "interrupted")
+            recorder.started()  # the run's task rows, had the interruption come before the first submission left
+            self.catalog.finish_run(recorder.run_id, "interrupted")
             if self._backend is not None:  # stop what ndustria started (a local cluster), cancel the rest
                 self._backend.abort()
                 self._backend = None
@@ -364,10 +305,10 @@ class Pipeline:
     def _payload(self, handle: TaskHandle, backend: Backend) -> TaskPayload:
         # The task runs on these very objects (serial: right after this; other backends pickle the payload
         # at submission): they must still be what the key was made from, else InputChangedError.
-        self._keys.check_fixed(handle.function, handle.name, handle._fixed)
+        self._keys.check_fixed(handle.function, handle.name, handle.fixed)
 
         if handle.deps:  # every input is stored now: the key follows what they produced
-            handle.key = self._result_key(handle)
+            handle.key = dependent_key(handle, self.store)
             if handle.key is None:
                 raise NdustriaError(f"the inputs of {handle.name} have no stored result; run it again")
 
@@ -388,34 +329,28 @@ class Pipeline:
             kwargs=replace_handles(handle.kwargs, to_ref, is_handle) if refs else handle.kwargs,
             store_root=str(self.cache_dir), fsync=self.fsync, instruments=self._instruments(),
             shared_cache=backend.shared_cache, inputs=inputs, rerun=handle.rerun, on_cache_error=self.on_cache_error,
-            refs=refs, files=handle._files,
+            refs=refs, files=handle.has_files,
         )
 
     def _dry_run(self, handles: dict[str, TaskHandle], to_run: list[TaskHandle], t0: float) -> RunSummary:
         self.console.run_start(len(to_run))
         run_id = self._run_id = self.catalog.start_run(self.name, "dryrun", 0, self._options())
-        state = GraphState(deps={k: tuple(d.id for d in h.deps) for k, h in handles.items()},
-                           available={h.id for h in handles.values() if h.status == "cached"},
-                           order={k: i for i, k in enumerate(handles)})
-        run_keys = [h.id for h in to_run]
-        by_key, by_fn = self.catalog.durations(run_keys, {h.function.name for h in to_run})
-        state.priority = longest_path_priority(state.deps, run_keys, _estimator(to_run, by_key, by_fn))
-        state.add(run_keys)
+        state, _ = self._plan(handles, to_run, [h for h in handles.values() if h.status == "cached"])
         failures = []
-        while (key := state.pop_ready()) is not None:
-            handle = handles[key]
+        while (task_id := state.pop_ready()) is not None:
+            handle = handles[task_id]
             handle.status = "declared"
             try:  # what a real run checks before sending a task
-                self._keys.check_fixed(handle.function, handle.name, handle._fixed)
+                self._keys.check_fixed(handle.function, handle.name, handle.fixed)
             except InputChangedError as exc:
-                failures.append(TaskFailure(handle.name, key, exc, f"{type(exc).__name__}: {exc}"))
+                failures.append(TaskFailure(handle.name, task_id, exc, f"{type(exc).__name__}: {exc}"))
                 self.console.failed(handle.name, str(exc))
-                for child in state.fail(key):
+                for child in state.fail(task_id):
                     failures[-1].skipped.append(handles[child].name)
                     self.console.skipped(handles[child].name, handle.name)
                 continue
             self.console.would_run(handle.name)
-            state.finish(key)
+            state.finish(task_id)
         self.catalog.finish_run(run_id, "dryrun")
         self.console.dry_run_end(len(to_run))
         if failures:  # a real run would fail these before running them: say so now
@@ -426,8 +361,8 @@ class Pipeline:
     def pack(self, save_to: str | Path = "bundle.tar.gz", *, all_runs: bool = False) -> Path:
         """Write the results of this pipeline's latest run (of all its runs with ``all_runs=True``) and
         their catalog rows to the bundle ``save_to``; ``ndustria unpack`` imports it elsewhere
-        (:mod:`ndustria.bundle`). Returns the bundle's path."""
-        from .bundle import pack
+        (:mod:`ndustria.record.bundle`). Returns the bundle's path."""
+        from ndustria.record.bundle import pack
 
         done = pack(self.store, self.catalog, self.name, save_to, all_runs=all_runs, progress=self.console.verbose)
         for line in done.left_out:
@@ -435,7 +370,15 @@ class Pipeline:
         return done.path
 
     # -- results ---------------------------------------------------------------------
-    def _result(self, handle: TaskHandle, *, mmap: bool = False) -> Any:
+    def result_of(self, handle: TaskHandle, *, mmap: bool = False) -> Any:
+        """The value of ``handle`` (what ``handle.result()`` returns): loaded from the cache, or
+        computed again first if its entry was removed or damaged since."""
+        value = self._load(handle, mmap=mmap)
+        if self.on_result is not None:
+            self.on_result(value, handle)
+        return value
+
+    def _load(self, handle: TaskHandle, *, mmap: bool = False) -> Any:
         if handle.status == "failed":
             failure = self._failures.get(handle.id)
             raise TaskNotComputedError(f"{handle.name} failed in the last run:\n"
@@ -458,7 +401,7 @@ class Pipeline:
         except CorruptEntryError as exc:
             reason = f"its cache entry is damaged ({exc.reason})"
         warnings.warn(f"the cached result of {handle.name} cannot be used: {reason}; it is being recomputed",
-                      NdustriaWarning, stacklevel=3)
+                      NdustriaWarning, stacklevel=4)
         self._forget(handle.key)
         handle.checksum = ""
         self.console.recomputing(handle.name, reason)
@@ -509,14 +452,25 @@ class Pipeline:
                                             shared_cache=self.shared_cache, cluster=self.cluster)
         return self._backend
 
-    def _shutdown_backend(self) -> None:
+    @property
+    def backend(self) -> Backend | None:
+        """The backend this pipeline holds (chosen at the first run with tasks to run), or None."""
+        return self._backend
+
+    @property
+    def last_scheduler(self) -> Scheduler | None:
+        """The scheduler of the last run that had tasks to run (its ``submissions`` count, for diagnostics)."""
+        return self._last_scheduler
+
+    def release_backend(self) -> None:
+        """Let go of the backend (a process pool, a cluster connection); the next run chooses again."""
         if self._backend is not None:
             self._backend.close()
             self._backend = None
 
     def close(self) -> None:
         """Release the backend (a cluster or process pool this pipeline started) and the catalog."""
-        self._shutdown_backend()
+        self.release_backend()
         if self._catalog is not None:
             self._catalog.close()
             self._catalog = None
@@ -533,28 +487,9 @@ class Pipeline:
         return f"<Pipeline {self.name!r}: {len(self.tasks)} tasks, cache {self.cache_dir}>"
 
 
-class _RunRows:
-    """Writes a run's task rows in the catalog, once, however often it is called."""
-
-    def __init__(self, write: Callable[[], None]) -> None:
-        self._write = write
-        self.written = False
-
-    def __call__(self) -> None:
-        if not self.written:
-            self.written = True
-            self._write()
-
-
-def _row_status(handle: TaskHandle, run_keys: set[str]) -> str:
-    """A task's status in the catalog when its run's rows are written (some may already be running)."""
-    if handle.id not in run_keys:
-        return "cached"
-    return "running" if handle.status == "running" else "queued"
-
-
-def _estimator(to_run: Iterable[TaskHandle], by_key: dict[str, float],
+def _estimator(to_run: Iterable[TaskHandle], by_id: dict[str, float],
                by_fn: dict[str, float]) -> Callable[[str], float]:
     """Expected seconds of a task: its own last duration, else its function's recent mean, else a default."""
     fn_of = {h.id: h.function.name for h in to_run}
-    return lambda key: by_key.get(key) or by_fn.get(fn_of.get(key, ""), DEFAULT_DURATION) or DEFAULT_DURATION
+    return lambda task_id: (by_id.get(task_id) or by_fn.get(fn_of.get(task_id, ""), DEFAULT_DURATION)
+                           or DEFAULT_DURATION)

@@ -13,16 +13,23 @@ import functools
 import inspect
 import reprlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .pipeline import Pipeline
+
+class Owner(Protocol):
+    """What a task function needs of its pipeline (:class:`ndustria.Pipeline`)."""
+
+    name: str
+
+    def declare(self, function: TaskFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskHandle: ...
+
+    def result_of(self, handle: TaskHandle, *, mmap: bool = False) -> Any: ...
 
 
 class TaskFunction:
     """A function registered in a pipeline. Calling it declares a task."""
 
-    def __init__(self, func: Callable[..., Any], pipeline: Pipeline, *, rerun: bool = False,
+    def __init__(self, func: Callable[..., Any], pipeline: Owner, *, rerun: bool = False,
                  version: str | None = None, name: str | None = None) -> None:
         functools.update_wrapper(self, func)
         self.func = func
@@ -55,7 +62,7 @@ class TaskFunction:
         return bound.args, bound.kwargs, dict(bound.arguments)
 
     def __call__(self, *args: Any, **kwargs: Any) -> TaskHandle:
-        return self.pipeline._declare(self, args, kwargs)
+        return self.pipeline.declare(self, args, kwargs)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Inside a running task (on a worker), a task function is just its function.
@@ -97,19 +104,19 @@ class TaskHandle:
         self.error: BaseException | None = None
         self.path: str = ""
         self._call = ""
-        self._written_args: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
-        self._fixed: Any = None  # keys.Fixed: what must be unchanged when the task is dispatched
-        self._files = False  # its arguments hold pinned Files (files.pin_files): checked and made Paths on the engine
+        self.written: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})  # the call's arguments as written
+        self.fixed: Any = None  # keys.maker.Fixed: what must be unchanged when the task is dispatched
+        self.has_files = False  # its arguments hold pinned Files (keys.files.pin_files): checked on the engine
 
     @property
     def name(self) -> str:
         """The call as it was written, e.g. ``matrix_parameters(matrix_multiplication(N=1024))``."""
         if not self._call:
-            self._call = format_call(self.function.name, *self._written_args)
+            self._call = format_call(self.function.name, *self.written)
         return self._call
 
     @property
-    def pipeline(self) -> Pipeline:
+    def pipeline(self) -> Owner:
         return self.function.pipeline
 
     def __ndustria_token__(self) -> tuple[str, str]:
@@ -117,7 +124,7 @@ class TaskHandle:
 
     def result(self, *, mmap: bool = False) -> Any:
         """The task's return value, loaded from the cache (``mmap=True`` memory-maps arrays)."""
-        return self.pipeline._result(self, mmap=mmap)
+        return self.pipeline.result_of(self, mmap=mmap)
 
     def done(self) -> bool:
         """True when the result is stored (computed in this run or found in the cache)."""

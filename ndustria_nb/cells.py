@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 import xxhash
 
-from ndustria import files
 from ndustria.errors import (
     InputFileChangedError,
     InputFileError,
@@ -35,8 +34,9 @@ from ndustria.errors import (
     ResultNotPicklableError,
     UnhashableError,
 )
-from ndustria.files import File
-from ndustria.reports import human_bytes, human_seconds
+from ndustria.keys import files
+from ndustria.keys.files import File
+from ndustria.units import human_bytes, human_seconds
 
 from .analysis import analyze, normalized
 
@@ -203,7 +203,7 @@ def run_task_cell(state: KernelState, options: CellOptions, cell: str) -> None:
     store = state.pipeline.store
     if not options.rerun and store.contains(key) and _restore(state, key, label):
         return
-    read = [File(path)._pinned(snap, "") for path, snap in take().items()]
+    read = [File(path).pinned(snap, "") for path, snap in take().items()]
     _compute(state, key, label, source, cell, binds, read)
 
 

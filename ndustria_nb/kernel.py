@@ -15,7 +15,6 @@ import atexit
 import logging
 import os
 import types
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,10 @@ import xxhash
 
 import ndustria
 from ndustria import Pipeline
-from ndustria.files import FileDigests
-from ndustria.fingerprint import Fingerprinter
-from ndustria.hashing import ValueHasher
-from ndustria.keys import immutable
+from ndustria.keys.files import FileDigests
+from ndustria.keys.fingerprint import Fingerprinter
+from ndustria.keys.hashing import ValueHasher
+from ndustria.keys.maker import immutable
 
 log = logging.getLogger("ndustria")
 
@@ -38,18 +37,6 @@ def notebook_name(shell: Any) -> str:
     path = shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or ""
     stem = Path(str(path)).stem if path else ""
     return stem or "notebook"
-
-
-class KernelPipeline(Pipeline):
-    """The kernel's pipeline: values ``handle.result()`` returns are remembered by their task key."""
-
-    on_result: Callable[[Any, str], None] | None = None
-
-    def _result(self, handle: Any, *, mmap: bool = False) -> Any:
-        value = super()._result(handle, mmap=mmap)
-        if self.on_result is not None:
-            self.on_result(value, handle.key)
-        return value
 
 
 class KernelCluster:
@@ -106,15 +93,15 @@ class KernelState:
 
     def __init__(self, shell: Any) -> None:
         self.shell = shell
-        existing = ndustria._default_pipeline
+        existing = ndustria.set_default_pipeline(None)
         if existing is not None and existing.name in ("ndustria", "notebook"):
-            existing.name = notebook_name(shell)  # @task was used before %load_ext
-            existing.__class__ = KernelPipeline
-            self.pipeline: KernelPipeline = existing  # type: ignore[assignment]
+            existing.name = notebook_name(shell)  # @task was used before %load_ext: keep its tasks
+            self.pipeline = existing
         else:
-            self.pipeline = KernelPipeline(name=notebook_name(shell))
-        self.pipeline.on_result = lambda value, key: self.remember(value, key, "")
-        ndustria._default_pipeline = self.pipeline
+            self.pipeline = Pipeline(name=notebook_name(shell))
+        # values handle.result() returns are remembered by their task key (no re-hash downstream)
+        self.pipeline.on_result = lambda value, handle: self.remember(value, handle.key or "", "")
+        ndustria.set_default_pipeline(self.pipeline)
         self.hasher = ValueHasher()
         self.hasher.file_token = FileDigests(lambda: self.pipeline.catalog)  # File inputs: memo in the catalog
         self.fingerprinter = Fingerprinter(self.hasher)
@@ -149,7 +136,7 @@ class KernelState:
                   profiling: bool, dryrun: bool, name: str | None) -> None:
         """Set the kernel pipeline's options for one run (the backend is chosen again)."""
         pipe = self.pipeline
-        pipe._shutdown_backend()
+        pipe.release_backend()
         pipe.timeit, pipe.memcheck, pipe.profiling, pipe.dryrun = timeit, memcheck, profiling, dryrun
         if name:
             pipe.name = name

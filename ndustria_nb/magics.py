@@ -12,9 +12,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ndustria import cli
 from ndustria.config import resolve_cache_dir
 from ndustria.errors import NdustriaError, TaskError
+from ndustria.show import cli
 from ndustria.task import TaskHandle, task_closure
 
 from . import widgets
@@ -73,7 +73,7 @@ class NdustriaMagics(Magics):
     def _run(self, declared: list[TaskHandle], args: Any) -> None:
         state = self.state
         pipe = state.pipeline
-        handles = list(task_closure(declared + list(pipe._pending.values())).values())
+        handles = list(task_closure(declared + pipe.pending()).values())
         if not handles:
             print("[ndustria] no tasks were declared: call @task functions in the cell")
             return
@@ -123,7 +123,7 @@ class NdustriaMagics(Magics):
     def _cmd_status(self, args: Any) -> None:
         state = self.state
         pipe = state.pipeline
-        print(f"pipeline {pipe.name!r}: {len(pipe.tasks)} tasks declared, {len(pipe._pending)} waiting to run")
+        print(f"pipeline {pipe.name!r}: {len(pipe.tasks)} tasks declared, {len(pipe.pending())} waiting to run")
         print(f"cache: {pipe.cache_dir}")
         print(state.cluster.describe())
         if state.last_run:
@@ -150,7 +150,7 @@ class NdustriaMagics(Magics):
             cluster.start(args.engines or 2, mpi=args.mpi)
             print(cluster.describe())
         elif action == "stop":
-            self.state.pipeline._shutdown_backend()
+            self.state.pipeline.release_backend()
             print("Stopped the kernel's cluster." if cluster.stop() else "No cluster was running.")
         elif action == "":
             print(cluster.describe())

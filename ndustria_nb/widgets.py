@@ -2,7 +2,7 @@
 
 The progress widget (ipywidgets) is refreshed by a thread that polls the handles' states
 and the catalog while the pipeline runs in the kernel's main thread. Views are plotly
-figures from :mod:`ndustria.reports` published as mime bundles (plotly JSON, HTML and a
+figures from :mod:`ndustria.show.reports` published as mime bundles (plotly JSON, HTML and a
 text table), so they render in JupyterLab/Notebook 7, survive export, and still say
 something in terminal IPython. Failures are an HTML table with expandable tracebacks.
 """
@@ -16,10 +16,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from ndustria import reports
-from ndustria.catalog import Catalog
 from ndustria.errors import TaskFailure
+from ndustria.record.catalog import Catalog
+from ndustria.show import reports
 from ndustria.task import TaskHandle
+from ndustria.units import human_seconds
 
 STATES = ("cached", "queued", "running", "done", "failed", "skipped")
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -39,7 +40,7 @@ def widgets_available(shell: Any) -> bool:
 def _counts_html(counts: Counter, engines: Counter, elapsed: float, title: str) -> str:
     cells = "".join(f"<td style='padding:0 8px'><b>{counts.get(s, 0)}</b> {s}</td>" for s in STATES)
     busy = ", ".join(f"{e}: {n}" for e, n in sorted(engines.items())) or "-"
-    return (f"<div><b>{html.escape(title)}</b> &middot; {reports.human_seconds(elapsed)}"
+    return (f"<div><b>{html.escape(title)}</b> &middot; {human_seconds(elapsed)}"
             f"<table><tr>{cells}</tr></table><small>tasks finished per engine: {html.escape(busy)}</small></div>")
 
 
@@ -112,7 +113,7 @@ class Progress:
         self.bar.value = finished
         self.bar.bar_style = "danger" if counts.get("failed") else ("success" if final else "")
         self.label.value = _counts_html(counts, self._engines(), elapsed, "finished" if final else "running")
-        self.summary = (f"ndustria run {'finished' if final else 'running'} in {reports.human_seconds(elapsed)}: "
+        self.summary = (f"ndustria run {'finished' if final else 'running'} in {human_seconds(elapsed)}: "
                         + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES))
 
 
@@ -136,7 +137,7 @@ def show_views(catalog: Catalog, keys: Sequence[str], pipeline: str, *, timeit: 
         if rows:
             show_figure(reports.timeline_figure(rows, f"Timeline of {pipeline}"), reports.timing_table(rows))
             totals = reports.function_totals(rows)
-            text = "\n".join(f"{t['function']}: {t['tasks']} tasks, {reports.human_seconds(t['total_s'])}"
+            text = "\n".join(f"{t['function']}: {t['tasks']} tasks, {human_seconds(t['total_s'])}"
                              for t in totals)
             show_figure(reports.function_time_figure(totals), text)
         else:

@@ -30,5 +30,6 @@ fi
 pip install -q --no-deps -e . 2>&1 | grep -v "is ignored" || true  # install the fresh build into the venv
 
 ruff check ndustria ndustria_nb tests examples bench
+lint-imports  # the architecture: imports run one way, no cycles (pyproject.toml [tool.importlinter])
 pytest -q "$@"
 pytest -q --nbval-lax notebooks/  # the tutorial notebooks run top to bottom

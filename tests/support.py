@@ -26,10 +26,10 @@ def write_script(path: Path, source: str) -> Path:
 
 _LOCK_PROBE = """
 import fcntl, os, sys
-from ndustria import locks
+from ndustria.store import locks
 try:
     fd = os.open(os.path.join(sys.argv[1], locks.LOCK_DIR, locks.LOCK_FILE), os.O_RDWR)
-    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, locks._offset(sys.argv[2]))
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, locks.offset_of(sys.argv[2]))
     print("free")
 except FileNotFoundError:
     print("no lock file")

@@ -50,7 +50,7 @@ def machine(root: Path) -> dict[str, str]:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ndustria.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ndustria", *args], capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=120, input="", cwd=env["WORK"])
 
 
@@ -181,7 +181,7 @@ def test_an_altered_entry_is_refused_by_name_and_only_its_task_recomputes(there,
     assert victim["key"] not in stored_keys(laptop) and len(stored_keys(laptop)) == 2
     verify = cli(laptop, "cache", "verify")
     assert verify.returncode == 0 and "0 damaged" in verify.stdout, verify.stdout
-    from ndustria.catalog import Catalog
+    from ndustria.record.catalog import Catalog
 
     catalog = Catalog(laptop["NDUSTRIA_CACHE_DIR"])
     assert catalog.entry(victim["key"]) is None  # the refused entry's row is not imported
@@ -284,7 +284,7 @@ def test_bundles_of_a_newer_format_or_with_unlisted_members_are_refused_whole(th
 def test_catalogs_from_before_task_rows_kept_cache_keys_still_pack(there, tmp_path):
     import sqlite3
 
-    from ndustria.catalog import Catalog
+    from ndustria.record.catalog import Catalog
 
     old = tmp_path / "old"
     old.mkdir()
@@ -308,7 +308,7 @@ def test_catalogs_from_before_task_rows_kept_cache_keys_still_pack(there, tmp_pa
 
 MEASURE = """
     import resource, sys
-    from ndustria.cli import main
+    from ndustria.show.cli import main
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     status = main(sys.argv[1:])
     print("GROWTH_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
@@ -350,18 +350,18 @@ def test_unpack_help_says_importing_is_a_trust_decision(there):
 
 
 def test_the_progress_bar_draws_on_a_terminal_only():
-    from ndustria.bundle import _Progress
+    from ndustria.record.bundle import Progress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
     screen, log = Terminal(), io.StringIO()
-    bar = _Progress(4 << 20, "Packing x", after=0, stream=screen)
+    bar = Progress(4 << 20, "Packing x", after=0, stream=screen)
     bar.update(2 << 20)
     bar.close()
     assert "Packing x [" in screen.getvalue() and "4.0 MiB" in screen.getvalue() and screen.getvalue().endswith("\n")
-    quiet = _Progress(4 << 20, "Packing x", after=0, stream=log)
+    quiet = Progress(4 << 20, "Packing x", after=0, stream=log)
     quiet.update(4 << 20)
     quiet.close()
     assert log.getvalue() == ""

@@ -12,7 +12,7 @@ from ndustria import Pipeline
 
 def cli(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
     """The command with no terminal on stdin (``input`` piped in, else nothing), however pytest was started."""
-    return subprocess.run([sys.executable, "-m", "ndustria.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ndustria", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=120, input=input or "")
 
 
@@ -204,7 +204,7 @@ def test_delete_cache_asks_for_each_entry_as_the_original_did(cache_dir):
     assert cli("-d", "square", input="y\n").returncode == 2, "without a terminal it refuses"
     assert len(list(pipe.store.keys())) == 4
     code = ("import sys, builtins\nanswers = iter(['y', 'n', 'n'])\nbuiltins.input = lambda q='': next(answers)\n"
-            "sys.stdin.isatty = lambda: True\nfrom ndustria.cli import main\nsys.exit(main(['-d', 'square']))")
+            "sys.stdin.isatty = lambda: True\nfrom ndustria.show.cli import main\nsys.exit(main(['-d', 'square']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, input="")
     assert proc.returncode == 0 and "Removed 1 of 3 matching entries" in proc.stdout, proc.stdout + proc.stderr
     assert len(list(pipe.store.keys())) == 3

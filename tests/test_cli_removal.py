@@ -15,9 +15,9 @@ from support import run_python, write_script
 from test_cli import cli, populate
 
 from ndustria import Pipeline
-from ndustria.cli import main
-from ndustria.console import LOG_LINES, Console
-from ndustria.runfiles import log_path, write_log
+from ndustria.show.cli import main
+from ndustria.show.console import LOG_LINES, Console
+from ndustria.show.runfiles import log_path, write_log
 
 
 class Terminal(io.StringIO):
@@ -63,7 +63,7 @@ def test_echo_n_into_clear_keeps_every_entry_and_says_to_pass_yes(cache_dir):
     assert proc.returncode == 2 and "--yes" in proc.stderr and "nothing removed" in proc.stderr
     assert "Remove 4 entries" in proc.stderr and "square(1)" in proc.stdout
     assert len(keys(pipe)) == 4
-    proc = subprocess.run([sys.executable, "-m", "ndustria.cli", "cache", "clear"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "ndustria", "cache", "clear"], capture_output=True,
                           text=True, stdin=subprocess.DEVNULL, timeout=120)  # no stdin at all (a batch job)
     assert proc.returncode == 2 and len(keys(pipe)) == 4
     assert cli("-y", "cache", "clear").returncode == 0 and keys(pipe) == set()  # -y before the command too
@@ -159,7 +159,7 @@ def test_verify_removes_only_damaged_entries_and_names_them(cache_dir):
 READER = """
 import builtins, os, sys, time
 import numpy as np
-import ndustria.store
+import ndustria.store.entries
 from ndustria import Pipeline
 
 pipe = Pipeline(name="big", verbose=False)
@@ -180,7 +180,7 @@ if opened:
             while not os.path.exists(go) and time.time() < deadline:
                 time.sleep(0.01)
         return f
-    ndustria.store.open = paused_open
+    ndustria.store.entries.open = paused_open
 value = handle.result()
 print(len(value), float(value.sum()), np.array_equal(value, np.arange(4_000_000, dtype=np.float64)))
 """
@@ -258,7 +258,7 @@ def test_an_entry_removed_while_its_task_is_computed_lands_whole_afterwards(cach
     listed = cli("cache", "ls").stdout
     assert "slow(1000000)" in listed and "1 entries" in listed  # stored again, whole, and in the catalog
     assert cli("cache", "verify").returncode == 0
-    check = "from ndustria.store import Store; import os, sys\n" \
+    check = "from ndustria.store.entries import Store; import os, sys\n" \
             "s = Store(os.environ['NDUSTRIA_CACHE_DIR']); (k,) = s.keys(); print(float(s.load(k).sum()))"
     loaded = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
     assert loaded.stdout.strip() == "7000000.0", loaded.stderr
@@ -371,7 +371,7 @@ def test_logging_costs_little_per_task(cache_dir):
 
     for i in range(2000):
         inc(i)
-    pipe.console._stream = io.StringIO()
+    pipe.console.stream = io.StringIO()
     pipe.run()
     log = log_path(cache_dir, "tiny").read_text()
     assert log.count("Saved result of inc(") == 2000 and log.count("[Added Task]") == 2000

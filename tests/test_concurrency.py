@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from support import lock_state, write_script
 
-from ndustria.catalog import Catalog
-from ndustria.locks import LOCK_DIR, LOCK_FILE, key_lock
-from ndustria.worker import TaskPayload, execute, get_store
+from ndustria.record.catalog import Catalog
+from ndustria.records import TaskPayload
+from ndustria.run.worker import execute, get_store
+from ndustria.store.locks import LOCK_DIR, LOCK_FILE, key_lock
 
 N_TASKS = 20
 
@@ -122,7 +123,7 @@ def test_lock_excludes_threads_and_leaves_no_file_per_key(tmp_path: Path) -> Non
 
 HOLDER = """
 import sys, time
-from ndustria.locks import key_lock
+from ndustria.store.locks import key_lock
 with key_lock(sys.argv[1], "k"):
     print("held", flush=True)
     time.sleep(120)
@@ -158,7 +159,7 @@ def test_opening_a_catalog_another_process_is_creating_waits_instead_of_failing(
     conflicts at once ("database is locked") rather than after its busy timeout."""
     import sqlite3
 
-    from ndustria.catalog import retry_locked
+    from ndustria.record.catalog import retry_locked
 
     attempts = []
 
@@ -186,13 +187,13 @@ def test_opening_a_catalog_another_process_is_creating_waits_instead_of_failing(
 def test_a_cache_directory_made_again_gets_a_lock_file_other_processes_see(tmp_path: Path, monkeypatch) -> None:
     import shutil
 
-    from ndustria import locks
+    from ndustria.store import locks
 
     root = tmp_path / "c"
     with key_lock(root, "k"):  # this process now keeps a descriptor of the lock file
         pass
     shutil.rmtree(root)  # rm -rf of the cache between two runs of a long-lived kernel
-    monkeypatch.setattr(locks, "_RECHECK", 0.0, raising=False)
+    monkeypatch.setattr(locks, "RECHECK", 0.0, raising=False)
     held = locks.KeyLock(root, "k")
     held.acquire()
     try:

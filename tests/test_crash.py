@@ -15,8 +15,8 @@ import pytest
 from support import write_script
 
 from ndustria import Pipeline
-from ndustria.locks import STALE_AFTER
-from ndustria.store import Store
+from ndustria.store.entries import Store
+from ndustria.store.locks import STALE_AFTER
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")]
 

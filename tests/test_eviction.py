@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from ndustria import ConfigError, Pipeline
-from ndustria.cli import main
-from ndustria.eviction import parse_age, parse_size, resolve_max_size
-from ndustria.store import Store
+from ndustria.show.cli import main
+from ndustria.store.entries import Store
+from ndustria.store.eviction import parse_age, parse_size, resolve_max_size
 
 KB = 1000
 

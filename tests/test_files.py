@@ -17,7 +17,7 @@ import pytest
 from support import run_python, write_script
 
 from ndustria import File
-from ndustria.hashing import hash_value
+from ndustria.keys.hashing import hash_value
 
 READER = """
 import os, sys
@@ -317,7 +317,7 @@ def ip(cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     shell.run_line_magic("load_ext", "ndustria")
     yield shell
     shell.run_line_magic("unload_ext", "ndustria")
-    ndustria._default_pipeline = None
+    ndustria.set_default_pipeline(None)
 
 
 def test_a_task_cell_is_keyed_by_the_content_of_the_files_it_reads(ip: Any, tmp_path: Path, cache_dir: Path,

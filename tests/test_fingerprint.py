@@ -16,8 +16,8 @@ import numpy
 import pytest
 
 from ndustria.errors import NdustriaWarning, UnhashableError
-from ndustria.fingerprint import Fingerprinter, is_library_module
-from ndustria.hashing import ValueHasher
+from ndustria.keys.fingerprint import Fingerprinter, is_library_module
+from ndustria.keys.hashing import ValueHasher
 
 _counter = itertools.count()
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import xxhash
 
-import ndustria.store as store_module
+import ndustria.store.entries as store_module
 from ndustria import NdustriaError, NdustriaWarning, Pipeline, TaskError
 from ndustria.errors import CacheWriteError
-from ndustria.store import FORMAT_VERSION, Store
+from ndustria.store.entries import FORMAT_VERSION, Store
 
 CALLS: list = []
 

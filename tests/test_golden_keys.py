@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ndustria import File, Pipeline, fingerprint
+from ndustria import File, Pipeline
+from ndustria.keys import library
 
 PROJECT = '''
 import dataclasses
@@ -123,7 +124,7 @@ def declared(tmp_path: Path) -> dict[str, str]:
 
 
 def value_digests() -> dict[str, str]:
-    from ndustria.hashing import ValueHasher
+    from ndustria.keys.hashing import ValueHasher
 
     hasher = ValueHasher()
     values = {
@@ -143,13 +144,22 @@ def test_value_digests_are_pinned():
 
 
 def test_result_key_is_pinned():
-    from ndustria.keys import result_key
+    from ndustria.keys.maker import result_key
 
     assert result_key("a" * 32, [("b" * 32, "c" * 32), ("d" * 32, "e" * 32)]) == RESULT_KEY_PIN
 
 
-def test_task_ids_are_pinned(tmp_path, monkeypatch):
-    monkeypatch.setattr(fingerprint, "_PY", RECORDED_UNDER)
+@pytest.fixture
+def recorded_python(monkeypatch):
+    """Builtins count by the Python version: key them as under the version the pins were recorded with."""
+    library.clear_caches()
+    monkeypatch.setattr(library, "PYTHON", RECORDED_UNDER)
+    yield
+    monkeypatch.undo()
+    library.clear_caches()
+
+
+def test_task_ids_are_pinned(tmp_path, recorded_python):
     pins = CODE_PINS.get(sys.version_info[:2])
     if pins is None:
         pytest.fail(f"no pinned code digests for Python {sys.version_info[0]}.{sys.version_info[1]}: "

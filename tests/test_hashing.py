@@ -24,11 +24,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ndustria import hashing
 from ndustria.errors import UnhashableError
-from ndustria.hashing import ValueHasher, hash_value
+from ndustria.keys import arrays, hashing
+from ndustria.keys.hashing import ValueHasher, hash_value
 
-REPO = Path(hashing.__file__).resolve().parents[1]
+REPO = Path(hashing.__file__).resolve().parents[2]  # ndustria/keys/hashing.py
 
 
 def distinct(values: list) -> bool:
@@ -97,7 +97,7 @@ def test_every_nan_is_one_key_but_signed_zeros_differ():
 def test_same_hex_digest_under_different_hash_seeds():
     code = textwrap.dedent("""
         import numpy as np
-        from ndustria.hashing import hash_value
+        from ndustria.keys.hashing import hash_value
         value = {"b": {"x", "y", "zz", (1, 2), frozenset({"p", "q"})}, "a": [np.arange(6.0).reshape(2, 3)],
                  "c": {"k%d" % i: {i, str(i)} for i in range(20)}}
         print(hash_value(value))
@@ -222,13 +222,14 @@ def test_numpy_scalars_and_masked_arrays():
 
 def _count_buffer_digests(monkeypatch) -> list[int]:
     calls: list[int] = []
-    real = hashing._buffer_digest
+    real = hashing.buffer_digest
 
     def counting(buf, itemsize=1):
         calls.append(memoryview(buf).nbytes)
         return real(buf, itemsize)
 
-    monkeypatch.setattr(hashing, "_buffer_digest", counting)
+    for module in (hashing, arrays):  # bytes are hashed in hashing, arrays in arrays
+        monkeypatch.setattr(module, "buffer_digest", counting)
     return calls
 
 
@@ -451,7 +452,7 @@ def test_structurally_different_values_hash_differently(a, b):
 
 
 def test_large_buffers_hash_as_a_tree_that_ignores_layout():
-    from ndustria.hashing import TREE_MIN_BYTES
+    from ndustria.keys.hashing import TREE_MIN_BYTES
 
     base = np.random.default_rng(3).random((2 * TREE_MIN_BYTES // 8 // 1000 + 10, 1000))
     view = base[:, ::2]  # non-contiguous, above the tree threshold

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ndustria.hashing import ValueHasher, hash_value
+from ndustria.keys.hashing import ValueHasher, hash_value
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -130,7 +130,7 @@ def test_equal_keys_across_processes_and_hash_seeds(batch) -> None:
     with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as fh:
         fh.write(pickle.dumps(batch))
     src = Path(fh.name)
-    code = ("import pickle, sys\nfrom ndustria.hashing import hash_value\n"
+    code = ("import pickle, sys\nfrom ndustria.keys.hashing import hash_value\n"
             "print(' '.join(hash_value(v) for v in pickle.load(open(sys.argv[1], 'rb'))))")
     outputs = set()
     for seed in ("0", "1", "12345"):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from ndustria import Pipeline, TaskError
-from ndustria.instruments import call_instrumented
-from ndustria.worker import TaskReport
+from ndustria.record.instruments import call_instrumented
+from ndustria.records import TaskReport
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -195,7 +195,7 @@ def test_delete_a_cache_entry_from_the_panel(page, lab):
     page.click(".jp-Dialog-button >> text=Delete")
     panel.locator(f".jp-ndustria-entry[data-key='{key}']").wait_for(state="detached")
     assert panel.locator(".jp-ndustria-entry").count() == 5
-    listing = subprocess.run([sys.executable, "-m", "ndustria.cli", "cache", "ls"], env=lab["env"],
+    listing = subprocess.run([sys.executable, "-m", "ndustria", "cache", "ls"], env=lab["env"],
                              capture_output=True, text=True, timeout=60)
     assert listing.returncode == 0, listing.stderr
     assert "summarize(simulate(400))" not in listing.stdout and "summarize(simulate(200))" in listing.stdout

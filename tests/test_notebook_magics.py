@@ -22,7 +22,7 @@ def ip(cache_dir: Path) -> Iterator[Any]:
     shell.run_line_magic("load_ext", "ndustria")
     yield shell
     shell.run_line_magic("unload_ext", "ndustria")
-    ndustria._default_pipeline = None
+    ndustria.set_default_pipeline(None)
 
 
 def test_reads_and_binds_follow_scopes_and_order() -> None:

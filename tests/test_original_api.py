@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from support import run_python, write_script
 
-from ndustria.catalog import Catalog
-from ndustria.store import Store
+from ndustria.record.catalog import Catalog
+from ndustria.store.entries import Store
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -100,7 +100,7 @@ def same_results(a: dict[str, tuple[str, object]], b: dict[str, tuple[str, objec
     "assert m.Pipeline is ndustria.Pipeline and isinstance(ndustria.Pipeline, type)",
     # the original's other modules, and its package attributes (Task and Cache were classes there too)
     "from ndustria.Task import Task\nfrom ndustria import Task as T, TaskHandle\nassert Task is T is TaskHandle",
-    "from ndustria.Cache import Cache\nfrom ndustria import Cache as C\nfrom ndustria.store import Store\n"
+    "from ndustria.Cache import Cache\nfrom ndustria import Cache as C\nfrom ndustria.store.entries import Store\n"
     "assert Cache is C is Store",
     "import ndustria.Logger\nfrom ndustria import Logger\nimport logging, ndustria\nassert ndustria.Logger is Logger\n"
     "assert Logger.warn == logging.getLogger('ndustria').warning and callable(Logger.log)\n"

@@ -16,15 +16,16 @@ import time
 import ipyparallel as ipp  # installed by scripts/test.sh: missing is a failure, not a skip
 import pytest
 
-from ndustria import Pipeline, TaskError, TaskNotComputedError, backends
-from ndustria.batching import BatchPolicy
+from ndustria import Pipeline, TaskError, TaskNotComputedError
+from ndustria.run import backends
+from ndustria.run.batching import BatchPolicy
 
 ENGINES = 2
 
 
 @pytest.fixture(scope="session")
 def local_cluster():
-    from ndustria import cluster
+    from ndustria.run import cluster
 
     client = cluster.local_client(ENGINES)
     yield client
@@ -33,7 +34,7 @@ def local_cluster():
 
 def restore_engines(client, n: int = ENGINES) -> None:
     """Start engines until the shared local cluster has ``n`` again (after a test killed some)."""
-    from ndustria import cluster
+    from ndustria.run import cluster
 
     missing = n - len(client.ids)
     if missing > 0:
@@ -198,7 +199,7 @@ def test_the_local_cluster_is_started_once_and_reused(cache_dir, local_cluster):
 
         handles = [where(i, name) for i in range(4)]
         pipe.run()
-        assert pipe._backend.name == "ipyparallel"
+        assert pipe.backend.name == "ipyparallel"
         pids.append({h.result() for h in handles})
         pipe.close()  # releases the pipeline; the shared cluster stays up
     engine_pids = set(local_cluster[:].apply_sync(os.getpid))
@@ -268,7 +269,7 @@ def test_tiny_tasks_are_batched_and_long_ones_are_not(cache_dir, local_cluster):
     pipe.run()
     assert [h.result() for h in handles] == [2 * i for i in range(300)]
     assert [h.result() for h in slows] == [0, -1, -2]
-    first = pipe._last_scheduler.submissions
+    first = pipe.last_scheduler.submissions
     assert first < 150, "tiny tasks measured in this run are batched"
 
     # With history, the batching starts at once; slow tasks still go one per submission.
@@ -278,7 +279,7 @@ def test_tiny_tasks_are_batched_and_long_ones_are_not(cache_dir, local_cluster):
     slows = [slow2(i) for i in range(3, 6)]
     pipe2.run()
     assert [h.result() for h in handles] == [2 * i for i in range(300, 600)]
-    assert pipe2._last_scheduler.submissions <= first
+    assert pipe2.last_scheduler.submissions <= first
     runs = pipe2.catalog.tasks(pipe2.catalog.runs(limit=1)[0]["run_id"])
     assert {r["status"] for r in runs} == {"done"} and len(runs) == 303
 
@@ -440,7 +441,7 @@ def test_attaching_to_an_existing_cluster_of_mpi_engines(cache_dir, tmp_path, mo
 
             handles = [mpi_rank(i, type(target).__name__) for i in range(6)]
             pipe.run()
-            assert pipe._backend.name == "ipyparallel" and pipe._backend.workers == 2
+            assert pipe.backend.name == "ipyparallel" and pipe.backend.workers == 2
             assert {h.result()[1] for h in handles} == {2}
             assert {h.result()[0] for h in handles} <= {0, 1}
             pipe.close()

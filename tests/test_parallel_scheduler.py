@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future
 
-from ndustria.backends import SerialExecutor
-from ndustria.batching import BatchPolicy
-from ndustria.scheduler import GraphState, Scheduler, SchedulerHooks, longest_path_priority
-from ndustria.worker import TaskReport
+from ndustria.records import TaskReport
+from ndustria.run.backends import SerialExecutor
+from ndustria.run.batching import BatchPolicy
+from ndustria.run.scheduler import GraphState, Scheduler, SchedulerHooks, longest_path_priority
 
 
 class Recording(SerialExecutor):
@@ -143,7 +143,7 @@ class Held(SerialExecutor):
 def test_the_first_round_leaves_alone_before_the_bookkeeping_and_the_next_batches():
     import threading
 
-    from ndustria import scheduler as sched_module
+    from ndustria.run import scheduler as sched_module
 
     policy = FixedOverhead(overhead=3e-3, workers=2, history={"tiny": 1e-3})
     executor = Held()

@@ -10,9 +10,10 @@ import time
 
 from support import lock_state
 
-from ndustria import remote, writer
-from ndustria.store import Store
-from ndustria.worker import TaskPayload
+from ndustria.records import TaskPayload
+from ndustria.run import remote
+from ndustria.store import writer
+from ndustria.store.entries import Store
 
 
 def double(x):
@@ -117,8 +118,8 @@ def test_tasks_with_instruments_are_saved_in_line(cache_dir, monkeypatch):
 
 HOLDER = """
 import sys, time
-from ndustria.locks import key_lock
-from ndustria.store import Store
+from ndustria.store.locks import key_lock
+from ndustria.store.entries import Store
 root, key = sys.argv[1], sys.argv[2]
 with key_lock(root, key):
     print("held", flush=True)
@@ -150,7 +151,7 @@ def test_code_shipped_by_value_keeps_its_file_for_tracebacks():
 
     import cloudpickle
 
-    from ndustria import pickling
+    from ndustria.run import pickling
 
     def outer(x):
         helper = lambda y: 1 / y  # noqa: E731 - nested code objects keep their file too

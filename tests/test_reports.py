@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from ndustria import Pipeline, reports
+from ndustria import Pipeline, units
+from ndustria.show import reports
 
 
 def helper(n):
@@ -60,13 +61,13 @@ def test_rows_tables_and_totals(cache_dir):
 
 
 def test_human_units():
-    assert reports.human_bytes(512) == "512 B"
-    assert reports.human_bytes(80_000_000) == "76.3 MiB"
-    assert reports.human_bytes(None) == "-"
-    assert reports.human_seconds(0.0000042) == "4 µs"
-    assert reports.human_seconds(0.05) == "50.0 ms"
-    assert reports.human_seconds(3.5) == "3.50 s"
-    assert reports.human_seconds(600) == "10.0 min"
+    assert units.human_bytes(512) == "512 B"
+    assert units.human_bytes(80_000_000) == "76.3 MiB"
+    assert units.human_bytes(None) == "-"
+    assert units.human_seconds(0.0000042) == "4 µs"
+    assert units.human_seconds(0.05) == "50.0 ms"
+    assert units.human_seconds(3.5) == "3.50 s"
+    assert units.human_seconds(600) == "10.0 min"
 
 
 def test_runs_rows(cache_dir):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ndustria.scheduler import GraphState, longest_path_priority
+from ndustria.run.scheduler import GraphState, longest_path_priority
 
 #   a -> c -> d ;  b -> d ; e independent
 DEPS = {"a": (), "b": (), "c": ("a",), "d": ("c", "b"), "e": ()}

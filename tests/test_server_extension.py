@@ -20,8 +20,8 @@ from tornado.httpclient import HTTPClientError
 
 import ndustria
 from ndustria import Pipeline, TaskError
-from ndustria.catalog import Catalog
-from ndustria.store import Store
+from ndustria.record.catalog import Catalog
+from ndustria.store.entries import Store
 from ndustria_nb.server import core
 
 
@@ -189,7 +189,7 @@ def test_sees_a_run_in_progress_in_another_process(api, cache_dir, tmp_path):
 
 
 def test_a_run_whose_process_died_shows_as_interrupted(cache_dir):
-    script = "import sys; from ndustria.catalog import Catalog; Catalog(sys.argv[1]).start_run('gone', 'serial', 1, {})"
+    script = "import sys; from ndustria.record.catalog import Catalog; Catalog(sys.argv[1]).start_run('gone', 'serial', 1, {})"
     cache_dir.mkdir(parents=True)
     subprocess.run([sys.executable, "-c", script, str(cache_dir)], check=True, timeout=60)
     (run,) = core.list_runs(cache_dir)

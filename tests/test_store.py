@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import mmap
 import os
@@ -18,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xxhash
 from support import Canary
 
-import ndustria.store as store_module
+import ndustria.store.entries as store_module
 from ndustria.errors import CacheError, CorruptEntryError, ResultNotPicklableError
-from ndustria.store import FORMAT_VERSION, EntryInfo, Store
+from ndustria.store import format as entry_format
+from ndustria.store.entries import FORMAT_VERSION, EntryInfo, Store
 
 
 @pytest.fixture
@@ -108,11 +111,10 @@ def test_small_entries_are_written_byte_for_byte_as_the_general_layout(store: St
     """Small results skip json.dumps (hand-written header); the file must not differ in one byte."""
     data = bytes(range(256)) * (n // 256) + bytes(n % 256)
     keyring = store.keyring
-    fast, checksum = store_module._small_entry(key, data, keyring, created)
-    meta, regions, start = store_module._layout(key, len(data), [], created)
-    block, hdr = store_module._header_block(key, meta, regions, start, store_module.xxhash.xxh3_128_hexdigest(data),
-                                            store_module._EMPTY_DIGEST, store_module.hashlib.sha256(data).hexdigest(),
-                                            keyring)
+    fast, checksum = entry_format.small_entry(key, data, keyring, created)
+    meta, regions, start = entry_format.layout(key, len(data), [], created)
+    block, hdr = entry_format.header_block(key, meta, regions, start, xxhash.xxh3_128_hexdigest(data),
+                                           entry_format.EMPTY_DIGEST, hashlib.sha256(data).hexdigest(), keyring)
     assert fast == block + data
     assert checksum == hdr.checksum
 
@@ -121,7 +123,7 @@ def test_small_entries_are_written_byte_for_byte_as_the_general_layout(store: St
 def test_plain_results_pickle_as_cloudpickle_does(store: Store, value: object) -> None:
     import cloudpickle
 
-    data, views = store_module._pickled("k", value)
+    data, views = entry_format.pickle_result("k", value)
     assert data == cloudpickle.dumps(value, protocol=5) and views == []
     store.save("k", value)
     got = store.load("k")
@@ -187,7 +189,7 @@ def test_damaged_entry_raises_and_is_never_unpickled(
     canary_entry, monkeypatch, damage: str, threaded: bool
 ) -> None:
     store, path, flag = canary_entry
-    monkeypatch.setattr(store_module, "_THREADED", 0 if threaded else 1 << 62)
+    monkeypatch.setattr(entry_format, "THREADED", 0 if threaded else 1 << 62)
     head = regions(path)
     (p_off, p_len), ((b_off, b_len),) = head["pickle"], head["buffers"]
     if damage == "header":
@@ -214,8 +216,9 @@ def test_damaged_entry_raises_and_is_never_unpickled(
 
 @pytest.mark.parametrize("threaded", [False, True])
 def test_chunk_boundaries_inside_and_between_regions(store: Store, monkeypatch, threaded: bool) -> None:
-    monkeypatch.setattr(store_module, "_CHUNK", 1000)  # many reads and writes per region
-    monkeypatch.setattr(store_module, "_THREADED", 0 if threaded else 1 << 62)
+    for module in (entry_format, store_module):  # many reads and writes per region
+        monkeypatch.setattr(module, "CHUNK", 1000)
+    monkeypatch.setattr(entry_format, "THREADED", 0 if threaded else 1 << 62)
     sizes = (0, 1, 100, 1000, 5000)
     value = {
         "arrays": [np.arange(n, dtype=np.float64) for n in sizes],
@@ -370,7 +373,7 @@ def test_clean_tmp_removes_only_stale_files(store: Store) -> None:
 CHILD = """
 import sys
 import numpy as np
-from ndustria.store import Store
+from ndustria.store.entries import Store
 store = Store(sys.argv[1], fsync=False)
 value = np.full(300 * 2**20 // 8, 7.0)
 print("ready", flush=True)
@@ -391,7 +394,7 @@ def _partial_file_exists(root: Path, full: int) -> bool:
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_sigkill_while_writing_leaves_no_partial_entry(tmp_path: Path) -> None:
     root = tmp_path / "cache"
-    package_parent = str(Path(store_module.__file__).resolve().parents[1])
+    package_parent = str(Path(store_module.__file__).resolve().parents[2])  # ndustria/store/entries.py
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")])}
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(root)], stdout=subprocess.PIPE, env=env, cwd=tmp_path

@@ -16,8 +16,8 @@ from support import Canary
 
 from ndustria import NdustriaWarning, Pipeline
 from ndustria.errors import UntrustedEntryError
-from ndustria.store import Store
-from ndustria.trust import key_id, load_keyring, read_key
+from ndustria.store.entries import Store
+from ndustria.store.trust import key_id, load_keyring, read_key
 
 
 @pytest.fixture

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 from support import run_python, write_script
 
-from ndustria.backends import SerialExecutor
-from ndustria.batching import BatchPolicy
 from ndustria.errors import InputChangedError
-from ndustria.fingerprint import Fingerprinter
-from ndustria.scheduler import GraphState, Scheduler, SchedulerHooks, longest_path_priority
-from ndustria.worker import TaskReport
+from ndustria.keys.fingerprint import Fingerprinter
+from ndustria.records import TaskReport
+from ndustria.run.backends import SerialExecutor
+from ndustria.run.batching import BatchPolicy
+from ndustria.run.scheduler import GraphState, Scheduler, SchedulerHooks, longest_path_priority
 
 HAS_PARTS = hasattr(Fingerprinter, "parts")  # names the global or closure value that changed
 UNNAMED = "a global, closure value or helper it reads"

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ndustria.catalog import TASK_STATES, Catalog
 from ndustria.errors import NdustriaError
-from ndustria.store import Store
+from ndustria.record.catalog import TASK_STATES, Catalog
+from ndustria.store.entries import Store
 
 _NO_CACHE = ("No ndustria cache at {dir} yet: run a pipeline first (`python my_pipeline.py`), "
              "or point the server at your cache with NDUSTRIA_CACHE_DIR or `ndustria init`.")

@@ -1,0 +1,494 @@
+"""The catalog: one SQLite database (WAL mode) per cache directory.
+
+It records which entries exist (``entries``), every run (``runs``), what each
+task did in each run (``task_runs``: status, engine, timings, memory, error)
+and line profiles (``profiles``: one row per source line of each profiled function);
+``file_digests`` remembers the content digest of each ``File`` input by its stat signature.
+It is the single source of truth for every report: console, CLI, notebook
+widgets and the JupyterLab sidebar all read it through this module.
+
+Writes come from the process that schedules a run; any number of readers
+(another kernel, the Jupyter server) may read concurrently thanks to WAL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ndustria.records import TaskReport
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY, task TEXT, function TEXT, pipeline TEXT,
+    size INTEGER, checksum TEXT, created REAL, last_used REAL, run_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT, pipeline TEXT, started REAL, ended REAL,
+    state TEXT, backend TEXT, workers INTEGER, n_tasks INTEGER, n_cached INTEGER,
+    n_done INTEGER, n_failed INTEGER, n_skipped INTEGER, host TEXT, pid INTEGER, options TEXT
+);
+CREATE TABLE IF NOT EXISTS task_runs (
+    run_id INTEGER, key TEXT, task TEXT, function TEXT, status TEXT,
+    engine TEXT, host TEXT, pid INTEGER, start REAL, end REAL, wall_s REAL, cpu_s REAL,
+    error TEXT, metrics TEXT, store_key TEXT,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    run_id INTEGER, key TEXT, task TEXT, function TEXT, file TEXT, func_name TEXT, func_lineno INTEGER,
+    lineno INTEGER, hits INTEGER, time_s REAL, source TEXT
+);
+CREATE TABLE IF NOT EXISTS file_digests (
+    path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, ctime_ns INTEGER,
+    digest BLOB, checked_ns INTEGER
+);
+CREATE INDEX IF NOT EXISTS profiles_key ON profiles (key, run_id);
+CREATE INDEX IF NOT EXISTS task_runs_key ON task_runs (key);
+DROP INDEX IF EXISTS task_runs_function;
+CREATE INDEX IF NOT EXISTS task_runs_recent ON task_runs (function, status, run_id);
+CREATE INDEX IF NOT EXISTS runs_pipeline ON runs (pipeline, started);
+"""
+
+TASK_STATES = ("queued", "running", "done", "failed", "cached", "skipped")
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    with db:
+        db.executescript(_SCHEMA)
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    _add_column(db, "task_runs", "store_key", "TEXT")  # the cache key of a task's result (catalogs before 2026-12)
+
+
+def _add_column(db: sqlite3.Connection, table: str, column: str, kind: str) -> None:
+    """Add ``column`` to ``table`` of a catalog written before it existed."""
+    if column in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+        return
+    try:
+        with db:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):  # another process added it first
+            raise
+
+
+def retry_locked(step: Callable[[], Any], patience: float = 30.0) -> Any:
+    """Run ``step``, again while SQLite says the database is locked, for up to ``patience`` seconds.
+
+    Processes opening a new catalog together race to switch it to WAL and create its tables;
+    SQLite reports some of those conflicts at once instead of waiting for its busy timeout.
+    """
+    deadline, delay = time.monotonic() + patience, 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.25)
+
+
+class Catalog:
+    """Thread-safe access to ``<cache_dir>/catalog.sqlite``."""
+
+    def __init__(self, root: str | os.PathLike, *, readonly: bool = False) -> None:
+        self.path = Path(root) / "catalog.sqlite"
+        self._lock = threading.RLock()
+        self._depth = 0  # nesting of open transactions (batch() around single writes)
+        if readonly:
+            uri = f"file:{self.path}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        else:
+            self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            retry_locked(lambda: _prepare(self._db))
+        self._db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._depth:  # inside batch(): the outermost block commits
+                yield self._db
+                return
+            with self._db:
+                self._depth += 1
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
+
+    def batch(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """Make every write inside the block one transaction (one commit instead of one per call)."""
+        return self._tx()
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(row) for row in self._db.execute(sql, tuple(params))]
+
+    # -- entries -----------------------------------------------------------------
+    def record_entry(self, key: str, task: str, function: str, pipeline: str, size: int,
+                     checksum: str, run_id: int | None) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, task, function, pipeline, size, checksum, now, now, run_id),
+            )
+
+    def touch(self, keys: Iterable[str]) -> None:
+        """Mark entries as used now (least-recently-used bookkeeping)."""
+        now = time.time()
+        with self._tx() as db:
+            db.executemany("UPDATE entries SET last_used = ? WHERE key = ?", [(now, k) for k in keys])
+
+    def touch_cached(self, run_id: int) -> None:
+        """Mark the entries a run found cached as used now."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE entries SET last_used = ? WHERE key IN"
+                " (SELECT key FROM task_runs WHERE run_id = ? AND status = 'cached')",
+                (time.time(), run_id),
+            )
+
+    def remove_entry(self, key: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM entries WHERE key = ?", (key,))
+
+    def entries(self) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM entries ORDER BY last_used DESC")
+
+    def entry(self, key: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM entries WHERE key = ?", (key,))
+        return rows[0] if rows else None
+
+    # -- file digests (the memo of File inputs, see files.FileDigests) -------------------
+    def file_digests(self, path: bytes) -> list[tuple[Any, ...]]:
+        """Remembered digests of the file at ``path`` (``os.fsencode`` of an absolute path) and, for a
+        folder, of every file under it: (path, size, mtime_ns, inode, ctime_ns, digest, checked_ns)."""
+        with self._lock:
+            return [tuple(row) for row in self._db.execute(
+                "SELECT path, size, mtime_ns, inode, ctime_ns, digest, checked_ns FROM file_digests"
+                " WHERE path = ? OR (path >= ? AND path < ?)", (path, path + b"/", path + b"0"))]
+
+    def record_file_digests(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Remember (path, size, mtime_ns, inode, ctime_ns, digest, checked_ns) rows, replacing older ones."""
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?, ?, ?, ?)", list(rows))
+
+    # -- runs ----------------------------------------------------------------------
+    def start_run(self, pipeline: str, backend: str, workers: int, options: dict[str, Any]) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO runs (pipeline, started, state, backend, workers, n_tasks, n_cached, n_done,"
+                " n_failed, n_skipped, host, pid, options) VALUES (?, ?, 'running', ?, ?, 0, 0, 0, 0, 0, ?, ?, ?)",
+                (pipeline, time.time(), backend, workers, socket.gethostname(), os.getpid(), json.dumps(options)),
+            )
+            return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, state: str) -> None:
+        with self._tx() as db:
+            counts = {
+                row[0]: row[1]
+                for row in db.execute("SELECT status, COUNT(*) FROM task_runs WHERE run_id = ? GROUP BY status", (run_id,))
+            }
+            db.execute(
+                "UPDATE runs SET ended = ?, state = ?, n_tasks = ?, n_cached = ?, n_done = ?, n_failed = ?,"
+                " n_skipped = ? WHERE run_id = ?",
+                (time.time(), state, sum(counts.get(s, 0) for s in ("queued", "running", "done", "failed", "skipped")),
+                 counts.get("cached", 0), counts.get("done", 0), counts.get("failed", 0),
+                 counts.get("skipped", 0), run_id),
+            )
+
+    def runs(self, pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        if pipeline is None:
+            return self._query("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (limit,))
+        return self._query("SELECT * FROM runs WHERE pipeline = ? ORDER BY run_id DESC LIMIT ?", (pipeline, limit))
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return rows[0] if rows else None
+
+    # -- task runs -----------------------------------------------------------------
+    def add_tasks(self, run_id: int, rows: Iterable[tuple[str, ...]]) -> None:
+        """Register the tasks of a run as (key, task, function, status[, store_key]) before anything runs;
+        ``store_key``: the cache key of a cached task's result (a completed task's comes with its report)."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO task_runs (run_id, key, task, function, status, store_key)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, *row, None) if len(row) == 4 else (run_id, *row) for row in rows],
+            )
+
+    def set_status(self, run_id: int, keys: Iterable[str], status: str, error: str = "") -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE task_runs SET status = ?, error = ? WHERE run_id = ? AND key = ?",
+                [(status, error, run_id, k) for k in keys],
+            )
+
+    def record_report(self, run_id: int, report: TaskReport,
+                      entry: tuple[str, str, str] | None = None) -> None:
+        """Store what one execution did; a line profile in its metrics goes to ``profiles``.
+
+        ``entry`` = (task, function, pipeline) also records the stored result, in the same transaction.
+        """
+        self.record_reports(run_id, [(report, entry)])
+
+    def record_reports(self, run_id: int, items: Iterable[tuple[TaskReport, tuple[str, str, str] | None]]) -> None:
+        """:meth:`record_report` for many (report, entry) pairs in one transaction, a statement each
+        for all of them (a batch of tiny tasks brings hundreds of reports at once)."""
+        now, entries, updates, profiles = time.time(), [], [], []
+        for report, entry in items:
+            metrics = dict(report.metrics or {})
+            profile = metrics.pop("profile", None)
+            if entry is not None:
+                entries.append((report.store_key or report.key, *entry, report.size, report.checksum, now, now,
+                                run_id))
+            updates.append((report.status, report.engine, report.host, report.pid, report.start, report.end,
+                            report.wall_s, report.cpu_s, report.error, json.dumps(metrics) if metrics else None,
+                            report.store_key or report.key, run_id, report.key))
+            if profile:
+                profiles.append((report.key, profile))
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
+            db.executemany(
+                "UPDATE task_runs SET status = ?, engine = ?, host = ?, pid = ?, start = ?, end = ?, wall_s = ?,"
+                " cpu_s = ?, error = ?, metrics = ?, store_key = ? WHERE run_id = ? AND key = ?", updates)
+            for key, profile in profiles:
+                row = db.execute("SELECT task, function FROM task_runs WHERE run_id = ? AND key = ?",
+                                 (run_id, key)).fetchone()
+                task, function = (row[0], row[1]) if row else ("", "")
+                db.execute("DELETE FROM profiles WHERE run_id = ? AND key = ?", (run_id, key))
+                db.executemany(
+                    "INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(run_id, key, task, function, f["file"], f["name"], f["lineno"], line["lineno"],
+                      line["hits"], line["time_s"], line["source"]) for f in profile for line in f["lines"]],
+                )
+
+    def tasks(self, run_id: int) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM task_runs WHERE run_id = ? ORDER BY start IS NULL, start, task", (run_id,))
+
+    def last_executions(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The most recent completed execution of each key (cached tasks keep the run that computed them)."""
+        keys = list(keys)
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(
+                f"SELECT * FROM task_runs WHERE status = 'done' AND key IN ({marks}) ORDER BY run_id", chunk
+            ):
+                out[row["key"]] = row
+        return out
+
+    def durations(self, keys: Iterable[str], functions: Iterable[str],
+                  recent: int = 200) -> tuple[dict[str, float], dict[str, float]]:
+        """Remembered durations: (last wall time of each of ``keys``, mean wall time of the ``recent``
+        latest executions of each of ``functions``). Index lookups only: the cost does not grow with history."""
+        by_key: dict[str, float] = {}
+        keys = list(keys)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(f"SELECT key, wall_s FROM task_runs WHERE status = 'done' AND key IN ({marks})"
+                                   " ORDER BY run_id", chunk):
+                by_key[row["key"]] = row["wall_s"]
+        by_fn: dict[str, float] = {}
+        for function in set(functions):
+            rows = self._query("SELECT AVG(wall_s) AS mean FROM (SELECT wall_s FROM task_runs WHERE function = ?"
+                               " AND status = 'done' ORDER BY run_id DESC LIMIT ?)", (function, recent))
+            if rows and rows[0]["mean"] is not None:
+                by_fn[function] = rows[0]["mean"]
+        return by_key, by_fn
+
+    # -- reports -------------------------------------------------------------------
+    def latest_run(self, pipeline: str) -> dict[str, Any] | None:
+        """The most recent run of ``pipeline`` that was not a dry run."""
+        rows = self._query("SELECT * FROM runs WHERE pipeline = ? AND backend != 'dryrun'"
+                           " ORDER BY run_id DESC LIMIT 1", (pipeline,))
+        return rows[0] if rows else None
+
+    def pipeline_keys(self, pipeline: str) -> list[str]:
+        """The task keys of the latest run of ``pipeline`` (run or cached), in declaration order."""
+        run = self.latest_run(pipeline)
+        if run is None:
+            return []
+        return [r["key"] for r in self._query(
+            "SELECT key FROM task_runs WHERE run_id = ? ORDER BY rowid", (run["run_id"],))]
+
+    def latest_executions(self, keys: Iterable[str], metric: str | None = None) -> dict[str, dict[str, Any]]:
+        """The most recent execution (done or failed) of each key, ``metrics`` decoded.
+
+        With ``metric`` ("memory", say), the most recent execution that recorded it.
+        Cached tasks so keep the numbers of the run that computed them.
+        """
+        keys = list(keys)
+        where, params = "status IN ('done', 'failed')", []
+        if metric is not None:
+            where, params = where + " AND json_extract(metrics, ?) IS NOT NULL", [f"$.{metric}"]
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(f"SELECT * FROM task_runs WHERE {where} AND key IN ({marks}) ORDER BY run_id",
+                                   [*params, *chunk]):
+                row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
+                out[row["key"]] = row
+        return out
+
+    def profile_lines(self, run_id: int | None = None, key: str | None = None) -> list[dict[str, Any]]:
+        """Profile rows of a run and/or a task, by task, function and line."""
+        where, params = [], []
+        for column, value in (("run_id", run_id), ("key", key)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = "SELECT * FROM profiles" + (" WHERE " + " AND ".join(where) if where else "")
+        return self._query(sql + " ORDER BY run_id, task, file, func_lineno, lineno", params)
+
+    def latest_profiles(self, keys: Iterable[str]) -> list[dict[str, Any]]:
+        """For each key, the profile rows of the most recent run that profiled it."""
+        out: list[dict[str, Any]] = []
+        for key in dict.fromkeys(keys):
+            row = self._query("SELECT MAX(run_id) AS run_id FROM profiles WHERE key = ?", (key,))
+            if row and row[0]["run_id"] is not None:
+                out += self.profile_lines(row[0]["run_id"], key)
+        return out
+
+    def used_instrument(self, pipeline: str, instrument: str) -> bool:
+        """Whether any run of ``pipeline`` had ``instrument`` ("timeit", ...) on."""
+        for row in self._query("SELECT options FROM runs WHERE pipeline = ?", (pipeline,)):
+            try:
+                if instrument in json.loads(row["options"] or "{}").get("instruments", []):
+                    return True
+            except (ValueError, AttributeError):
+                continue
+        return False
+
+    # -- bundles (ndustria.record.bundle: pack / unpack) ----------------------------------------
+    def _rows_in(self, sql: str, values: Iterable[Any], params: Iterable[Any] = (), order: str = "") -> list[dict]:
+        """``sql`` ending in ``IN`` for each chunk of ``values`` (SQLite limits the number of parameters)."""
+        values, out = list(values), []
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            out += self._query(f"{sql} ({','.join('?' * len(chunk))}) {order}", [*params, *chunk])
+        return out
+
+    def export_rows(self, pipeline: str, all_runs: bool = False) -> dict[str, Any] | None:
+        """What a bundle of ``pipeline`` carries; None if it never ran (dry runs do not count).
+
+        ``runs``: its latest run (every run with ``all_runs``), whose ids are ``selected``, and the earlier
+        runs that computed the results their cached tasks found; ``task_runs``: every row of the selected
+        runs and, of the earlier ones, the rows of those tasks only (reports show the numbers of the run
+        that computed a result); ``profiles`` of those rows; ``entries``: {cache key: entries row} of the
+        results of the selected runs' done and cached tasks; ``unresolved``: task calls whose result's cache
+        key this catalog cannot tell (runs recorded before task rows kept it, by tasks with inputs).
+        """
+        with self._lock:
+            if all_runs:
+                selected = self._query("SELECT * FROM runs WHERE pipeline = ? AND backend != 'dryrun'"
+                                       " ORDER BY run_id", (pipeline,))
+            else:
+                latest = self.latest_run(pipeline)
+                selected = [latest] if latest else []
+            if not selected:
+                return None
+            ids = [r["run_id"] for r in selected]
+            chosen = set(ids)
+            tasks = self._rows_in("SELECT * FROM task_runs WHERE run_id IN", ids, order="ORDER BY run_id, rowid")
+            keys = list(dict.fromkeys(t["key"] for t in tasks))
+            history = [r for r in self._rows_in("SELECT * FROM task_runs WHERE status IN ('done', 'failed')"
+                                                " AND key IN", keys, order="ORDER BY run_id, rowid")
+                       if r["run_id"] not in chosen]
+            earlier = self._rows_in("SELECT * FROM runs WHERE run_id IN", sorted({r["run_id"] for r in history}),
+                                    order="ORDER BY run_id")
+            known = {r["run_id"] for r in earlier}
+            history = [r for r in history if r["run_id"] in known]
+            wanted = set(keys)
+            profiles = [p for p in self._rows_in("SELECT * FROM profiles WHERE run_id IN", [*ids, *sorted(known)],
+                                                 order="ORDER BY run_id, rowid") if p["key"] in wanted]
+            entries: dict[str, dict[str, Any]] = {}
+            unresolved: list[str] = []
+            for t in tasks:
+                if t["status"] not in ("done", "cached"):
+                    continue
+                key = t.get("store_key") or self._entry_key_of(t)
+                if key is None:
+                    unresolved.append(t["task"])
+                elif key not in entries:
+                    entries[key] = self.entry(key) or {
+                        "key": key, "task": t["task"], "function": t["function"], "pipeline": pipeline,
+                        "size": None, "checksum": None, "created": None, "last_used": None, "run_id": t["run_id"]}
+            return {"selected": ids, "runs": selected + earlier, "task_runs": tasks + history,
+                    "profiles": profiles, "entries": entries, "unresolved": unresolved}
+
+    def _entry_key_of(self, task_row: dict[str, Any]) -> str | None:
+        """The cache key of a task's result where its row does not say: its own key (a task without task
+        inputs), else the one entry recorded for the same call and function; None if that is not clear."""
+        if self.entry(task_row["key"]) is not None:
+            return task_row["key"]
+        rows = self._query("SELECT key FROM entries WHERE task = ? AND function = ?",
+                           (task_row["task"], task_row["function"]))
+        return rows[0]["key"] if len(rows) == 1 else None
+
+    def import_rows(self, rows: dict[str, Any], accepted: Iterable[str]) -> dict[int, int]:
+        """Add the rows of a bundle (as :meth:`export_rows` made them), in one transaction.
+
+        Runs get ids of this catalog (returned: {bundle's run id: local run id}). A run already here (same
+        pipeline, start, host and pid: imported before, or packed from this catalog) is not added again; it
+        only gains the task and profile rows it lacks, so importing twice changes nothing. Entries rows are
+        added for the ``accepted`` keys only, marked used now.
+        """
+        accepted, now = set(accepted), time.time()
+        with self._tx() as db:
+            columns = {table: [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+                       for table in ("runs", "task_runs", "profiles", "entries")}
+
+            def insert(verb: str, table: str, row: dict[str, Any], skip: str = "") -> sqlite3.Cursor:
+                names = [c for c in columns[table] if c in row and c != skip]
+                return db.execute(f"{verb} INTO {table} ({', '.join(names)}) VALUES ({','.join('?' * len(names))})",
+                                  [row[c] for c in names])
+
+            ids: dict[int, int] = {}
+            for run in sorted(rows.get("runs", []), key=lambda r: r["run_id"]):
+                same = db.execute("SELECT run_id FROM runs WHERE pipeline IS ? AND started IS ? AND host IS ?"
+                                  " AND pid IS ?", (run.get("pipeline"), run.get("started"), run.get("host"),
+                                                    run.get("pid"))).fetchone()
+                ids[run["run_id"]] = same[0] if same else int(insert("INSERT", "runs", run, skip="run_id").lastrowid)
+            for task in rows.get("task_runs", []):
+                if task.get("run_id") in ids:
+                    insert("INSERT OR IGNORE", "task_runs", {**task, "run_id": ids[task["run_id"]]})
+            profiled: dict[tuple[int, str], bool] = {}
+            for line in rows.get("profiles", []):
+                if line.get("run_id") not in ids:
+                    continue
+                at = (ids[line["run_id"]], line["key"])
+                if at not in profiled:  # rows of a (run, task) already profiled here are kept as they are
+                    profiled[at] = db.execute("SELECT 1 FROM profiles WHERE run_id = ? AND key = ? LIMIT 1",
+                                              at).fetchone() is None
+                if profiled[at]:
+                    insert("INSERT", "profiles", {**line, "run_id": at[0]})
+            for entry in rows.get("entries", []):
+                if entry.get("key") in accepted:
+                    insert("INSERT OR REPLACE", "entries", {**entry, "run_id": ids.get(entry.get("run_id")),
+                                                             "created": entry.get("created") or now,
+                                                             "last_used": now})
+            return ids

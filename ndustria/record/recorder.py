@@ -1,0 +1,141 @@
+"""What one run leaves behind while the scheduler drives it: each task's state on its handle, its
+row and metrics in the catalog, its line on the console, and the failures ``run()`` raises.
+
+The scheduler calls a :class:`RunRecorder`'s methods (its hooks, see
+:class:`ndustria.run.scheduler.SchedulerHooks`); the recorder knows the catalog and the console,
+the scheduler knows neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from ndustria.errors import NdustriaWarning, TaskFailure
+from ndustria.record.catalog import Catalog
+from ndustria.records import TaskReport
+from ndustria.task import TaskHandle
+
+log = logging.getLogger("ndustria")
+
+
+class RunConsole(Protocol):
+    """The console lines a run prints as tasks end (:class:`ndustria.show.console.Console`)."""
+
+    def task_output(self, task: str, stdout: str, stderr: str) -> None: ...
+    def saved(self, task: str, path: str) -> None: ...
+    def found(self, task: str, path: str) -> None: ...
+    def failed(self, task: str, error: str) -> None: ...
+    def skipped(self, task: str, cause: str) -> None: ...
+    def recomputing(self, task: str, why: str) -> None: ...
+    def progress_step(self) -> None: ...
+
+
+def row_status(handle: TaskHandle, run_ids: set[str]) -> str:
+    """A task's status in the catalog when its run's rows are written (some may already be running)."""
+    if handle.id not in run_ids:
+        return "cached"
+    return "running" if handle.status == "running" else "queued"
+
+
+class RunRecorder:
+    """The scheduler's hooks for one run of ``pipeline`` (catalog run ``run_id``).
+
+    ``handles`` are the run's tasks by id, ``run_ids`` those that must run; ``keep(key, value)``
+    stores a value an engine sent back and returns (path, size, checksum); ``forget(key)`` removes
+    a damaged entry. ``failures`` collects each failed task for the closing ``TaskError``.
+    """
+
+    def __init__(self, catalog: Catalog, run_id: int, pipeline: str, handles: dict[str, TaskHandle],
+                 run_ids: set[str], console: RunConsole, *,
+                 keep: Callable[[str, Any], tuple[str, int, str]], forget: Callable[[str], None]) -> None:
+        self.catalog = catalog
+        self.run_id = run_id
+        self.pipeline = pipeline
+        self.handles = handles
+        self.run_ids = run_ids
+        self.console = console
+        self.keep = keep
+        self.forget = forget
+        self.failures: dict[str, TaskFailure] = {}
+        self.rows_written = False
+        self._recorded: list[tuple[TaskReport, tuple[str, str, str]]] = []  # completed reports of a submission
+
+    def started(self) -> None:
+        """Write the run's task rows, once (the scheduler calls it while the first tasks run)."""
+        if self.rows_written:
+            return
+        self.rows_written = True
+        handles, run_ids = self.handles.values(), self.run_ids
+        self.catalog.add_tasks(self.run_id, [(h.id, h.name, h.function.name, row_status(h, run_ids),
+                                              None if h.id in run_ids else h.key) for h in handles])
+        self.catalog.touch([h.key for h in handles if h.id not in run_ids and h.key])
+
+    def submitted(self, ids: list[str]) -> None:
+        for task_id in ids:
+            self.handles[task_id].status = "running"
+        if self.rows_written:  # the first submissions go before the rows exist, which then say "running"
+            self.catalog.set_status(self.run_id, ids, "running")
+
+    @contextlib.contextmanager
+    def settling(self) -> Iterator[None]:
+        """The reports of one submission: one transaction, the completed ones in one statement."""
+        with self.catalog.batch():
+            try:
+                yield
+            finally:
+                if self._recorded:
+                    self.catalog.record_reports(self.run_id, self._recorded)
+                    self._recorded.clear()
+
+    def completed(self, report: TaskReport) -> None:
+        handle = self.handles[report.key]
+        if report.has_value:  # engines without the shared cache send the value back
+            report.path, report.size, report.checksum = self.keep(handle.key or "", report.value)
+            report.value = None
+        handle.status, handle.path = "done", report.path
+        handle.checksum = report.checksum or f"uncached-{uuid.uuid4().hex}"  # dependents' keys follow it
+        self.console.task_output(handle.name, report.stdout, report.stderr)
+        self._recorded.append((report, (handle.name, handle.function.name, self.pipeline)))
+        (self.console.found if report.found else self.console.saved)(handle.name, report.path)
+        self.console.progress_step()
+
+    def failed(self, report: TaskReport) -> None:
+        handle = self.handles[report.key]
+        handle.status, handle.error = "failed", report.exception
+        self.console.task_output(handle.name, report.stdout, report.stderr)
+        self.catalog.record_report(self.run_id, report)
+        self.failures[report.key] = TaskFailure(handle.name, report.key, report.exception,
+                                                report.error or "unknown error")
+        self.console.failed(handle.name, report.error)
+        self.console.progress_step()
+
+    def skipped(self, task_id: str, cause: str) -> None:
+        handles = self.handles
+        handles[task_id].status = "skipped"
+        self.catalog.set_status(self.run_id, [task_id], "skipped", f"input {handles[cause].name} failed")
+        failure = self.failures.get(cause)
+        if failure is not None:
+            failure.skipped.append(handles[task_id].name)
+        self.console.skipped(handles[task_id].name, handles[cause].name)
+        self.console.progress_step()
+
+    def repairing(self, task_id: str, bad: Iterable[str]) -> None:
+        """Inputs of ``task_id`` found damaged or missing on the engine: removed, to be computed again."""
+        for b in bad:
+            handle = self.handles.get(b)
+            name = handle.name if handle is not None else b
+            warnings.warn(f"the cached result of {name} is damaged or missing; it was removed and "
+                          "will be recomputed", NdustriaWarning, stacklevel=2)
+            if handle is not None and handle.key:
+                self.forget(handle.key)
+                handle.checksum = ""
+            self.console.recomputing(name, "damaged cache entry")
+
+    def retrying(self, task_id: str, exc: BaseException) -> None:
+        log.warning("retrying %s after its worker died (%s: %s)", self.handles[task_id].name,
+                    type(exc).__name__, exc)

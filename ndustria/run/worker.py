@@ -1,0 +1,263 @@
+"""The one function that runs a task, wherever it runs (in-process, loky, ipyparallel, MPI).
+
+It loads the task's inputs from the store, calls the function (inside the
+requested instruments), writes the result to the store and returns a small
+:class:`TaskReport`. Results travel through the store, not through the
+scheduler — unless the engines do not share the cache directory, in which case
+the value travels back in the report and the scheduler stores it.
+
+``File`` arguments (pinned to the snapshot the key was made from, see :mod:`ndustria.keys.files`)
+reach the task as ``pathlib.Path``; they are re-stat'ed just before the call and right after
+it, and a changed content fails the task (not run, or its result not stored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pickle
+import socket
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from ndustria.errors import (
+    CacheWriteError,
+    CorruptEntryError,
+    InputFileChangedError,
+    NdustriaError,
+    ResultNotPicklableError,
+)
+from ndustria.keys import files
+from ndustria.record import instruments
+from ndustria.record.instruments import call_instrumented
+from ndustria.records import DepRef, TaskPayload, TaskReport
+from ndustria.store.entries import Store
+from ndustria.store.locks import KeyLock
+from ndustria.store.writer import ResultWriter
+from ndustria.task import replace_handles
+
+_ENGINE_ID: str | None = None
+_HOST = socket.gethostname()
+_STORES: dict[tuple[str, bool], Store] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def set_engine_id(engine_id: str) -> None:
+    """Name this process in reports (an MPI rank, an ipyparallel engine id)."""
+    global _ENGINE_ID
+    _ENGINE_ID = engine_id
+
+
+def engine_id() -> str:
+    return _ENGINE_ID if _ENGINE_ID is not None else f"pid{os.getpid()}"
+
+
+def get_store(root: str, fsync: bool = True) -> Store:
+    with _STORES_LOCK:
+        store = _STORES.get((root, fsync))
+        if store is None:
+            store = _STORES[(root, fsync)] = Store(root, fsync=fsync)
+        return store
+
+
+@dataclass
+class Claim:
+    """A payload's right to compute: its key's lock (None: it runs unlocked, as without a shared
+    cache or with ``rerun``) and the entry another process stored meanwhile, if any."""
+
+    lock: KeyLock | None
+    found: Any = None  # an EntryInfo
+
+
+def claim(payload: TaskPayload, blocking: bool = True) -> Claim | None:
+    """Take the payload's compute lock, then look in the store again.
+
+    Without ``blocking``, None when another process or thread holds the lock.
+    """
+    if not payload.shared_cache or payload.rerun:
+        return Claim(None)
+    store = get_store(payload.store_root, payload.fsync)
+    key = payload.store_key or payload.key
+    lock = KeyLock(store.root, key)
+    if not lock.acquire(blocking):
+        return None
+    try:
+        return Claim(lock, _stored(store, key))
+    except BaseException:
+        lock.release()
+        raise
+
+
+def execute(payload: TaskPayload, writer: ResultWriter | None = None, claimed: Claim | None = None) -> TaskReport:
+    """Run one task and store its result. Never raises for a task's own failure.
+
+    Unless the payload skips the shared cache or must run whatever is stored (``rerun``), the
+    key's compute lock is held from before the store is checked until the result is stored: a
+    process that waited for it finds the entry and reports it as found, without recomputing.
+    ``claimed``: the lock taken (and the store checked) already, by :func:`claim`. With
+    ``writer`` the result is saved on the writer's thread, which then releases the lock; the
+    report is complete once the writer is closed.
+    """
+    store = get_store(payload.store_root, payload.fsync)
+    held = claimed if claimed is not None else claim(payload)
+    assert held is not None  # a blocking claim always succeeds
+    lock = held.lock
+    try:
+        if held.found is not None:
+            return found_report(payload, held.found)
+        report, value, ok = _compute(payload, store, thread_cpu=writer is not None)
+        if not ok or not payload.shared_cache:
+            return report
+        if writer is not None:
+            writer.submit(functools.partial(_finish_then_release, payload, store, value, report, lock))
+            lock = None  # the writer's job releases it once the result is stored
+            return report
+        return _finish(payload, store, value, report)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _stored(store: Store, key: str) -> Any:
+    """The entry's info if another process stored it (a damaged entry counts as missing: it is replaced)."""
+    try:
+        return store.info(key) if store.contains(key) else None
+    except CorruptEntryError:
+        return None
+
+
+def _compute(payload: TaskPayload, store: Store, thread_cpu: bool) -> tuple[TaskReport, Any, bool]:
+    """Load the inputs and call the task: (report, value, whether it returned)."""
+    report = TaskReport(key=payload.key, status="failed", engine=engine_id(), host=_HOST, pid=os.getpid(),
+                        store_key=payload.store_key or payload.key)
+    try:
+        args, kwargs = _load_inputs(payload, store)
+    except _BadInputs as bad:
+        report.bad_inputs = bad.keys
+        report.error = f"inputs of {payload.name} could not be loaded: {bad}"
+        return report, None, False
+    pinned = None
+    if payload.files:  # File inputs must still hold the content the key names (files.verify)
+        pinned = _check_files(payload, report, "before")
+        if pinned is None:
+            return report, None, False
+    try:  # the timer (always) and the requested instruments fill the report's timings and metrics
+        value = call_instrumented(payload.instruments, payload.func, args, kwargs, report, thread_cpu=thread_cpu)
+    except Exception as exc:
+        report.error = _format_exception(exc)
+        report.exception = _portable(exc)
+        return report, None, False
+    if pinned is not None and _check_files(payload, report, "after", pinned) is None:
+        return report, None, False  # a File changed while the task read it: its result must not be stored
+    if not payload.shared_cache:  # the value travels back in the report; the scheduler stores it
+        report.value, report.has_value, report.status = value, True, "done"
+    return report, value, True
+
+
+def found_report(payload: TaskPayload, info: Any) -> TaskReport:
+    """The report of a task whose entry another process stored (``info``: its EntryInfo)."""
+    return TaskReport(key=payload.key, status="done", engine=engine_id(), host=_HOST,
+                      pid=os.getpid(), path=str(info.path), size=info.size, checksum=info.checksum, found=True,
+                      store_key=payload.store_key or payload.key)
+
+
+def _finish_then_release(payload: TaskPayload, store: Store, value: Any, report: TaskReport,
+                         lock: KeyLock | None) -> None:
+    """A write-behind job: store the result, record the outcome in the report, release the key."""
+    try:
+        _finish(payload, store, value, report)
+    except BaseException as exc:  # noqa: BLE001 - recorded in the report, which the scheduler reads
+        report.status, report.value, report.has_value = "failed", None, False
+        report.error = f"the result of {payload.name} could not be stored: {type(exc).__name__}: {exc}"
+        report.exception = NdustriaError(report.error)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _finish(payload: TaskPayload, store: Store, value: Any, report: TaskReport) -> TaskReport:
+    """Store the result; the report says where, or why it could not be stored."""
+    try:
+        info = store.save(payload.store_key or payload.key, value)
+    except ResultNotPicklableError as exc:
+        report.error = f"the result of {payload.name} cannot be stored: {exc}"
+        report.exception = ResultNotPicklableError(report.error)
+        return report
+    except CacheWriteError as exc:  # disk full, read-only cache: nothing partial was left
+        if payload.on_cache_error == "warn":  # the scheduler keeps the value in memory
+            report.value, report.has_value, report.status = value, True, "done"
+            return report
+        report.error = f"the result of {payload.name} cannot be stored: {exc}"
+        report.exception = CacheWriteError(report.error, exc.errno, exc.path, exc.reason)
+        return report
+    report.path, report.size, report.checksum, report.status = str(info.path), info.size, info.checksum, "done"
+    return report
+
+
+class _BadInputs(Exception):
+    def __init__(self, keys: list[str], reason: str) -> None:
+        super().__init__(reason)
+        self.keys = keys
+
+
+def _check_files(payload: TaskPayload, report: TaskReport, moment: str,
+                 pinned: list[Any] | None = None) -> list[Any] | None:
+    """The payload's pinned Files re-checked (``moment``: "before"/"after" the call); None, with the
+    report filled, when one no longer holds the content the task's key was made from."""
+    try:
+        return files.verify(payload.name, files.pinned_files(payload.args, payload.kwargs) if pinned is None
+                            else pinned, moment)
+    except InputFileChangedError as exc:
+        report.error = "".join(traceback.format_exception_only(type(exc), exc))
+        report.exception = exc
+        return None
+
+
+def _load_inputs(payload: TaskPayload, store: Store) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if payload.files:  # the task receives a pathlib.Path for each File (DepRefs are resolved below)
+        payload = dataclasses.replace(payload, args=files.as_paths(payload.args),
+                                      kwargs=files.as_paths(payload.kwargs))
+    if not payload.refs:
+        return payload.args, payload.kwargs
+    values: dict[str, Any] = dict(payload.inputs)
+    bad: list[str] = []
+    reasons: list[str] = []
+
+    def resolve(ref: DepRef) -> Any:
+        if ref.key not in values:
+            try:
+                values[ref.key] = store.load(ref.key)
+            except (KeyError, CorruptEntryError) as exc:
+                bad.append(ref.id or ref.key)  # the scheduler knows its inputs by id
+                reasons.append(str(exc))
+                values[ref.key] = None
+        return values[ref.key]
+
+    def is_ref(x: Any) -> bool:
+        return isinstance(x, DepRef)
+
+    args = replace_handles(payload.args, resolve, is_ref)
+    kwargs = replace_handles(payload.kwargs, resolve, is_ref)
+    if bad:
+        raise _BadInputs(bad, "; ".join(reasons))
+    return args, kwargs
+
+
+def _format_exception(exc: BaseException) -> str:
+    """The task's own traceback, without ndustria's frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in (__file__, instruments.__file__):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The exception itself if it survives pickling, else an NdustriaError carrying its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return NdustriaError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}")

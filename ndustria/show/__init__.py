@@ -1,0 +1,12 @@
+"""Step 8 of a task's life, **show**: what a person reads.
+
+- :mod:`~ndustria.show.console` prints the original's console lines and a progress bar, and keeps
+  the run's log;
+- :mod:`~ndustria.show.reports` turns catalog rows into tables and plotly figures (timing, memory,
+  line profiles, runs) for the CLI, the notebook and the lab sidebar alike;
+- :mod:`~ndustria.show.runfiles` writes a run's report files and log into the cache directory;
+- :mod:`~ndustria.show.cli` is the ``ndustria`` command.
+
+May import everything below it (run, record, store, keys, records); only the pipeline and the
+notebook layer (:mod:`ndustria_nb`) import it.
+"""

@@ -1,0 +1,152 @@
+"""Console lines, as the original ndustria printed them (stdout), plus failures and dry runs.
+
+Each line shown is also kept in memory (the last :data:`LOG_LINES`), for the run's log file
+``<cache>/<pipeline>_log.txt`` (:func:`ndustria.show.runfiles.write_log`, ``ndustria -l NAME``): one
+append per line, nothing written until the run ends.
+
+Only this module (and the notebook views) print; everything else logs through
+``logging.getLogger("ndustria")``.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections import deque
+from typing import Any, TextIO
+
+LOG_LINES = 10_000  # the log keeps the last lines of a run, at most this many
+
+
+class Console:
+    """Prints a pipeline's progress. ``verbose=False`` silences everything but failures.
+
+    ``record=False`` (MPI ranks other than 0) keeps no log. The log holds the lines shown, and
+    always a run's start and end lines and its errors, even with ``verbose=False``.
+    """
+
+    def __init__(self, verbose: bool = True, stream: TextIO | None = None, record: bool = True) -> None:
+        self.verbose = verbose
+        self._stream = stream
+        self._bar: Any = None
+        self._log: deque[str] | None = deque(maxlen=LOG_LINES) if record else None
+        self._logged = 0  # lines kept since the last take_log, including those the deque let go
+
+    @property
+    def stream(self) -> TextIO:
+        """Where progress lines go: the stream given, else the current ``sys.stdout``."""
+        return self._stream if self._stream is not None else sys.stdout
+
+    @stream.setter
+    def stream(self, stream: TextIO | None) -> None:
+        self._stream = stream
+
+    def _say(self, line: str, *, always: bool = False, keep: bool = False) -> None:
+        if self._log is not None and (self.verbose or always or keep):
+            self._log.append(line)
+            self._logged += 1
+        if not (self.verbose or always):
+            return
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def progress_start(self, total: int) -> None:
+        """A progress bar on stderr, only when both streams are terminals (never in logs or pipes)."""
+        if self.verbose and total > 1 and self.stream.isatty() and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="task", leave=False, dynamic_ncols=True)
+
+    def progress_step(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def progress_end(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def added(self, task: object) -> None:
+        if self.verbose:  # formatting a task's call is only paid for when it is shown
+            self._say(f"[Added Task] {task}")
+
+    def cache_hit(self, task: object) -> None:
+        if self.verbose:
+            self._say(f"[Cache hit!] {task} can be skipped")
+
+    def run_start(self, n_tasks: int, workers: int = 1, backend: str = "serial") -> None:
+        if workers > 1:
+            self._say(f"Initializing parallel run with {workers} {_worker_word(backend)}")
+        self._say(f"---\n Starting a run with {n_tasks} tasks.\n---", keep=True)
+
+    def running(self, task: str, engine: str) -> None:
+        self._say(f"[{engine}] running: {task}")
+
+    def task_output(self, task: str, stdout: str, stderr: str) -> None:
+        """What a task printed on a remote engine, each line marked with the task."""
+        for text, stream in ((stdout, self.stream), (stderr, sys.stderr if self._stream is None else self.stream)):
+            if text and self.verbose:
+                lines = text.rstrip("\n").split("\n")
+                shown = "".join(f"[{task}] {line}\n" for line in lines)
+                if self._log is not None:
+                    self._log.append(shown[:-1])
+                    self._logged += 1
+                stream.write(shown)  # one write: no splicing
+                stream.flush()
+
+    def saved(self, task: str, path: str) -> None:
+        self._say(f"Saved result of {task} to {path}")
+
+    def found(self, task: str, path: str) -> None:
+        self._say(f"[Cache hit!] {task} is in the cache already (its inputs came out as stored, or another "
+                  f"process computed it meanwhile): {path}")
+
+    def failed(self, task: str, error: str) -> None:
+        last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+        self._say(f"[Failed] {task}: {last}", always=True)
+
+    def skipped(self, task: str, because: str) -> None:
+        self._say(f"[Skipped] {task}: its input {because} did not complete", always=True)
+
+    def recomputing(self, task: str, reason: str) -> None:
+        self._say(f"[Recompute] {task}: {reason}", always=True)
+
+    def would_run(self, task: str) -> None:
+        self._say(f"[Dry run] would run: {task}")
+
+    def dry_run_end(self, n_tasks: int) -> None:
+        self._say(f"Dry run: {n_tasks} tasks would run; nothing was executed.", keep=True)
+
+    def all_done(self) -> None:
+        self._say("All done.", keep=True)
+
+    def summary_failed(self, n_failed: int, n_skipped: int) -> None:
+        self._say(f"{n_failed} task(s) failed, {n_skipped} skipped; the others completed and are cached.",
+                  always=True)
+
+    # -- the run's log -------------------------------------------------------------------
+    @property
+    def recording(self) -> bool:
+        return self._log is not None
+
+    def log_error(self, exc: BaseException) -> None:
+        """The exception a run ended with, and its traceback (a TaskError's holds each task's), in the log."""
+        if self._log is not None:
+            self._log.append("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
+            self._logged += 1
+
+    def take_log(self) -> tuple[list[str], int]:
+        """The lines kept since the last call (the last :data:`LOG_LINES` at most) and how many earlier
+        ones were let go; then forget them."""
+        if self._log is None:
+            return [], 0
+        lines, dropped = list(self._log), self._logged - len(self._log)
+        self._log.clear()
+        self._logged = 0
+        return lines, dropped
+
+
+def _worker_word(backend: str) -> str:
+    return {"mpi": "processes", "ipyparallel": "engines"}.get(backend, "workers")

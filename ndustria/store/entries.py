@@ -1,0 +1,423 @@
+"""On-disk result store: atomic, checksummed, zero-copy for numpy arrays.
+
+Directory layout::
+
+    root/FORMAT                              "ndustria-store <version>"
+    root/objects/<key[:2]>/<key>             one entry file per result (bytes: :mod:`ndustria.store.format`)
+    root/tmp/<key>.<token><n>-<pid>-<tid>.tmp  entries being written (token: random, per process)
+
+A writer writes the data, then the header, to a file in root/tmp, fsyncs it (``fsync=True``)
+and renames it into place with ``os.replace``: a reader sees no entry or a complete
+one. ``load()`` checks every digest before unpickling anything; arrays come back as
+writable views of one page-aligned read buffer. ``load(mmap=True)`` checks the
+header and pickle digests only: buffer pages are not read, so they are not verified
+(``verify()`` checks everything).
+
+``load()`` checks the signature after the digests and before unpickling anything: an entry
+signed by no trusted key, or a format-1 entry (unsigned), raises :class:`UntrustedEntryError`
+(a :class:`CorruptEntryError`, so callers treat it as a miss and recompute). ``verify()``
+checks checksums only. An entry written elsewhere (a bundle, :mod:`ndustria.record.bundle`)
+comes in through ``tmp_file()``, ``adopt()`` (every digest checked, then re-signed with the
+local key) and ``publish()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import mmap as _mmap
+import os
+import pickle
+import re
+import stat as _stat
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from ndustria.errors import (
+    CacheError,
+    CacheWriteError,
+    CorruptEntryError,
+    UntrustedEntryError,
+)
+from ndustria.store.format import (
+    CHUNK,
+    DIGEST,
+    FORMAT_VERSION,
+    PREFIX,
+    Header,
+    dumps,
+    framed,
+    pickle_result,
+    read_header,
+    scan,
+    signed_message,
+    small_entry,
+    write_all,
+    write_large,
+)
+from ndustria.store.trust import Keyring, load_keyring
+
+try:
+    import numpy as _np
+except ImportError:  # pragma: no cover - numpy is optional
+    _np = None
+
+__all__ = ["FORMAT_VERSION", "EntryInfo", "Store"]
+
+_PAGE = 4096
+_STORE_TAG = "ndustria-store"
+_KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
+_TMP_RE = re.compile(r".*-(\d+)-(\d+)\.tmp")
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+def _load_syncfs() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).syncfs  # Linux (glibc, musl)
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _load_syncfs()
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """A stored entry: its file, size in bytes and content checksum (xxh3_128 hex)."""
+
+    key: str
+    path: Path
+    size: int
+    checksum: str
+
+
+def _buffer(n: int) -> memoryview:
+    """A writable buffer of ``n`` bytes, not zero-filled when numpy is present.
+
+    Page-aligned, like the file: the kernel copies file pages much more slowly into memory
+    whose offset within a page differs (numpy's own allocations start 16 bytes in).
+    """
+    if _np is None:
+        return memoryview(bytearray(n))
+    raw = _np.empty(n + _PAGE, _np.uint8)
+    start = -raw.ctypes.data % _PAGE
+    return memoryview(raw[start : start + n])
+
+
+def _rename_into_place(tmp: str, final: str) -> None:
+    try:
+        os.replace(tmp, final)
+    except FileNotFoundError:  # the entry's folder objects/<key[:2]> does not exist yet
+        os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
+        os.replace(tmp, final)
+
+
+def _sync_dir(final: str) -> None:
+    """Make the rename of ``final`` durable (POSIX: fsync its folder)."""
+    if os.name != "posix":
+        return
+    dir_fd = os.open(os.path.dirname(final), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+_TOKEN: tuple[int, str, Iterator[int]] = (0, "", itertools.count())
+
+
+def _unique() -> str:
+    """A temp-name part no other writer uses: a random token per process (hosts may share pids), a counter."""
+    global _TOKEN
+    pid, token, counter = _TOKEN
+    if pid != os.getpid():
+        _TOKEN = pid, token, counter = os.getpid(), uuid.uuid4().hex[:16], itertools.count()
+    return f"{token}{next(counter)}"
+
+
+class Store:
+    """A directory of results, one checksummed file per key; safe for concurrent processes."""
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True, keyring: Keyring | None = None) -> None:
+        self.root = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
+        self.fsync = fsync
+        self._keyring = keyring
+        self._objects = self.root / "objects"
+        self._objects_str = os.fspath(self._objects)
+        self._tmp = self.root / "tmp"
+        self._tmp_str = os.fspath(self._tmp)
+        try:
+            existed = self.root.is_dir()
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not existed or not any(self.root.iterdir()):
+                os.chmod(self.root, 0o700)
+            self._objects.mkdir(mode=0o700, exist_ok=True)
+            self._tmp.mkdir(mode=0o700, exist_ok=True)
+            self._check_format()
+        except OSError as exc:
+            raise CacheError(
+                f"cannot use cache directory {self.root}: {exc}; choose a writable directory"
+            ) from exc
+
+    def _check_format(self) -> None:
+        fmt = self.root / "FORMAT"
+        try:
+            text = fmt.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            tmp = self._tmp_path("FORMAT")
+            Path(tmp).write_text(f"{_STORE_TAG} {FORMAT_VERSION}\n", encoding="utf-8")
+            os.replace(tmp, fmt)
+            return
+        tag, _, version = text.partition(" ")
+        if tag != _STORE_TAG or not version.isdigit():
+            raise CacheError(f"{self.root} is not an ndustria store (FORMAT reads {text[:40]!r})")
+        if int(version) > FORMAT_VERSION:
+            raise CacheError(
+                f"cache directory {self.root} was written by a newer ndustria (store format {version}); "
+                "upgrade ndustria or use another cache directory"
+            )
+
+    @property
+    def keyring(self) -> Keyring:
+        """The keys entries are signed with and checked against (loaded on first use)."""
+        if self._keyring is None:
+            self._keyring = load_keyring()
+        return self._keyring
+
+    def _check_signature(self, key: str, path: Path, hdr: Header, pickled: memoryview) -> None:
+        def untrusted(reason: str) -> UntrustedEntryError:
+            return UntrustedEntryError(key, str(path), reason)
+
+        if not hdr.signature:
+            raise untrusted("it has no signature (written by an older ndustria); it is recomputed")
+        if hashlib.sha256(pickled).hexdigest() != hdr.pickle_sha256:
+            raise untrusted("pickle SHA-256 mismatch")
+        if not self.keyring.check(hdr.signer, hdr.signature, signed_message(key, hdr)):
+            who = "a key you do not trust" if hdr.signer not in self.keyring.trusted else "a bad signature"
+            raise untrusted(f"it is signed by {who} (signer {hdr.signer}); add that key to trusted_keys "
+                            "to use results written by others")
+
+    def _tmp_path(self, name: str) -> str:
+        return f"{self._tmp_str}/{name}.{_unique()}-{os.getpid()}-{threading.get_ident()}.tmp"
+
+    def path(self, key: str) -> Path:
+        """The file of ``key``: root/objects/<key[:2]>/<key>."""
+        return Path(self._file(key))
+
+    def _file(self, key: str) -> str:
+        if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
+            raise ValueError(f"invalid store key {key!r}: use 1-200 characters from [A-Za-z0-9_-]")
+        return f"{self._objects_str}/{key[:2]}/{key}"
+
+    def contains(self, key: str) -> bool:
+        """Whether an entry exists (one stat; the entry is not read). Hot: called once per declared task."""
+        if not isinstance(key, str) or "/" in key or key.startswith("."):
+            return False
+        try:
+            return _stat.S_ISREG(os.stat(f"{self._objects_str}/{key[:2]}/{key}").st_mode)
+        except (OSError, ValueError):
+            return False
+
+    def save(self, key: str, value: object) -> EntryInfo:
+        """Store ``value`` atomically under ``key``; numpy arrays are written without copies."""
+        final = self._file(key)
+        data, views = pickle_result(key, value)
+        keyring = self.keyring
+        tmp = self._tmp_path(key)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
+        except OSError as exc:
+            raise self._write_error(key, exc) from exc
+        try:
+            try:
+                if not views and len(data) <= CHUNK:  # a small result: one write of the whole file
+                    whole, checksum = small_entry(key, data, keyring, round(time.time(), 6))
+                    size = write_all(fd, whole, 0)
+                else:
+                    size, checksum = write_large(fd, key, data, views, keyring)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            _rename_into_place(tmp, final)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):  # disk full, read-only, quota: say where and what to do
+                raise self._write_error(key, exc) from exc
+            raise
+        if self.fsync:
+            _sync_dir(final)
+        return EntryInfo(key, Path(final), size, checksum)
+
+    # -- entries written elsewhere (bundles: ndustria.record.bundle) ------------------------------
+    def tmp_file(self, key: str) -> str:
+        """A fresh temp path in root/tmp for an entry of ``key`` being brought in (see :meth:`adopt`);
+        one left behind by a killed process is removed by :meth:`clean_tmp`."""
+        self._file(key)  # a valid key
+        return self._tmp_path(key)
+
+    def adopt(self, key: str, path: str | os.PathLike[str]) -> EntryInfo:
+        """Check the entry file at ``path`` as :meth:`load` would, except whose key signed it, then
+        sign it with this store's key, in place. Not yet published: see :meth:`publish`.
+
+        For entries written elsewhere (a bundle from another user): their signer is not trusted
+        here, so the caller's decision to import them stands in for the signature check. Every
+        digest is verified (header, pickle, array data) and the pickle's SHA-256 must match the
+        header's; only the signer and signature in the header change (the checksum stays, so the
+        keys of dependents still match). Raises :class:`CorruptEntryError` naming what is wrong.
+        """
+        where = Path(path)
+        with open(where, "r+b", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            hdr = scan(key, where, f, size, None)
+            if not hdr.signature or not hdr.pickle_sha256:
+                raise CorruptEntryError(key, str(where), "written by an older ndustria, without signatures")
+            p_off, p_len = hdr.pickle
+            sha256 = hashlib.sha256()
+            f.seek(p_off)
+            for start in range(0, p_len, CHUNK):
+                chunk = f.read(min(CHUNK, p_len - start))
+                if not chunk:
+                    raise CorruptEntryError(key, str(where), "the file shrank while it was read")
+                sha256.update(chunk)
+            if sha256.hexdigest() != hdr.pickle_sha256:
+                raise CorruptEntryError(key, str(where), "pickle SHA-256 mismatch")
+            f.seek(0)
+            prefix = f.read(PREFIX.size)
+            meta = json.loads(f.read(PREFIX.unpack(prefix)[2]))  # checked by scan's header digest
+            signed = Header(hdr.pickle, hdr.buffers, hdr.pickle_digest, hdr.buffers_digest, hdr.pickle_sha256,
+                             self.keyring.signer)
+            meta.update(signer=signed.signer, signature=self.keyring.sign(signed_message(key, signed)))
+            head = dumps(meta)
+            if PREFIX.size + len(head) + DIGEST > p_off:
+                raise CorruptEntryError(key, str(where), "its header leaves no room for a signature")
+            f.seek(0)
+            write_all(f.fileno(), framed(head, p_off), 0)
+            if self.fsync:
+                os.fsync(f.fileno())
+        return EntryInfo(key, where, size, hdr.checksum)
+
+    def publish(self, key: str, path: str | os.PathLike[str]) -> Path:
+        """Move a whole entry file (from :meth:`tmp_file`, checked by :meth:`adopt`) into place
+        atomically, replacing any entry of ``key``; returns the entry's path."""
+        final = self._file(key)
+        _rename_into_place(os.fspath(path), final)
+        if self.fsync:
+            _sync_dir(final)
+        return Path(final)
+
+    def sync(self) -> None:
+        """Make every entry written so far durable: one ``syncfs`` of the cache's filesystem
+        (``os.sync()`` where syncfs is unavailable). Used after a batch saved with fsync deferred."""
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            if _SYNCFS is None or _SYNCFS(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
+    def _write_error(self, key: str, exc: OSError) -> CacheWriteError:
+        why = exc.strerror or str(exc)
+        return CacheWriteError(
+            f"cannot write the result {key} to the cache directory {self.root}: {why}. Free disk space, make "
+            "the directory writable, or choose another cache directory (Pipeline(cache_dir=...)); "
+            "Pipeline(on_cache_error='warn') runs without caching instead", exc.errno, str(self.root), why
+        )
+
+    @contextlib.contextmanager
+    def _open(self, key: str) -> Iterator[tuple[Path, Any, int]]:
+        path = self.path(key)
+        try:
+            f = open(path, "rb", buffering=0)  # noqa: SIM115 - only a missing file means KeyError
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        with f:
+            yield path, f, os.fstat(f.fileno()).st_size
+
+    def load(self, key: str, *, mmap: bool = False) -> object:
+        """Verify and unpickle an entry; arrays are writable views of one read buffer.
+
+        With ``mmap=True`` arrays are copy-on-write views of a memory map of the file:
+        nothing of them is read until used, and their bytes are not verified.
+        Raises KeyError if absent, CorruptEntryError (without unpickling) if damaged.
+        """
+        with self._open(key) as (path, f, size):
+            if mmap:
+                hdr, _ = read_header(key, path, f, size)
+                buf = memoryview(_mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_COPY))
+                p_off, p_len = hdr.pickle
+                if xxhash.xxh3_128_hexdigest(buf[p_off : p_off + p_len]) != hdr.pickle_digest:
+                    raise CorruptEntryError(key, str(path), "pickle checksum mismatch")
+            else:
+                buf = _buffer(size)
+                hdr = scan(key, path, f, size, buf)
+        p_off, p_len = hdr.pickle
+        self._check_signature(key, path, hdr, buf[p_off : p_off + p_len])
+        buffers = [buf[off : off + n] for off, n in hdr.buffers]
+        return pickle.loads(buf[p_off : p_off + p_len], buffers=buffers)
+
+    def verify(self, key: str) -> None:
+        """Check every digest of an entry without unpickling it; raises CorruptEntryError or KeyError."""
+        with self._open(key) as (path, f, size):
+            scan(key, path, f, size, None)
+
+    def remove(self, key: str) -> bool:
+        """Delete an entry; False if there was none."""
+        try:
+            os.unlink(self.path(key))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def keys(self) -> Iterator[str]:
+        """Keys of all stored entries (in no particular order)."""
+        with os.scandir(self._objects) as subdirs:
+            for sub in subdirs:
+                if not sub.is_dir(follow_symlinks=False):
+                    continue
+                with os.scandir(sub.path) as entries:
+                    for e in entries:
+                        if e.name[:2] == sub.name and _KEY_RE.fullmatch(e.name) and e.is_file():
+                            yield e.name
+
+    def info(self, key: str) -> EntryInfo | None:
+        """Size and checksum of an entry from its header (data is not read); None if absent."""
+        try:
+            with self._open(key) as (path, f, size):
+                hdr, _ = read_header(key, path, f, size)
+        except KeyError:
+            return None
+        return EntryInfo(key, path, size, hdr.checksum)
+
+    def clean_tmp(self, older_than: float = 3600) -> int:
+        """Remove temp files not modified for ``older_than`` seconds; returns how many.
+
+        Files of live writer threads of this process are kept whatever their age.
+        """
+        now, removed = time.time(), 0
+        alive = {t.ident for t in threading.enumerate()}
+        with os.scandir(self._tmp) as entries:
+            for e in entries:
+                m = _TMP_RE.fullmatch(e.name)
+                if not m or (int(m[1]) == os.getpid() and int(m[2]) in alive):
+                    continue
+                try:
+                    if now - e.stat(follow_symlinks=False).st_mtime < older_than:
+                        continue
+                    os.unlink(e.path)
+                except FileNotFoundError:
+                    continue
+                removed += 1
+        return removed
