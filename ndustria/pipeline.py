@@ -264,6 +264,11 @@ class Pipeline:
         """Close the run's records, write its report files, keep the cache under its size limit;
         raise ``TaskError`` if a task failed."""
         catalog = self.catalog
+        if state.done:  # what this run reported saved is durable before run() returns
+            if self.fsync:
+                self.store.sync()
+            else:
+                self.store.flush()
         catalog.finish_run(run_id, "failed" if state.failed else "done")
         write_run_files(catalog, self.cache_dir, self.name, [h.id for h in self.tasks],
                         timeit=self.timeit, memcheck=self.memcheck, profiling=self.profiling)
@@ -293,6 +298,7 @@ class Pipeline:
         try:
             scheduler.run(state)
         except BaseException:
+            self.store.flush()  # what completed stays stored (made durable by a later run's sync)
             recorder.started()  # the run's task rows, had the interruption come before the first submission left
             self.catalog.finish_run(recorder.run_id, "interrupted")
             if self._backend is not None:  # stop what ndustria started (a local cluster), cancel the rest
@@ -327,7 +333,7 @@ class Pipeline:
             key=handle.id, store_key=handle.key or "", name=handle.name, func=handle.function.func,
             args=replace_handles(handle.args, to_ref, is_handle) if refs else handle.args,
             kwargs=replace_handles(handle.kwargs, to_ref, is_handle) if refs else handle.kwargs,
-            store_root=str(self.cache_dir), fsync=self.fsync, instruments=self._instruments(),
+            store_root=str(self.cache_dir), fsync=self.fsync and not backend.local, instruments=self._instruments(),
             shared_cache=backend.shared_cache, inputs=inputs, rerun=handle.rerun, on_cache_error=self.on_cache_error,
             refs=refs, files=handle.has_files,
         )
@@ -432,7 +438,8 @@ class Pipeline:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.cache_dir, fsync=self.fsync)
+            # Saves here (values engines sent back) are made durable by the run's sync at its end.
+            self._store = Store(self.cache_dir, fsync=False)
             clean_stale(self._store)  # temp and lock files of killed runs, once they are an hour old
         return self._store
 

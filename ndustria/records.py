@@ -31,7 +31,8 @@ class TaskPayload:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     store_root: str
-    fsync: bool = True
+    fsync: bool = True  # the result is durable before the report leaves (engines of another machine)
+    grouped: bool = False  # saved in a batch: committed and synced with the batch's others, lock released then
     instruments: tuple[str, ...] = ()
     shared_cache: bool = True
     inputs: dict[str, Any] = field(default_factory=dict)  # dependency values, when the cache is not shared

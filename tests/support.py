@@ -59,3 +59,43 @@ class Canary:
 
     def __reduce__(self):
         return (_touch, (self.flag,))
+
+
+class StoredEntry:
+    """The bytes of one cache entry as stored -- a file under objects/, or a row of objects.sqlite for
+    a small one -- read and rewritten in place, as a bad disk or an attacker with write access would."""
+
+    def __init__(self, store, key: str) -> None:
+        import sqlite3
+
+        self.store, self.key = store, key
+        store.flush()
+        with sqlite3.connect(store.root / "objects.sqlite") as db:
+            self.small = db.execute("SELECT 1 FROM blobs WHERE key = ?", (key,)).fetchone() is not None
+        self.path = store.path(key)
+
+    def read_bytes(self) -> bytes:
+        if not self.small:
+            return self.path.read_bytes()
+        size, f = self.store.open_entry(self.key)
+        with f:
+            return f.read()
+
+    def write_bytes(self, data: bytes) -> None:
+        import sqlite3
+
+        if not self.small:
+            self.path.write_bytes(data)
+            return
+        with sqlite3.connect(self.store.root / "objects.sqlite", timeout=30) as db:
+            db.execute("UPDATE blobs SET data = ? WHERE key = ?", (data, self.key))
+
+    @property
+    def size(self) -> int:
+        return len(self.read_bytes())
+
+    def flip(self, offset: int) -> None:
+        """Invert the bits of one byte."""
+        raw = bytearray(self.read_bytes())
+        raw[offset] ^= 0x5A
+        self.write_bytes(bytes(raw))

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import run_python, write_script
+from support import StoredEntry, run_python, write_script
 from test_cli import cli, populate
 
 from ndustria import Pipeline
@@ -145,7 +145,7 @@ def test_gc_without_a_terminal_refuses_unless_yes(cache_dir):
 def test_verify_removes_only_damaged_entries_and_names_them(cache_dir):
     pipe = populate()
     damaged = next(h for h in pipe.tasks if h.name == "square(2)")
-    path = cache_dir / "objects" / damaged.key[:2] / damaged.key
+    path = StoredEntry(pipe.store, damaged.key)
     data = bytearray(path.read_bytes())
     data[-5] ^= 0xFF
     path.write_bytes(bytes(data))

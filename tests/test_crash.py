@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -47,10 +48,17 @@ pipe.close()
 """
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C raises KeyboardInterrupt, even if this test runs where SIGINT is ignored
+    (a shell's background job inherits SIGINT ignored, and Python then installs no handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(tmp_path: Path, backend: str, **popen) -> subprocess.Popen:
     script = write_script(tmp_path / "crash.py", SCRIPT.replace("SIZE", str(SIZE)))
     return subprocess.Popen([sys.executable, str(script), str(tmp_path / "calls.txt"), backend],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
+                            **popen)
 
 
 def wait_for_write(cache: Path, proc: subprocess.Popen) -> tuple[int, int]:
@@ -140,3 +148,65 @@ def test_ctrl_c_while_writing(tmp_path: Path, cache_dir: Path, backend: str) -> 
     assert calls(tmp_path) == 2
     assert len(assert_no_partial_entry(cache_dir)) == 1
     shutil.rmtree(cache_dir)
+
+
+# -- many tiny tasks, saved in groups: a kill loses only what was not reported saved -------------
+
+GROUPS = """
+import os, signal, sys, time
+from ndustria import Pipeline
+
+backend, log = sys.argv[1], sys.argv[2]
+os.environ["DRIVER_PID"] = str(os.getpid())  # loky's workers inherit it when they start
+pipe = Pipeline(name="groups", backend=backend, engines=2)
+
+@pipe.AddFunction()
+def tiny(i):
+    if i == KILL_AT and os.environ.get("KILL"):
+        os.kill(int(os.environ["DRIVER_PID"]), signal.SIGKILL)  # the process that reports what was saved
+        time.sleep(60)
+    with open(log, "a") as fh:
+        fh.write(f"{i}\\n")
+    return i * 3
+
+handles = [tiny(i) for i in range(N)]
+pipe.run()
+print("sum", sum(h.result() for h in handles))
+pipe.close()
+"""
+N, KILL_AT = 3000, 2200
+
+
+def run_groups(tmp_path: Path, backend: str, kill: bool) -> subprocess.CompletedProcess:
+    script = write_script(tmp_path / "groups.py", GROUPS.replace("KILL_AT", str(KILL_AT)).replace("N)", f"{N})"))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"KILL": "1"} if kill else {})}
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with open(out, "w") as stdout, open(err, "w") as stderr:  # files: orphaned loky workers keep pipes open
+        proc = subprocess.Popen([sys.executable, str(script), backend, str(tmp_path / "log.txt")], env=env,
+                                stdout=stdout, stderr=stderr, text=True, start_new_session=True)
+        try:
+            proc.wait(timeout=600)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # loky workers of a killed driver
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out.read_text(), err.read_text())
+
+
+@pytest.mark.parametrize("backend", ["serial", "processes"])
+def test_a_killed_run_keeps_every_result_it_reported_saved(tmp_path: Path, cache_dir: Path, backend: str) -> None:
+    killed = run_groups(tmp_path, backend, kill=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    reported = {int(m) for m in re.findall(r"^Saved result of tiny\((\d+)\)", killed.stdout, re.M)}
+    assert reported and KILL_AT not in reported, "some results were reported saved before the kill"
+    store = Store(cache_dir, fsync=False)
+    keys = assert_no_partial_entry(cache_dir)  # every entry there verifies: nothing half-written
+    assert len(keys) >= len(reported)
+    first = (tmp_path / "log.txt").read_text().split()
+    (tmp_path / "log.txt").unlink()
+    again = run_groups(tmp_path, backend, kill=False)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == f"sum {3 * sum(range(N))}"
+    recomputed = {int(i) for i in (tmp_path / "log.txt").read_text().split()}
+    assert not recomputed & reported, "a result reported saved before the kill was computed again"
+    assert recomputed | {int(i) for i in first} >= set(range(N)) - {KILL_AT} and KILL_AT in recomputed
+    assert len(list(store.keys())) == N

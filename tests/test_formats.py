@@ -5,16 +5,19 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sqlite3
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xxhash
+from support import StoredEntry
 
 import ndustria.store.entries as store_module
 from ndustria import NdustriaError, NdustriaWarning, Pipeline, TaskError
 from ndustria.errors import CacheWriteError
+from ndustria.store.blobs import Blobs
 from ndustria.store.entries import FORMAT_VERSION, Store
 
 CALLS: list = []
@@ -62,7 +65,7 @@ def test_future_entry_version_is_a_miss_with_a_warning(cache_dir: Path) -> None:
     pipe, big, total, calls = make()
     handle = total(big(1000))
     pipe.run()
-    path = Store(cache_dir).path(handle.deps[0].key)
+    path = StoredEntry(Store(cache_dir), handle.deps[0].key)
     raw = bytearray(path.read_bytes())
     hlen = struct.unpack_from("<I", raw, 12)[0]
     struct.pack_into("<I", raw, 8, FORMAT_VERSION + 1)
@@ -117,7 +120,13 @@ def test_opt_in_uncached_run_warns_and_keeps_results_in_memory(cache_dir: Path, 
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
         return real_open(path, flags, mode, **kw)
 
+    def read_only_table(self, key, data, created, commit=True):  # SQLite on a read-only file system says so
+        exc = sqlite3.OperationalError("attempt to write a readonly database")
+        exc.sqlite_errorcode = sqlite3.SQLITE_READONLY
+        raise exc
+
     monkeypatch.setattr(store_module.os, "open", read_only)
+    monkeypatch.setattr(Blobs, "put", read_only_table)
     handle = total(big(1000))
     with pytest.warns(NdustriaWarning, match=r"\(Read-only file system\): results are kept in memory"):
         pipe.run()
@@ -132,9 +141,9 @@ def test_header_json_is_unchanged_by_a_reader(cache_dir: Path) -> None:
     """Readers never rewrite entries (a shared cache may hold entries of other versions)."""
     store = Store(cache_dir, fsync=False)
     store.save("k", [1])
-    before = store.path("k").read_bytes()
+    before = StoredEntry(store, "k").read_bytes()
     store.load("k")
     store.verify("k")
-    assert store.path("k").read_bytes() == before
+    assert StoredEntry(store, "k").read_bytes() == before
     hlen = struct.unpack_from("<I", before, 12)[0]
     assert {"signer", "signature", "pickle_sha256"} <= set(json.loads(before[16 : 16 + hlen]))

@@ -74,7 +74,7 @@ def check_matrix_results(cache: Path, out: str, computed: tuple[str, ...] = ("mu
         for kind, task in (("multiplication", producer), ("parameters", consumer)):
             if kind in computed:
                 key = results[task][0]
-                assert f"Saved result of {task} to {cache / 'objects' / key[:2] / key}" in out
+                assert f"Saved result of {task} to {Store(cache).info(key).path}" in out
         if "parameters" in computed:
             assert f"Size of Matrix: ({n}, {n})" in out and f"Total Number of Elements: {n * n}" in out
     return results

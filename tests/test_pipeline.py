@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from support import StoredEntry
 
 from ndustria import (
     NdustriaError,
@@ -303,7 +304,7 @@ def test_a_damaged_entry_is_reported_removed_and_recomputed(cache_dir, tmp_path)
 
     h = payload(1)
     pipe.run()
-    path = pipe.store.path(h.key)
+    path = StoredEntry(pipe.store, h.key)
     data = bytearray(path.read_bytes())
     data[-3] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -324,7 +325,7 @@ def test_a_damaged_input_is_recomputed_before_its_consumer_runs(cache_dir):
     produce, total = build(pipe)
     p = produce(6)
     pipe.run()
-    path = pipe.store.path(p.key)
+    path = StoredEntry(pipe.store, p.key)
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))

@@ -31,7 +31,7 @@ def test_a_batch_syncs_after_its_saves_instead_of_fsyncing_each_result(cache_dir
     real_fsync, real_save = os.fsync, Store.save
     monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd))[1])
     monkeypatch.setattr(Store, "sync", lambda self: events.append("sync"))
-    monkeypatch.setattr(Store, "save", lambda self, key, value: (events.append(key), real_save(self, key, value))[1])
+    monkeypatch.setattr(Store, "save", lambda self, key, value, **kw: (events.append(key), real_save(self, key, value, **kw))[1])
     reports = remote.execute_batch(payloads)
     assert [r.status for r in reports] == ["done"] * 5
     assert fsyncs == [], "no result is fsynced on its own"
@@ -48,7 +48,7 @@ def test_a_long_batch_syncs_before_its_last_tasks_so_that_its_final_sync_is_shor
     events: list[str] = []
     real_save = Store.save
     monkeypatch.setattr(Store, "sync", lambda self: events.append("sync"))
-    monkeypatch.setattr(Store, "save", lambda self, key, value: (events.append(key), real_save(self, key, value))[1])
+    monkeypatch.setattr(Store, "save", lambda self, key, value, **kw: (events.append(key), real_save(self, key, value, **kw))[1])
     monkeypatch.setattr(writer, "SYNC_EVERY", 3600.0)  # no background sync on a slow machine either
     assert [r.status for r in remote.execute_batch(payloads)] == ["done"] * 60
     syncs = [i for i, e in enumerate(events) if e == "sync"]
@@ -73,9 +73,9 @@ def test_the_writer_holds_each_task_lock_until_its_result_is_stored(cache_dir, m
     seen = {}
     real_save = Store.save
 
-    def save(self, key, value):
+    def save(self, key, value, **kw):
         seen[key] = (threading.current_thread().name, lock_state(self.root, key))
-        return real_save(self, key, value)
+        return real_save(self, key, value, **kw)
 
     monkeypatch.setattr(Store, "save", save)
     reports = remote.execute_batch(payloads)
@@ -110,8 +110,8 @@ def test_tasks_with_instruments_are_saved_in_line(cache_dir, monkeypatch):
         p.instruments = ("timeit",)
     threads = []
     real_save = Store.save
-    monkeypatch.setattr(Store, "save", lambda self, key, value: (threads.append(threading.current_thread().name),
-                                                                  real_save(self, key, value))[1])
+    monkeypatch.setattr(Store, "save", lambda self, key, value, **kw: (threads.append(threading.current_thread().name),
+                                                                        real_save(self, key, value, **kw))[1])
     assert [r.status for r in remote.execute_batch(payloads)] == ["done"] * 5
     assert set(threads) == {threading.main_thread().name}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import stat
 import struct
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xxhash
-from support import Canary
+from support import Canary, StoredEntry
 
 from ndustria import NdustriaWarning, Pipeline
 from ndustria.errors import UntrustedEntryError
@@ -72,7 +71,7 @@ def test_forged_signer_is_never_unpickled(tmp_path: Path, mallory: Store) -> Non
     mine = Store(tmp_path / "cache", fsync=False)
     mine.save("good", [1, 2, 3])
     mallory.save("good", {"x": Canary(flag)})  # replaces my entry, then claims to be me
-    rewrite_header(mine.path("good"), lambda h: h.update(signer=mine.keyring.signer))
+    rewrite_header(StoredEntry(mine, "good"), lambda h: h.update(signer=mine.keyring.signer))
     with pytest.raises(UntrustedEntryError, match="bad signature"):
         mine.load("good")
     assert not flag.exists()
@@ -83,7 +82,7 @@ def test_swapped_pickle_under_a_valid_signature_is_rejected(tmp_path: Path) -> N
     flag = tmp_path / "flag"
     mine = Store(tmp_path / "cache", fsync=False)
     mine.save("v", "x" * 40)
-    path = mine.path("v")
+    path = StoredEntry(mine, "v")
     raw = bytearray(path.read_bytes())
     _, _, hlen = struct.unpack_from("<8sII", raw)
     head = json.loads(raw[16 : 16 + hlen])
@@ -102,7 +101,7 @@ def test_swapped_pickle_under_a_valid_signature_is_rejected(tmp_path: Path) -> N
 def test_unsigned_format_1_entry_is_a_miss(tmp_path: Path) -> None:
     store = Store(tmp_path / "cache", fsync=False)
     store.save("old", 42)
-    rewrite_header(store.path("old"), lambda h: [h.pop(k) for k in ("signer", "signature", "pickle_sha256")],
+    rewrite_header(StoredEntry(store, "old"), lambda h: [h.pop(k) for k in ("signer", "signature", "pickle_sha256")],
                    version=1)
     store.verify("old")  # a well-formed format-1 entry
     with pytest.raises(UntrustedEntryError, match="no signature"):
@@ -155,4 +154,4 @@ def test_pipeline_recomputes_an_untrusted_entry_with_a_warning(tmp_path: Path, c
         pipe.run()
     assert handle.result() == 41
     assert calls == [4, ("plus", 40)]  # recomputed; 666 was never loaded
-    assert os.path.exists(Store(cache_dir).path(handle.key))
+    assert Store(cache_dir).contains(handle.key)

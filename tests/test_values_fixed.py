@@ -287,7 +287,7 @@ h = total(values)
 run()
 first = h.result()
 values.append(100)  # after run(): allowed, the result is stored
-os.remove(h.path)  # ... but the entry is lost, and result() must compute it again
+h.pipeline.store.remove(h.key)  # ... but the entry is lost, and result() must compute it again
 try:
     h.result()
     error = ""

@@ -214,11 +214,10 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def _add_entry(tar: tarfile.TarFile, store: Store, entry: dict[str, Any], bar: Progress) -> None:
     key, task = entry["key"], entry["task"]
     try:
-        f = open(store.path(key), "rb")  # noqa: SIM115 - closed below; only a missing file is special
-    except FileNotFoundError:
+        size, f = store.open_entry(key)
+    except KeyError:
         raise BundleError(f"the result of {task} ({key}) was removed while it was packed; pack again") from None
     with f:
-        size = os.fstat(f.fileno()).st_size
         if size != entry["size"]:
             raise BundleError(f"the result of {task} ({key}) changed while it was packed; pack again")
         info = tarfile.TarInfo(_member(key))

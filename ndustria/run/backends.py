@@ -33,7 +33,7 @@ BACKENDS = ("serial", "processes", "ipyparallel", "mpi")
 
 # One submission's round trip (seconds): a first guess; ipyparallel and MPI measure theirs when they start
 # (``calibrate``). 0 turns batching off.
-OVERHEAD = {"serial": 0.0, "processes": 1e-3, "ipyparallel": 3e-3, "mpi": 3e-4, "executor": 1e-3}
+OVERHEAD = {"serial": 1e-3, "processes": 1e-3, "ipyparallel": 3e-3, "mpi": 3e-4, "executor": 1e-3}
 
 _CALIBRATED: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()  # ipp.Client -> overhead
 
@@ -64,6 +64,7 @@ class Backend:
     closer: Callable[[], None] | None = field(default=None, repr=False)
     aborter: Callable[[], None] | None = field(default=None, repr=False)
     overhead: float = 0.0  # expected seconds per submission (batching starts from this guess)
+    local: bool = False  # runs on this machine: results are made durable by this process's sync at the end
     watchdog: Callable[[], None] | None = field(default=None, repr=False)  # called while the scheduler waits
     recover: Callable[[], Executor] | None = field(default=None, repr=False)  # a working executor after a fault
 
@@ -215,7 +216,8 @@ def resolve_backend(*, parallel: bool, backend: str | None, engines: int | None,
         return Backend("executor", RemoteExecutor(executor, capture=False), int(workers), shared_cache,
                        overhead=OVERHEAD["executor"])
     if name == "serial":
-        return Backend("serial", SerialExecutor(), 1)
+        # A submission of one task costs its own commit and catalog transaction: tiny tasks go in batches.
+        return Backend("serial", SerialExecutor(), 1, overhead=OVERHEAD["serial"], local=True)
     if name == "processes":
         return _processes(engines or default_workers())
     if name == "ipyparallel":
@@ -230,7 +232,7 @@ def _processes(workers: int) -> Backend:
     def pool() -> Executor:  # the task's output goes straight to this terminal, as loky's workers share it
         return RemoteExecutor(get_reusable_executor(max_workers=workers, timeout=300), capture=False)
 
-    backend = Backend("processes", pool(), workers, overhead=OVERHEAD["processes"])
+    backend = Backend("processes", pool(), workers, overhead=OVERHEAD["processes"], local=True)
 
     def recover() -> Executor:  # a killed worker breaks loky's pool for good: the next call starts a new one
         backend.executor = pool()

@@ -118,7 +118,16 @@ def execute(payload: TaskPayload, writer: ResultWriter | None = None, claimed: C
         return _finish(payload, store, value, report)
     finally:
         if lock is not None:
-            lock.release()
+            _release_when_visible(payload, store, lock)
+
+
+def _release_when_visible(payload: TaskPayload, store: Store, lock: KeyLock) -> None:
+    """Release a key's compute lock once its entry is visible to other processes: a grouped save is
+    committed with its batch, and another process taking the lock earlier would compute it again."""
+    if payload.grouped:
+        store.after_commit(lock.release)
+    else:
+        lock.release()
 
 
 def _stored(store: Store, key: str) -> Any:
@@ -175,13 +184,13 @@ def _finish_then_release(payload: TaskPayload, store: Store, value: Any, report:
         report.exception = NdustriaError(report.error)
     finally:
         if lock is not None:
-            lock.release()
+            _release_when_visible(payload, store, lock)
 
 
 def _finish(payload: TaskPayload, store: Store, value: Any, report: TaskReport) -> TaskReport:
     """Store the result; the report says where, or why it could not be stored."""
     try:
-        info = store.save(payload.store_key or payload.key, value)
+        info = store.save(payload.store_key or payload.key, value, defer=payload.grouped)
     except ResultNotPicklableError as exc:
         report.error = f"the result of {payload.name} cannot be stored: {exc}"
         report.exception = ResultNotPicklableError(report.error)

@@ -24,21 +24,24 @@ local key) and ``publish()``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import itertools
 import json
 import mmap as _mmap
 import os
 import pickle
 import re
+import sqlite3
 import stat as _stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import xxhash
 
@@ -48,6 +51,8 @@ from ndustria.errors import (
     CorruptEntryError,
     UntrustedEntryError,
 )
+from ndustria.store.blobs import FILE as BLOBS_FILE
+from ndustria.store.blobs import SMALL_MAX, Blobs
 from ndustria.store.format import (
     CHUNK,
     DIGEST,
@@ -74,6 +79,8 @@ except ImportError:  # pragma: no cover - numpy is optional
 __all__ = ["FORMAT_VERSION", "EntryInfo", "Store"]
 
 _PAGE = 4096
+_SQLITE_ERRNO = {sqlite3.SQLITE_READONLY: errno.EROFS, sqlite3.SQLITE_FULL: errno.ENOSPC,
+                 sqlite3.SQLITE_PERM: errno.EACCES, sqlite3.SQLITE_CANTOPEN: errno.EACCES}
 _STORE_TAG = "ndustria-store"
 _KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _TMP_RE = re.compile(r".*-(\d+)-(\d+)\.tmp")
@@ -94,12 +101,14 @@ _SYNCFS = _load_syncfs()
 
 @dataclass(frozen=True)
 class EntryInfo:
-    """A stored entry: its file, size in bytes and content checksum (xxh3_128 hex)."""
+    """A stored entry: where it is (its file, or ``objects.sqlite`` for a small one), size in bytes,
+    content checksum (xxh3_128 hex) and when it was written."""
 
     key: str
     path: Path
     size: int
     checksum: str
+    created: float = 0.0
 
 
 def _buffer(n: int) -> memoryview:
@@ -165,7 +174,8 @@ class Store:
             self._objects.mkdir(mode=0o700, exist_ok=True)
             self._tmp.mkdir(mode=0o700, exist_ok=True)
             self._check_format()
-        except OSError as exc:
+            self.blobs = Blobs.of(os.fspath(self.root))
+        except (OSError, sqlite3.Error) as exc:
             raise CacheError(
                 f"cannot use cache directory {self.root}: {exc}; choose a writable directory"
             ) from exc
@@ -212,8 +222,14 @@ class Store:
         return f"{self._tmp_str}/{name}.{_unique()}-{os.getpid()}-{threading.get_ident()}.tmp"
 
     def path(self, key: str) -> Path:
-        """The file of ``key``: root/objects/<key[:2]>/<key>."""
+        """The file of ``key``: root/objects/<key[:2]>/<key> (a small entry lives in objects.sqlite
+        instead: see :meth:`info` and :meth:`open_entry`)."""
         return Path(self._file(key))
+
+    def _row_path(self, key: str) -> Path:
+        """Where a small entry is, as reported: the table's file and the key (``objects.sqlite#<key>``),
+        which is no file of its own: removing it must go through :meth:`remove`."""
+        return self.root / f"{BLOBS_FILE}#{key}"
 
     def _file(self, key: str) -> str:
         if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
@@ -221,19 +237,57 @@ class Store:
         return f"{self._objects_str}/{key[:2]}/{key}"
 
     def contains(self, key: str) -> bool:
-        """Whether an entry exists (one stat; the entry is not read). Hot: called once per declared task."""
+        """Whether an entry exists (a row or a stat; the entry is not read). Hot: once per declared task."""
         if not isinstance(key, str) or "/" in key or key.startswith("."):
             return False
+        if self.blobs.has(key):
+            return True
         try:
             return _stat.S_ISREG(os.stat(f"{self._objects_str}/{key[:2]}/{key}").st_mode)
         except (OSError, ValueError):
             return False
 
-    def save(self, key: str, value: object) -> EntryInfo:
-        """Store ``value`` atomically under ``key``; numpy arrays are written without copies."""
+    def present(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` are stored: one query for the small entries, a stat for each other key."""
+        found = self.blobs.present(keys)
+        for key in keys:
+            if key not in found:
+                try:
+                    if _stat.S_ISREG(os.stat(self._file(key)).st_mode):
+                        found.add(key)
+                except (OSError, ValueError):
+                    continue
+        return found
+
+    def save(self, key: str, value: object, *, defer: bool = False) -> EntryInfo:
+        """Store ``value`` atomically under ``key``; numpy arrays are written without copies.
+
+        A small result (at most :data:`~ndustria.store.blobs.SMALL_MAX` bytes as an entry) becomes a row
+        of ``objects.sqlite``, any other a file. ``defer=True`` (a batch's saves) leaves its commit and
+        durability to the caller (:meth:`flush`, :meth:`sync`); otherwise the entry is committed at once
+        and, with ``fsync``, durable when this returns.
+        """
         final = self._file(key)
-        data, views = pickle_result(key, value)
+        data, views = pickle_result(key, value, in_band_below=SMALL_MAX // 4)
         keyring = self.keyring
+        if not views and len(data) <= SMALL_MAX - 1024:  # the header takes well under 1 KiB
+            created = round(time.time(), 6)
+            whole, checksum = small_entry(key, data, keyring, created)
+            try:
+                self.blobs.put(key, whole, created, commit=not defer)
+                if not defer and self.fsync:
+                    self.blobs.sync()
+            except (OSError, sqlite3.Error) as exc:
+                raise self._write_error(key, exc) from exc
+            with contextlib.suppress(OSError):
+                os.unlink(final)  # an earlier, larger value under this key (rerun, a nondeterministic task)
+            return EntryInfo(key, self._row_path(key), len(whole), checksum, created)
+        size, checksum = self._save_file(key, final, data, views, sync=self.fsync and not defer)
+        if self.blobs.has(key):  # an earlier, smaller value under this key
+            self.blobs.delete(key)
+        return EntryInfo(key, Path(final), size, checksum)
+
+    def _save_file(self, key: str, final: str, data: bytes, views: list[memoryview], sync: bool) -> tuple[int, str]:
         tmp = self._tmp_path(key)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
@@ -241,12 +295,12 @@ class Store:
             raise self._write_error(key, exc) from exc
         try:
             try:
-                if not views and len(data) <= CHUNK:  # a small result: one write of the whole file
-                    whole, checksum = small_entry(key, data, keyring, round(time.time(), 6))
+                if not views and len(data) <= CHUNK:  # one write of the whole file
+                    whole, checksum = small_entry(key, data, self.keyring, round(time.time(), 6))
                     size = write_all(fd, whole, 0)
                 else:
-                    size, checksum = write_large(fd, key, data, views, keyring)
-                if self.fsync:
+                    size, checksum = write_large(fd, key, data, views, self.keyring)
+                if sync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
@@ -257,9 +311,17 @@ class Store:
             if isinstance(exc, OSError):  # disk full, read-only, quota: say where and what to do
                 raise self._write_error(key, exc) from exc
             raise
-        if self.fsync:
+        if sync:
             _sync_dir(final)
-        return EntryInfo(key, Path(final), size, checksum)
+        return size, checksum
+
+    def flush(self) -> None:
+        """Commit the small entries saved with ``defer=True`` (visible to other processes from then on)."""
+        self.blobs.commit()
+
+    def after_commit(self, job: Callable[[], None]) -> None:
+        """Run ``job()`` once the entries saved so far are visible to other processes."""
+        self.blobs.after_commit(job)
 
     # -- entries written elsewhere (bundles: ndustria.record.bundle) ------------------------------
     def tmp_file(self, key: str) -> str:
@@ -319,8 +381,9 @@ class Store:
         return Path(final)
 
     def sync(self) -> None:
-        """Make every entry written so far durable: one ``syncfs`` of the cache's filesystem
-        (``os.sync()`` where syncfs is unavailable). Used after a batch saved with fsync deferred."""
+        """Make every entry written so far durable: commit the small ones, then one ``syncfs`` of the
+        cache's filesystem (``os.sync()`` where syncfs is unavailable). After saves with ``defer=True``."""
+        self.flush()
         fd = os.open(self.root, os.O_RDONLY)
         try:
             if _SYNCFS is None or _SYNCFS(fd) != 0:
@@ -328,17 +391,25 @@ class Store:
         finally:
             os.close(fd)
 
-    def _write_error(self, key: str, exc: OSError) -> CacheWriteError:
-        why = exc.strerror or str(exc)
+    def _write_error(self, key: str, exc: OSError | sqlite3.Error) -> CacheWriteError:
+        if isinstance(exc, sqlite3.Error):  # the small entries' table: the OS reason behind SQLite's code
+            code = _SQLITE_ERRNO.get(getattr(exc, "sqlite_errorcode", 0) & 0xFF, errno.EIO)
+            why = os.strerror(code)
+        else:
+            code, why = exc.errno, exc.strerror or str(exc)
         return CacheWriteError(
             f"cannot write the result {key} to the cache directory {self.root}: {why}. Free disk space, make "
             "the directory writable, or choose another cache directory (Pipeline(cache_dir=...)); "
-            "Pipeline(on_cache_error='warn') runs without caching instead", exc.errno, str(self.root), why
+            "Pipeline(on_cache_error='warn') runs without caching instead", code, str(self.root), why
         )
 
     @contextlib.contextmanager
     def _open(self, key: str) -> Iterator[tuple[Path, Any, int]]:
         path = self.path(key)
+        blob = self.blobs.get(key)
+        if blob is not None:
+            yield self._row_path(key), io.BytesIO(blob), len(blob)
+            return
         try:
             f = open(path, "rb", buffering=0)  # noqa: SIM115 - only a missing file means KeyError
         except FileNotFoundError:
@@ -354,6 +425,8 @@ class Store:
         Raises KeyError if absent, CorruptEntryError (without unpickling) if damaged.
         """
         with self._open(key) as (path, f, size):
+            if mmap and isinstance(f, io.BytesIO):  # a small entry: nothing worth mapping
+                mmap = False
             if mmap:
                 hdr, _ = read_header(key, path, f, size)
                 buf = memoryview(_mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_COPY))
@@ -375,14 +448,23 @@ class Store:
 
     def remove(self, key: str) -> bool:
         """Delete an entry; False if there was none."""
+        path = self.path(key)
+        removed = self.blobs.delete(key)
         try:
-            os.unlink(self.path(key))
+            os.unlink(path)
         except FileNotFoundError:
-            return False
+            return removed
         return True
 
     def keys(self) -> Iterator[str]:
         """Keys of all stored entries (in no particular order)."""
+        small = set(self.blobs.keys())
+        yield from small
+        for key in self._file_keys():
+            if key not in small:
+                yield key
+
+    def _file_keys(self) -> Iterator[str]:
         with os.scandir(self._objects) as subdirs:
             for sub in subdirs:
                 if not sub.is_dir(follow_symlinks=False):
@@ -399,7 +481,40 @@ class Store:
                 hdr, _ = read_header(key, path, f, size)
         except KeyError:
             return None
-        return EntryInfo(key, path, size, hdr.checksum)
+        return EntryInfo(key, path, size, hdr.checksum, hdr.created)
+
+    def stat(self, key: str) -> tuple[int, float] | None:
+        """(size in bytes, when written) of an entry, None if absent; nothing is read."""
+        row = self.blobs.stats(key).get(key)
+        if row is not None:
+            return row
+        try:
+            st = os.stat(self._file(key))
+        except FileNotFoundError:
+            return None
+        return st.st_size, st.st_mtime
+
+    def stats(self) -> dict[str, tuple[int, float]]:
+        """:meth:`stat` of every entry: one query for the small ones, a stat for each file."""
+        out = self.blobs.stats()
+        for key in self._file_keys():
+            if key not in out:
+                with contextlib.suppress(FileNotFoundError):
+                    st = os.stat(self._file(key))
+                    out[key] = (st.st_size, st.st_mtime)
+        return out
+
+    def open_entry(self, key: str) -> tuple[int, BinaryIO]:
+        """The bytes of an entry as stored (size, a binary stream to read and close), whichever its
+        kind: what a bundle carries. KeyError if absent."""
+        blob = self.blobs.get(key)
+        if blob is not None:
+            return len(blob), io.BytesIO(blob)
+        try:
+            f = open(self._file(key), "rb")  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        return os.fstat(f.fileno()).st_size, f
 
     def clean_tmp(self, older_than: float = 3600) -> int:
         """Remove temp files not modified for ``older_than`` seconds; returns how many.

@@ -77,14 +77,10 @@ class GcResult:
 def _rows(store: Any, catalog: Any) -> list[dict[str, Any]]:
     known = {row["key"]: row for row in catalog.entries()}
     rows = []
-    for key in store.keys():
-        try:
-            st = os.stat(store.path(key))
-        except OSError:
-            continue
+    for key, (size, written) in store.stats().items():
         row = dict(known.get(key) or {"key": key, "task": "(unknown task)"})
-        row["size"] = st.st_size
-        row["last_used"] = row.get("last_used") or st.st_mtime
+        row["size"] = size
+        row["last_used"] = row.get("last_used") or written
         rows.append(row)
     rows.sort(key=lambda r: r["last_used"])  # least recently used first
     return rows

@@ -69,6 +69,7 @@ class Header:
     pickle_sha256: str = ""
     signer: str = ""
     signature: str = ""
+    created: float = 0.0  # when the entry was written (not signed: bookkeeping only)
 
     @property
     def checksum(self) -> str:
@@ -203,7 +204,7 @@ def parse(key: str, path: Path, buf: memoryview, size: int) -> Header:
         regions = [(int(o), int(n)) for o, n in head["buffers"]]
         hdr = Header((p_off, p_len), regions, str(head["pickle_digest"]), str(head["buffers_digest"]),
                       str(head.get("pickle_sha256", "")), str(head.get("signer", "")),
-                      str(head.get("signature", "")))
+                      str(head.get("signature", "")), float(head.get("created", 0.0)))
         stored_key = head["key"]
     except (ValueError, TypeError, KeyError) as exc:
         raise bad(f"malformed header ({exc})") from None
@@ -277,14 +278,18 @@ def scan(key: str, path: Path, f: Any, size: int, out: memoryview | None) -> Hea
 _ATOMS = frozenset({int, float, str, bytes, bool, type(None)})
 
 
-def pickle_result(key: str, value: object) -> tuple[bytes, list[memoryview]]:
-    """The pickle of a result and its out-of-band buffers (numpy arrays' data, not copied)."""
+def pickle_result(key: str, value: object, in_band_below: int = 0) -> tuple[bytes, list[memoryview]]:
+    """The pickle of a result and its out-of-band buffers (numpy arrays' data, not copied); buffers
+    smaller than ``in_band_below`` bytes in all go inside the pickle (a small entry needs no layout)."""
     if type(value) in _ATOMS:  # the same bytes as cloudpickle's, without building a pickler (~2 µs)
         return pickle.dumps(value, protocol=5), []
     pickled: list[pickle.PickleBuffer] = []
     try:
         data = cloudpickle.dumps(value, protocol=5, buffer_callback=pickled.append)
-        return data, [b.raw() for b in pickled]
+        views = [b.raw() for b in pickled]
+        if views and sum(v.nbytes for v in views) + len(data) < in_band_below:
+            return cloudpickle.dumps(value, protocol=5), []
+        return data, views
     except Exception as exc:
         kind = f"{type(value).__module__}.{type(value).__qualname__}"
         raise ResultNotPicklableError(

@@ -1,0 +1,209 @@
+"""Small entries in one SQLite database, ``<cache>/objects.sqlite``: no file of their own.
+
+A result whose entry is at most :data:`SMALL_MAX` bytes and holds no array buffers is stored as a
+row: the same bytes a file would hold (header, checksums, signature: :mod:`ndustria.store.format`),
+so loading, verifying and packing treat both kinds alike. SQLite stores and reads blobs this small
+faster than the filesystem creates and opens files (bench/bench_scale.py, BENCHMARKS.md).
+
+**Group commit.** Rows are written inside one open transaction per process and cache, committed
+when :data:`COMMIT_ROWS` rows wait, :data:`COMMIT_AFTER` seconds after the transaction began (a timer
+commits it if no later write does), or when asked (:meth:`Blobs.commit`): a batch of tiny tasks
+pays one commit, not one per result. Until then the rows are visible to this process only; whatever
+must wait for the commit -- releasing a key's compute lock, so that another process finds the entry
+instead of computing it again -- is handed to :meth:`Blobs.after_commit`. A commit does not fsync
+(WAL, ``synchronous=NORMAL``): :meth:`Blobs.sync` makes every committed row durable.
+
+Crashes: a killed process loses only rows it had not committed, whose tasks it had not reported
+(batches report after their commit); after a power loss the database is consistent (WAL), each row
+whole or absent, and an entry absent is computed again. Several processes share the database
+(SQLite's locking; a writer waits up to 30 s for another's transaction, which lasts at most
+:data:`COMMIT_AFTER` seconds plus one row).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = ["COMMIT_AFTER", "COMMIT_ROWS", "SMALL_MAX", "Blobs", "retry_locked"]
+
+FILE = "objects.sqlite"
+SMALL_MAX = 64 << 10  # bytes: larger entries (and any with array buffers) are files
+COMMIT_ROWS = 512
+COMMIT_AFTER = 0.1  # seconds
+_SCHEMA = "CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL, created REAL)"
+_REGISTRY: dict[tuple[int, str], Blobs] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def retry_locked(step: Callable[[], Any], patience: float = 30.0) -> Any:
+    """Run ``step``, again while SQLite says the database is locked, for up to ``patience`` seconds.
+
+    Processes opening a new database together race to switch it to WAL and create its tables;
+    SQLite reports some of those conflicts at once instead of waiting for its busy timeout.
+    """
+    deadline, delay = time.monotonic() + patience, 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.25)
+
+
+class Blobs:
+    """The small-entry table of one cache directory, shared by every :class:`~ndustria.store.Store`
+    of this process on that directory (so each sees the rows the others have not committed yet)."""
+
+    def __init__(self, root: str) -> None:
+        self.path = os.path.join(root, FILE)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        retry_locked(self._prepare)
+        self._open_since = 0.0  # time.monotonic() when the open transaction began; 0: none open
+        self._rows = 0
+        self._waiting: list[Callable[[], None]] = []
+        self._opened = threading.Condition(self._lock)
+        threading.Thread(target=self._committer, name="ndustria-commit", daemon=True).start()
+        atexit.register(self._commit_quietly)
+
+    @classmethod
+    def of(cls, root: str) -> Blobs:
+        """The table of cache ``root`` for this process (made on first use; a forked child makes its own)."""
+        key = (os.getpid(), root)
+        with _REGISTRY_LOCK:
+            blobs = _REGISTRY.get(key)
+            if blobs is None:
+                blobs = _REGISTRY[key] = cls(root)
+            return blobs
+
+    def _prepare(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+
+    # -- writes ---------------------------------------------------------------------------
+    def put(self, key: str, data: bytes, created: float, *, commit: bool = True) -> None:
+        """Store ``data`` under ``key``; with ``commit=False`` it joins the open transaction (see module doc)."""
+        with self._lock:
+            self._begin()
+            self._db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)", (key, data, created))
+            self._rows += 1
+            if commit or self._rows >= COMMIT_ROWS or time.monotonic() - self._open_since >= COMMIT_AFTER:
+                self.commit()
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``'s row now (committed); False if there was none."""
+        with self._lock:
+            self._begin()
+            gone = self._db.execute("DELETE FROM blobs WHERE key = ?", (key,)).rowcount > 0
+            self.commit()
+            return gone
+
+    def after_commit(self, job: Callable[[], None]) -> None:
+        """Run ``job()`` once the rows written so far are committed (or at once if none wait)."""
+        with self._lock:
+            if self._open_since:
+                self._waiting.append(job)
+                return
+        job()
+
+    def commit(self) -> None:
+        """Commit the open transaction (if any); then run the jobs that waited for it."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+            try:
+                if self._open_since:
+                    self._open_since, self._rows = 0.0, 0
+                    self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            finally:  # locks are released whether the rows made it or not: never leave another process waiting
+                for job in waiting:
+                    job()
+
+    def _begin(self) -> None:
+        if self._open_since:
+            return
+        retry_locked(lambda: self._db.execute("BEGIN IMMEDIATE"))
+        self._open_since = time.monotonic()
+        self._opened.notify()
+
+    def _committer(self) -> None:
+        """Commit every transaction at most :data:`COMMIT_AFTER` seconds after it began, whether or not
+        anything else is written (a long task after a batch of short ones must not keep their rows)."""
+        with self._lock:
+            while True:
+                if not self._open_since:
+                    self._opened.wait()
+                    continue
+                left = self._open_since + COMMIT_AFTER - time.monotonic()
+                if left > 0:
+                    self._opened.wait(left)
+                    continue
+                self._commit_quietly()
+
+    def _commit_quietly(self) -> None:
+        with contextlib.suppress(sqlite3.Error):  # the next explicit commit (a batch's flush) reports it
+            self.commit()
+
+    def _rollback(self) -> None:
+        self._open_since, self._rows = 0.0, 0
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def sync(self) -> None:
+        """Make every committed row durable: fsync the write-ahead log (rows a checkpoint already moved
+        into the database file were synced by that checkpoint)."""
+        for path in (self.path + "-wal", self.path):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM blobs WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def has(self, key: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM blobs WHERE key = ?", (key,)).fetchone() is not None
+
+    def present(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` have a row: one query per 500 keys."""
+        out: set[str] = set()
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                out.update(r[0] for r in self._db.execute(f"SELECT key FROM blobs WHERE key IN ({marks})", chunk))
+        return out
+
+    def keys(self) -> Iterator[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT key FROM blobs").fetchall()
+        for (key,) in rows:
+            yield key
+
+    def stats(self, key: str | None = None) -> dict[str, tuple[int, float]]:
+        """{key: (size in bytes, when written)} of ``key``'s row, or of every row."""
+        sql, params = "SELECT key, length(data), created FROM blobs", ()
+        if key is not None:
+            sql, params = sql + " WHERE key = ?", (key,)
+        with self._lock:
+            return {k: (n, t or 0.0) for k, n, t in self._db.execute(sql, params)}
