@@ -32,7 +32,7 @@ from ndustria.records import DepRef, RunSummary, TaskPayload
 from ndustria.run.backends import Backend, choose, mpi_world, resolve_backend
 from ndustria.run.batching import BatchPolicy
 from ndustria.run.mpi import NullStream, abort_on_uncaught_exception, run_collective
-from ndustria.run.remote import execute_batch, run_one
+from ndustria.run.remote import execute_batch, execute_batch_inline, run_one
 from ndustria.run.scheduler import (
     DEFAULT_DURATION,
     GraphState,
@@ -45,7 +45,7 @@ from ndustria.show.runfiles import write_log, write_run_files
 from ndustria.store.entries import Store
 from ndustria.store.eviction import enforce_limit, resolve_max_size
 from ndustria.store.locks import clean_stale
-from ndustria.store.lookup import dependent_key, is_hit
+from ndustria.store.lookup import dependent_key
 from ndustria.task import TaskFunction, TaskHandle, iter_handles, replace_handles, task_closure
 
 log = logging.getLogger("ndustria")
@@ -109,6 +109,7 @@ class Pipeline:
         self.on_result: Callable[[Any, TaskHandle], None] | None = None  # called with each value result_of() returns
         self.tasks: list[TaskHandle] = []
         self._pending: dict[str, TaskHandle] = {}
+        self._unlooked: list[TaskHandle] = []  # declared, not looked up in the cache yet (see look_up)
         self._keys = KeyMaker()
         self._keys.hasher.file_token = FileDigests(lambda: self.catalog)  # File digests remembered in the catalog
         self._store: Store | None = None
@@ -143,6 +144,8 @@ class Pipeline:
             bound_args, bound_kwargs, arguments = function.bind(args, kwargs)
         except TypeError as exc:
             raise NdustriaError(f"cannot declare a task of {function.name}: {exc}") from exc
+        if self._store is None:
+            self.store  # noqa: B018 - a cache directory that cannot be used is reported at the first call
         record: dict[str, bytes] = {}
         task_id = self._keys.task_key(function, arguments, args, kwargs, record)
         existing = self._pending.get(task_id)
@@ -166,13 +169,28 @@ class Pipeline:
         self.tasks.append(handle)
         self._pending[task_id] = handle
         if handle.deps:
+            if self._unlooked and any(not d.looked_up for d in handle.deps):
+                self.look_up()
             handle.key = dependent_key(handle, self.store)  # None while an input is still to be computed
-        if is_hit(handle, self.store):
-            handle.status = "cached"
-            self.console.cache_hit(handle)
-        else:
-            self.console.added(handle)
+        handle.looked_up = False
+        self._unlooked.append(handle)
         return handle
+
+    def look_up(self) -> None:
+        """Look the tasks declared since the last look-up up in the cache, in bulk (one query per
+        500 small entries), and print their console lines in declaration order. Done before a
+        dependent's key needs its inputs' results, before a run, and when a status is read."""
+        handles, self._unlooked = self._unlooked, []
+        if not handles:
+            return
+        found = self.store.known_checksums([h.key for h in handles if not h.rerun and h.key is not None])
+        for handle in handles:
+            handle.looked_up = True
+            if not handle.rerun and handle.key in found:
+                handle.status, handle.checksum = "cached", found[handle.key]
+                self.console.cache_hit(handle)
+            else:
+                self.console.added(handle)
 
     def pending(self) -> list[TaskHandle]:
         """The tasks declared since the last :meth:`run` (which that run will look at)."""
@@ -185,6 +203,7 @@ class Pipeline:
         Raises :class:`TaskError` after the run if any task failed; every task that did
         not depend on a failed one has completed and is cached.
         """
+        self.look_up()
         handles = task_closure(list(self._pending.values()))
         self._pending.clear()
         started, state, self._run_id = time.time(), "done", None
@@ -239,9 +258,10 @@ class Pipeline:
                                                   backend.workers if backend else 0, self._options())
         recorder = RunRecorder(catalog, run_id, self.name, handles, run_ids, self.console,
                                keep=self._save_or_keep, forget=self._forget)
-        state, by_fn = self._plan(handles, to_run, cached)
         self._failures = recorder.failures
+        state = GraphState(deps={}, available=set(), order={})
         if backend is not None:  # tasks to run: the scheduler writes the rows once the first ones left
+            state, by_fn = self._plan(handles, to_run, cached)
             self._schedule(state, handles, backend, recorder, history=by_fn)
         recorder.started()  # the task rows, had nothing run
         return self._finish_run(run_id, handles, state, len(cached), t0)
@@ -251,8 +271,8 @@ class Pipeline:
         """The scheduler's state for ``to_run`` (inputs in ``cached`` are available), longest path first
         by the durations the catalog remembers; and those durations per function."""
         state = GraphState(deps={k: tuple(d.id for d in h.deps) for k, h in handles.items()},
-                           available={h.id for h in cached},
-                           order={k: i for i, k in enumerate(handles)})
+                           available={h.id for h in cached}, order={k: i for i, k in enumerate(handles)},
+                           group_of=lambda task_id: handles[task_id].function.name)
         run_ids = [h.id for h in to_run]
         by_id, by_fn = self.catalog.durations(run_ids, {h.function.name for h in to_run})
         state.priority = longest_path_priority(state.deps, run_ids, _estimator(to_run, by_id, by_fn))
@@ -290,11 +310,11 @@ class Pipeline:
         policy = BatchPolicy(backend.overhead, backend.workers, history=history)
         scheduler = Scheduler(backend.executor, backend.workers, run_one,
                               lambda task_id: self._payload(handles[task_id], backend), hooks, retries=self.retries,
-                              run_batch=execute_batch, policy=policy,
+                              run_batch=execute_batch_inline if backend.inline else execute_batch, policy=policy,
                               group=lambda task_id: handles[task_id].function.name,
                               watchdog=backend.watchdog, recover=backend.recover)
         self._last_scheduler = scheduler
-        self.console.progress_start(len(state.waiting) + len(state.ready))
+        self.console.progress_start(len(state.waiting) + state.n_ready)
         try:
             scheduler.run(state)
         except BaseException:

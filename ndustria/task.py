@@ -25,6 +25,8 @@ class Owner(Protocol):
 
     def result_of(self, handle: TaskHandle, *, mmap: bool = False) -> Any: ...
 
+    def look_up(self) -> None: ...
+
 
 class TaskFunction:
     """A function registered in a pipeline. Calling it declares a task."""
@@ -100,13 +102,26 @@ class TaskHandle:
         self.deps = deps
         self.rerun = rerun
         self.seq = 0  # declaration order, across pipelines of this process
-        self.status = "declared"  # declared | cached | queued | running | done | failed | skipped
+        self._status = "declared"  # declared | cached | queued | running | done | failed | skipped
+        self.looked_up = True  # False while its pipeline has not looked it up in the cache yet (in bulk)
         self.error: BaseException | None = None
         self.path: str = ""
         self._call = ""
         self.written: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})  # the call's arguments as written
         self.fixed: Any = None  # keys.maker.Fixed: what must be unchanged when the task is dispatched
         self.has_files = False  # its arguments hold pinned Files (keys.files.pin_files): checked on the engine
+
+    @property
+    def status(self) -> str:
+        """declared | cached | queued | running | done | failed | skipped (a declared task is looked up in
+        the cache in bulk, with the others declared around it, before its status is read)."""
+        if not self.looked_up:
+            self.function.pipeline.look_up()
+        return self._status
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self._status = value
 
     @property
     def name(self) -> str:
@@ -227,11 +242,16 @@ def _rebuild(original: Any, items: Any) -> Any:
 
 def task_closure(roots: list[TaskHandle]) -> dict[str, TaskHandle]:
     """The roots and every task they depend on, by id, in declaration order."""
-    out: dict[str, TaskHandle] = {}
-    stack = list(roots)
+    out: dict[str, TaskHandle] = {h.id: h for h in roots}
+    extra = False
+    stack = [d for h in roots for d in h.deps]
     while stack:
         handle = stack.pop()
         if handle.id not in out:
             out[handle.id] = handle
+            extra = True
             stack.extend(handle.deps)
+    ordered = all(a.seq < b.seq for a, b in zip(roots, roots[1:]))
+    if not extra and ordered:  # the usual case: every input was declared since the last run()
+        return out
     return dict(sorted(out.items(), key=lambda item: item[1].seq))

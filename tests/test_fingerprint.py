@@ -785,3 +785,51 @@ def test_class_digests_are_the_same_first_and_later_and_as_values(fp):
     hasher = fp.hasher
     values = [ns["Config"](), ns["Child"], ns["Color"].RED]
     assert hasher.digest(values) == hasher.digest(values) == Fingerprinter(ValueHasher()).hasher.digest(values)
+
+
+def _decorator(f):
+    return f
+
+
+class _Holder:
+    @staticmethod
+    @_decorator
+    def method(x):  # decorated twice, inside a class
+        return x + 1
+
+    def plain(self):
+        return [lambda y: y for _ in range(2)]
+
+
+def test_source_of_reads_what_inspect_getsource_reads():
+    """code.source_of (linecache, no scan of sys.modules) gives inspect.getsource's text exactly."""
+    import inspect
+
+    from ndustria.keys.code import source_of
+
+    def nested(a, b=2):
+        """doc"""
+        return a * b
+
+    square = lambda v: v * v  # noqa: E731
+    for obj in (nested, square, _Holder.method, _Holder.plain, _decorator, _Holder().plain()[0]):
+        assert source_of(obj.__code__) == inspect.getsource(obj.__code__), obj
+
+
+def test_source_of_reads_a_file_edited_and_reloaded_in_this_process(tmp_path, monkeypatch):
+    import importlib
+    import time
+
+    from ndustria.keys.code import source_of
+
+    module = tmp_path / "edited_mod.py"
+    module.write_text("def f(x):\n    return x + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import edited_mod
+
+    assert "x + 1" in source_of(edited_mod.f.__code__)
+    module.write_text("def f(x):\n    return x + 2\n")
+    stamp = time.time() + 5
+    os.utime(module, (stamp, stamp))  # a new mtime even on a coarse clock
+    importlib.reload(edited_mod)
+    assert "x + 2" in source_of(edited_mod.f.__code__)

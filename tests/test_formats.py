@@ -120,7 +120,7 @@ def test_opt_in_uncached_run_warns_and_keeps_results_in_memory(cache_dir: Path, 
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
         return real_open(path, flags, mode, **kw)
 
-    def read_only_table(self, key, data, created, commit=True):  # SQLite on a read-only file system says so
+    def read_only_table(self, key, data, created, checksum, commit=True):  # SQLite on a read-only file system says so
         exc = sqlite3.OperationalError("attempt to write a readonly database")
         exc.sqlite_errorcode = sqlite3.SQLITE_READONLY
         raise exc

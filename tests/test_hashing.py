@@ -481,3 +481,18 @@ def test_a_class_token_makes_user_classes_and_their_instances_count_by_code():
         assert v1.digest(value) == ValueHasher(class_token=lambda cls: b"code-v1").digest(value)
     for library_value in (collections.OrderedDict, decimal.Decimal("1.5"), Path("a"), int, 3):
         assert v1.digest(library_value) == v2.digest(library_value) == plain.digest(library_value)
+
+
+def test_task_handles_hash_as_their_token_does(monkeypatch, tmp_path):
+    """The one-step handler for task handles writes exactly the bytes of the generic token path."""
+    from ndustria import Pipeline
+    from ndustria.task import TaskHandle
+
+    pipe = Pipeline(name="tokens", cache_dir=tmp_path / "cache", verbose=False)
+    square = pipe.AddFunction()(lambda x: x * x)
+    handles = [square(i) for i in range(3)]
+    values = [handles[0], [handles[1], {"k": handles[2]}], (1, handles[0])]
+    fast = [ValueHasher().digest(v) for v in values]
+    monkeypatch.delitem(hashing._DISPATCH, TaskHandle)
+    monkeypatch.setattr(hashing, "_RESOLVED", type(hashing._RESOLVED)())
+    assert [ValueHasher().digest(v) for v in values] == fast

@@ -27,6 +27,7 @@ def payloads_for(cache_dir, func=double, n=5):
 
 def test_a_batch_syncs_after_its_saves_instead_of_fsyncing_each_result(cache_dir, monkeypatch):
     payloads = payloads_for(cache_dir)
+    Store(cache_dir).keyring  # noqa: B018 - the signing key exists (its creation is fsynced, once)
     fsyncs, events = [], []
     real_fsync, real_save = os.fsync, Store.save
     monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd))[1])

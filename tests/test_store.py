@@ -420,3 +420,15 @@ def test_sigkill_while_writing_leaves_no_partial_entry(tmp_path: Path) -> None:
         assert list((root / "tmp").glob("*.tmp")) == []
     finally:
         shutil.rmtree(root, ignore_errors=True)  # do not keep 300 MB in pytest's retained tmp dirs
+
+
+@pytest.mark.parametrize("hdr", [
+    entry_format.Header((64, 10), [], "ab" * 16, "cd" * 16, "ef" * 32),
+    entry_format.Header((128, 7), [(192, 8), (256, 0)], "0" * 32, "f" * 32, "1" * 64),
+    entry_format.Header((64, 10), [], 'x", "pickle_sha256": "', "cd" * 16, "ef" * 32),  # an edited header
+])
+@pytest.mark.parametrize("key", ["k", "a" * 32, "Z_-9" * 50])
+def test_the_signed_message_is_the_json_of_what_it_covers(hdr, key) -> None:
+    assert entry_format.signed_message(key, hdr) == entry_format.dumps(
+        {"format": FORMAT_VERSION, "key": key, "pickle": list(hdr.pickle), "buffers": [list(r) for r in hdr.buffers],
+         "pickle_sha256": hdr.pickle_sha256, "pickle_digest": hdr.pickle_digest, "buffers_digest": hdr.buffers_digest})

@@ -20,6 +20,7 @@ import dis
 import inspect
 import linecache
 import os
+import re
 import sys
 import textwrap
 import threading
@@ -128,11 +129,32 @@ def _arg_names(args: ast.arguments) -> list[str]:
     return names
 
 
+_DEF_LINE = re.compile(r"^(\s*def\s)|(\s*async\s+def\s)|(.*(?<!\w)lambda(:|\s))|^(\s*@)")
+
+
+def source_of(code: types.CodeType) -> str:
+    """The source text of ``code``: what ``inspect.getsource`` returns, read through ``linecache`` (which
+    also holds notebook cells) without ``inspect.getmodule``'s first scan of every loaded module (tens
+    of milliseconds per process). OSError when there is none."""
+    linecache.checkcache(code.co_filename)  # a file edited (and reloaded) since its lines were cached
+    lines = linecache.getlines(code.co_filename)
+    if not lines:
+        return inspect.getsource(code)  # e.g. a module in a zip file: its loader knows the source
+    lnum = code.co_firstlineno - 1
+    while lnum > 0:  # inspect.findsource's walk back to the def, lambda or decorator line
+        if lnum >= len(lines):
+            raise OSError("lineno is out of bounds")
+        if _DEF_LINE.match(lines[lnum]):
+            break
+        lnum -= 1
+    return "".join(inspect.getblock(lines[lnum:]))
+
+
 def _source_dump(code: types.CodeType) -> str | None:
     """Normalized AST dump of a function's source, or None when it cannot be found reliably
     (no source, or the file on disk no longer holds the code that is loaded)."""
     try:
-        tree = _parse_source(inspect.getsource(code))
+        tree = _parse_source(source_of(code))
     except (OSError, TypeError, SyntaxError, IndentationError):
         return None
     if not _loaded_matches_file(code):

@@ -466,6 +466,20 @@ def register_lazy(module: str, registers: Callable[[Any], None]) -> None:
     _LAZY[module] = registers
 
 
+def _task_handle(w: Walk, h: Any, handle: TaskHandle) -> None:
+    """A task handle (an input of a task) by its id: the bytes its ``__ndustria_token__`` gives through
+    the generic token path (T_TOKEN, its class by name, the token tuple), written in one go: keying
+    a task with thousands of inputs must not pay a walk per input."""
+    ident = handle.id.encode()
+    h.update(_HANDLE_TOKEN + T_STR + LEN(len(ident)) + ident)
+
+
+_HANDLE_NAME = f"{TaskHandle.__module__}\0{TaskHandle.__qualname__}".encode()
+_HANDLE_TOKEN = (T_TOKEN + T_TYPE + LEN(len(_HANDLE_NAME)) + _HANDLE_NAME + T_TUPLE + LEN(2)
+                 + T_STR + LEN(len(b"ndustria.TaskHandle")) + b"ndustria.TaskHandle")
+_DISPATCH[TaskHandle] = _task_handle
+
+
 def _resolve(cls: type) -> Handler:
     """Handler for a type without an exact entry; registers numpy/pandas once they are imported."""
     if any(name in sys.modules for name in _LAZY):

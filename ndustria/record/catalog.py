@@ -4,6 +4,12 @@ It records which entries exist (``entries``), every run (``runs``), what each
 task did in each run (``task_runs``: status, engine, timings, memory, error)
 and line profiles (``profiles``: one row per source line of each profiled function);
 ``file_digests`` remembers the content digest of each ``File`` input by its stat signature.
+A run's task list, in declaration order, is one row of ``run_members`` (its columns hold every
+task's id, call, function and cache key; a run whose list equals its pipeline's previous run's
+refers to that run instead); only the tasks that ran have a ``task_runs`` row each. So a warm
+re-run of 30,000 cache hits writes one small row, not 30,000 (:meth:`Catalog.tasks` gives the
+cached tasks back as rows). The entries a run found cached are marked used (``last_used``) when
+the entries are next listed (:meth:`Catalog.entries`), not during the run.
 It is the single source of truth for every report: console, CLI, notebook
 widgets and the JupyterLab sidebar all read it through this module.
 
@@ -24,6 +30,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import xxhash
 
 if TYPE_CHECKING:
     from ndustria.records import TaskReport
@@ -51,6 +59,10 @@ CREATE TABLE IF NOT EXISTS profiles (
     run_id INTEGER, key TEXT, task TEXT, function TEXT, file TEXT, func_name TEXT, func_lineno INTEGER,
     lineno INTEGER, hits INTEGER, time_s REAL, source TEXT
 );
+CREATE TABLE IF NOT EXISTS run_members (
+    run_id INTEGER PRIMARY KEY, digest TEXT, n_cached INTEGER, same_as INTEGER, folded INTEGER DEFAULT 0,
+    keys TEXT, tasks TEXT, functions TEXT, store_keys TEXT, cached BLOB
+);
 CREATE TABLE IF NOT EXISTS file_digests (
     path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, ctime_ns INTEGER,
     digest BLOB, checked_ns INTEGER
@@ -63,6 +75,9 @@ CREATE INDEX IF NOT EXISTS runs_pipeline ON runs (pipeline, started);
 """
 
 TASK_STATES = ("queued", "running", "done", "failed", "cached", "skipped")
+TOUCH_GRAIN = 600.0  # seconds: how precisely an entry's last use is kept (eviction is least recently used first)
+_TASK_COLUMNS = ("run_id", "key", "task", "function", "status", "engine", "host", "pid", "start", "end", "wall_s",
+                 "cpu_s", "error", "metrics", "store_key")
 
 
 def _prepare(db: sqlite3.Connection) -> None:
@@ -110,6 +125,7 @@ class Catalog:
         self.path = Path(root) / "catalog.sqlite"
         self._lock = threading.RLock()
         self._depth = 0  # nesting of open transactions (batch() around single writes)
+        self._readonly = readonly
         if readonly:
             uri = f"file:{self.path}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
@@ -154,25 +170,21 @@ class Catalog:
             )
 
     def touch(self, keys: Iterable[str]) -> None:
-        """Mark entries as used now (least-recently-used bookkeeping)."""
+        """Mark entries as used now (least-recently-used bookkeeping, to the :data:`TOUCH_GRAIN`: an entry
+        used within that time is left as it is, so a warm re-run only reads the index)."""
         now = time.time()
         with self._tx() as db:
-            db.executemany("UPDATE entries SET last_used = ? WHERE key = ?", [(now, k) for k in keys])
-
-    def touch_cached(self, run_id: int) -> None:
-        """Mark the entries a run found cached as used now."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE entries SET last_used = ? WHERE key IN"
-                " (SELECT key FROM task_runs WHERE run_id = ? AND status = 'cached')",
-                (time.time(), run_id),
-            )
+            db.executemany("UPDATE entries SET last_used = ? WHERE key = ? AND (last_used IS NULL OR last_used < ?)",
+                           [(now, k, now - TOUCH_GRAIN) for k in keys])
 
     def remove_entry(self, key: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM entries WHERE key = ?", (key,))
 
     def entries(self) -> list[dict[str, Any]]:
+        """Every entry's row, most recently used first."""
+        if not self._readonly:
+            self._fold_touches()
         return self._query("SELECT * FROM entries ORDER BY last_used DESC")
 
     def entry(self, key: str) -> dict[str, Any] | None:
@@ -209,6 +221,9 @@ class Catalog:
                 row[0]: row[1]
                 for row in db.execute("SELECT status, COUNT(*) FROM task_runs WHERE run_id = ? GROUP BY status", (run_id,))
             }
+            cached = db.execute("SELECT n_cached FROM run_members WHERE run_id = ?", (run_id,)).fetchone()
+            if cached is not None:
+                counts["cached"] = counts.get("cached", 0) + (cached[0] or 0)
             db.execute(
                 "UPDATE runs SET ended = ?, state = ?, n_tasks = ?, n_cached = ?, n_done = ?, n_failed = ?,"
                 " n_skipped = ? WHERE run_id = ?",
@@ -229,13 +244,62 @@ class Catalog:
     # -- task runs -----------------------------------------------------------------
     def add_tasks(self, run_id: int, rows: Iterable[tuple[str, ...]]) -> None:
         """Register the tasks of a run as (key, task, function, status[, store_key]) before anything runs;
-        ``store_key``: the cache key of a cached task's result (a completed task's comes with its report)."""
+        ``store_key``: the cache key of a cached task's result (a completed task's comes with its report).
+        The list goes in one ``run_members`` row; the tasks that will run get a ``task_runs`` row each."""
+        keys, tasks, functions, store_keys, cached, table = [], [], [], [], bytearray(), []
+        for row in rows:
+            key, task, function, status = row[:4]
+            store_key = (row[4] if len(row) > 4 else None) or ""
+            keys.append(key)
+            tasks.append(task)
+            functions.append(function)
+            store_keys.append(store_key)
+            cached.append(status == "cached")
+            if status != "cached":
+                table.append((run_id, key, task, function, status, store_key or None))
+        columns = ("\n".join(keys), json.dumps(tasks), json.dumps(functions), "\n".join(store_keys), bytes(cached))
+        digest = xxhash.xxh3_128_hexdigest("\0".join(columns[:4]).encode("utf-8", "surrogatepass") + columns[4])
         with self._tx() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO task_runs (run_id, key, task, function, status, store_key)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, *row, None) if len(row) == 4 else (run_id, *row) for row in rows],
-            )
+            previous = db.execute(
+                "SELECT m.run_id, m.same_as, m.digest FROM run_members m JOIN runs r ON r.run_id = m.run_id"
+                " WHERE r.pipeline = (SELECT pipeline FROM runs WHERE run_id = ?) AND m.run_id < ?"
+                " ORDER BY m.run_id DESC LIMIT 1", (run_id, run_id)).fetchone()
+            if previous is not None and previous[2] == digest:  # a re-run of the same tasks: refer to them
+                db.execute("INSERT OR REPLACE INTO run_members (run_id, digest, n_cached, same_as) VALUES (?, ?, ?, ?)",
+                           (run_id, digest, sum(cached), previous[1] or previous[0]))
+            else:
+                db.execute("INSERT OR REPLACE INTO run_members (run_id, digest, n_cached, keys, tasks, functions,"
+                           " store_keys, cached) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (run_id, digest, sum(cached), *columns))
+            db.executemany("INSERT OR REPLACE INTO task_runs (run_id, key, task, function, status, store_key)"
+                           " VALUES (?, ?, ?, ?, ?, ?)", table)
+
+    def _members(self, run_id: int) -> list[tuple[str, str, str, str, bool]] | None:
+        """(key, task, function, store_key, cached) of every task of a run in declaration order; None for
+        runs recorded before the list was kept (their cached tasks have rows)."""
+        with self._lock:
+            row = self._db.execute("SELECT same_as FROM run_members WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            source = row[0] or run_id
+            row = self._db.execute("SELECT keys, tasks, functions, store_keys, cached FROM run_members"
+                                   " WHERE run_id = ?", (source,)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        keys = row[0].split("\n") if row[0] else []
+        return list(zip(keys, json.loads(row[1]), json.loads(row[2]), row[3].split("\n"), map(bool, row[4])))
+
+    def _fold_touches(self) -> None:
+        """Mark the entries each recorded run found cached as used at that run's start (see the module doc)."""
+        with self._lock:
+            pending = self._db.execute("SELECT m.run_id, r.started FROM run_members m JOIN runs r"
+                                       " ON r.run_id = m.run_id WHERE m.folded = 0 ORDER BY m.run_id").fetchall()
+        for run_id, started in pending:
+            used = [(started, m[3] or m[0], started) for m in self._members(run_id) or () if m[4]]
+            with self._tx() as db:
+                db.executemany("UPDATE entries SET last_used = ? WHERE key = ? AND (last_used IS NULL OR last_used < ?)",
+                               used)
+                db.execute("UPDATE run_members SET folded = 1 WHERE run_id = ?", (run_id,))
 
     def set_status(self, run_id: int, keys: Iterable[str], status: str, error: str = "") -> None:
         with self._tx() as db:
@@ -284,7 +348,16 @@ class Catalog:
                 )
 
     def tasks(self, run_id: int) -> list[dict[str, Any]]:
-        return self._query("SELECT * FROM task_runs WHERE run_id = ? ORDER BY start IS NULL, start, task", (run_id,))
+        """Every task of a run, as ``task_runs`` rows (the cached ones made from the run's list), those
+        that ran by start time first."""
+        rows = self._query("SELECT * FROM task_runs WHERE run_id = ?", (run_id,))
+        have = {r["key"] for r in rows}
+        for key, task, function, store_key, cached in self._members(run_id) or ():
+            if cached and key not in have:
+                rows.append({**dict.fromkeys(_TASK_COLUMNS), "run_id": run_id, "key": key, "task": task,
+                             "function": function, "status": "cached", "store_key": store_key})
+        rows.sort(key=lambda r: (r["start"] is None, r["start"] or 0.0, r["task"] or ""))
+        return rows
 
     def last_executions(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The most recent completed execution of each key (cached tasks keep the run that computed them)."""
@@ -331,6 +404,9 @@ class Catalog:
         run = self.latest_run(pipeline)
         if run is None:
             return []
+        members = self._members(run["run_id"])
+        if members is not None:
+            return [m[0] for m in members]
         return [r["key"] for r in self._query(
             "SELECT key FROM task_runs WHERE run_id = ? ORDER BY rowid", (run["run_id"],))]
 
@@ -413,7 +489,7 @@ class Catalog:
                 return None
             ids = [r["run_id"] for r in selected]
             chosen = set(ids)
-            tasks = self._rows_in("SELECT * FROM task_runs WHERE run_id IN", ids, order="ORDER BY run_id, rowid")
+            tasks = [t for run_id in ids for t in self.tasks(run_id)]
             keys = list(dict.fromkeys(t["key"] for t in tasks))
             history = [r for r in self._rows_in("SELECT * FROM task_runs WHERE status IN ('done', 'failed')"
                                                 " AND key IN", keys, order="ORDER BY run_id, rowid")

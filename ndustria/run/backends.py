@@ -65,6 +65,7 @@ class Backend:
     aborter: Callable[[], None] | None = field(default=None, repr=False)
     overhead: float = 0.0  # expected seconds per submission (batching starts from this guess)
     local: bool = False  # runs on this machine: results are made durable by this process's sync at the end
+    inline: bool = False  # runs in this very thread: batches need no helper threads
     watchdog: Callable[[], None] | None = field(default=None, repr=False)  # called while the scheduler waits
     recover: Callable[[], Executor] | None = field(default=None, repr=False)  # a working executor after a fault
 
@@ -217,7 +218,7 @@ def resolve_backend(*, parallel: bool, backend: str | None, engines: int | None,
                        overhead=OVERHEAD["executor"])
     if name == "serial":
         # A submission of one task costs its own commit and catalog transaction: tiny tasks go in batches.
-        return Backend("serial", SerialExecutor(), 1, overhead=OVERHEAD["serial"], local=True)
+        return Backend("serial", SerialExecutor(), 1, overhead=OVERHEAD["serial"], local=True, inline=True)
     if name == "processes":
         return _processes(engines or default_workers())
     if name == "ipyparallel":

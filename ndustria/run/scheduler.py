@@ -44,7 +44,11 @@ START_DELAY = 0.1  # seconds the first submissions run before the run's bookkeep
 
 @dataclass
 class GraphState:
-    """The scheduling state of one run."""
+    """The scheduling state of one run.
+
+    Ready keys wait in one heap per group (``group_of``: a key's function, the unit of batching), so
+    counting and taking the ready tasks of a function costs their number, not all that are ready.
+    """
 
     deps: Mapping[str, tuple[str, ...]]  # every key the run knows -> its input keys
     available: set[str]
@@ -52,11 +56,13 @@ class GraphState:
     order: dict[str, int] = field(default_factory=dict)  # declaration order, the tie-breaker
     waiting: dict[str, set[str]] = field(default_factory=dict)
     dependents: dict[str, set[str]] = field(default_factory=dict)
-    ready: list[tuple[float, int, str]] = field(default_factory=list)
     running: set[str] = field(default_factory=set)
     done: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
     skipped: dict[str, str] = field(default_factory=dict)  # key -> the failed key that caused it
+    group_of: Callable[[str], str] | None = None  # key -> its group (None: one group)
+    heaps: dict[str, list[tuple[float, int, str]]] = field(default_factory=dict)  # group -> its ready keys
+    n_ready: int = 0
 
     def add(self, keys: Iterable[str]) -> None:
         """Schedule ``keys`` to run (they wait for inputs that are not available yet)."""
@@ -71,29 +77,53 @@ class GraphState:
                 self._push(key)
 
     def _push(self, key: str) -> None:
-        heapq.heappush(self.ready, (-self.priority.get(key, 0.0), self.order.get(key, 0), key))
+        group = self.group_of(key) if self.group_of is not None else ""
+        heapq.heappush(self.heaps.setdefault(group, []),
+                       (-self.priority.get(key, 0.0), self.order.get(key, 0), key))
+        self.n_ready += 1
+
+    def set_groups(self, group_of: Callable[[str], str]) -> None:
+        """Group the ready keys (and those to come) by ``group_of``."""
+        items = [item for heap in self.heaps.values() for item in heap]
+        self.group_of, self.heaps = group_of, {}
+        for item in items:
+            heapq.heappush(self.heaps.setdefault(group_of(item[2]), []), item)
+
+    @property
+    def ready(self) -> list[tuple[float, int, str]]:
+        """Every ready key's (priority, order, key), best first."""
+        return sorted(item for heap in self.heaps.values() for item in heap)
+
+    def _best(self) -> list[tuple[float, int, str]] | None:
+        best = None
+        for heap in self.heaps.values():
+            if heap and (best is None or heap[0] < best[0]):
+                best = heap
+        return best
+
+    def top(self) -> str | None:
+        """The ready key to run next (highest priority), without taking it."""
+        heap = self._best()
+        return heap[0][2] if heap else None
 
     def pop_ready(self) -> str | None:
-        if not self.ready:
+        heap = self._best()
+        if not heap:
             return None
-        key = heapq.heappop(self.ready)[2]
+        key = heapq.heappop(heap)[2]
+        self.n_ready -= 1
         self.running.add(key)
         return key
 
-    def count_ready(self, group: str, group_of: Callable[[str], str]) -> int:
+    def count_ready(self, group: str) -> int:
         """How many ready keys belong to ``group``."""
-        return sum(1 for _, _, k in self.ready if group_of(k) == group)
+        return len(self.heaps.get(group, ()))
 
-    def take(self, first: str, n: int, group_of: Callable[[str], str]) -> list[str]:
-        """Mark ``first`` (the top of the heap) and up to ``n - 1`` more ready keys of its group as running."""
-        if n <= 1 or len(self.ready) == 1:
-            return [self.pop_ready()] if self.ready else []
-        group = group_of(first)
-        chosen = heapq.nsmallest(n, (item for item in self.ready if group_of(item[2]) == group))
-        keys = [item[2] for item in chosen]  # the top of the heap comes first
-        taken = set(keys)
-        self.ready = [item for item in self.ready if item[2] not in taken]
-        heapq.heapify(self.ready)
+    def take(self, first: str, n: int) -> list[str]:
+        """Mark ``first`` (the top) and up to ``n - 1`` more ready keys of its group as running, best first."""
+        heap = self.heaps[self.group_of(first) if self.group_of is not None else ""]
+        keys = [heapq.heappop(heap)[2] for _ in range(min(max(n, 1), len(heap)))]
+        self.n_ready -= len(keys)
         self.running.update(keys)
         return keys
 
@@ -141,10 +171,10 @@ class GraphState:
         return new
 
     def _queued(self, key: str) -> bool:
-        return any(k == key for _, _, k in self.ready)
+        return any(k == key for heap in self.heaps.values() for _, _, k in heap)
 
     def active(self) -> bool:
-        return bool(self.ready or self.running)
+        return bool(self.n_ready or self.running)
 
 
 def longest_path_priority(deps: Mapping[str, tuple[str, ...]], to_run: Iterable[str],
@@ -245,6 +275,8 @@ class Scheduler:
         self._repairs: dict[str, int] = {}
 
     def run(self, state: GraphState) -> None:
+        if state.group_of is None:
+            state.set_groups(self.group)
         events: queue.SimpleQueue[Future] = queue.SimpleQueue()
         futures: dict[Future, _Submission] = {}
         started = False
@@ -275,16 +307,17 @@ class Scheduler:
               limit: int) -> None:
         """Submit ready tasks, highest priority first, while fewer than ``limit`` submissions are in flight
         (batches only: single tasks stop at ``capacity``)."""
-        while state.ready and len(futures) < limit:
-            key = state.ready[0][2]
+        while state.n_ready and len(futures) < limit:
+            key = state.top()
+            assert key is not None
             size = 1
             fn = self.group(key)
             if self.policy is not None and self.policy.may_batch(fn):
-                ready = state.count_ready(fn, self.group)
-                size = self.policy.size(fn, ready, alone=not state.waiting and ready == len(state.ready))
+                ready = state.count_ready(fn)
+                size = self.policy.size(fn, ready, alone=not state.waiting and ready == state.n_ready)
             if size == 1 and len(futures) >= self.capacity:
                 return
-            keys = state.take(key, size, self.group)
+            keys = state.take(key, size)
             self._submit(keys, futures, events, measured=len(futures) < self.capacity)
 
     def _submit(self, keys: list[str], futures: dict[Future, _Submission], events: queue.SimpleQueue,

@@ -10,12 +10,16 @@ Only this module (and the notebook views) print; everything else logs through
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 import traceback
 from collections import deque
 from typing import Any, TextIO
 
 LOG_LINES = 10_000  # the log keeps the last lines of a run, at most this many
+FLUSH_EVERY = 0.1  # seconds
+BAR_AFTER = 2.0  # seconds a run goes before its progress bar appears
 
 
 class Console:
@@ -30,6 +34,9 @@ class Console:
         self._stream = stream
         self._bar: Any = None
         self._log: deque[str] | None = deque(maxlen=LOG_LINES) if record else None
+        self._flushed = 0.0
+        self._tty: dict[int, bool] = {}
+        self._progress: list[Any] | None = None  # [total, done, started] of a run that may get a bar
         self._logged = 0  # lines kept since the last take_log, including those the deque let go
 
     @property
@@ -47,26 +54,56 @@ class Console:
             self._logged += 1
         if not (self.verbose or always):
             return
+        stream = self.stream
         if self._bar is not None:
-            self._bar.write(line, file=self.stream)
-        else:
-            print(line, file=self.stream, flush=True)
+            self._bar.write(line, file=stream)
+            return
+        stream.write(line + "\n")
+        now = time.monotonic()  # a flush per line would cost a system call per task: at most 10 a second
+        if always or now - self._flushed >= FLUSH_EVERY or self._tty.get(id(stream), False):
+            self.flush()
+
+    def flush(self) -> None:
+        """Push the lines written so far to the stream (done at the run's start and end, on failures, and
+        at least every :data:`FLUSH_EVERY` seconds while lines come; at once on a terminal)."""
+        self._flushed = time.monotonic()
+        stream = self.stream
+        if id(stream) not in self._tty:
+            try:
+                self._tty[id(stream)] = stream.isatty()
+            except (AttributeError, ValueError):
+                self._tty[id(stream)] = False
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.flush()
 
     def progress_start(self, total: int) -> None:
-        """A progress bar on stderr, only when both streams are terminals (never in logs or pipes)."""
-        if self.verbose and total > 1 and self.stream.isatty() and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, unit="task", leave=False, dynamic_ncols=True)
+        """A progress bar on stderr when it is a terminal (never in logs or pipes), shown once the run
+        has taken :data:`BAR_AFTER` seconds (a short run prints no bar)."""
+        self._progress = None
+        if self.verbose and total > 1 and _isatty(sys.stderr):
+            self._progress = [total, 0, time.monotonic()]  # total, done, started
 
     def progress_step(self) -> None:
         if self._bar is not None:
             self._bar.update(1)
+            return
+        if self._progress is None:
+            return
+        self._progress[1] += 1
+        total, done, started = self._progress
+        if done < total and time.monotonic() - started >= BAR_AFTER:
+            from tqdm import tqdm
+
+            self.flush()
+            self._bar = tqdm(total=total, initial=done, unit="task", leave=False, dynamic_ncols=True,
+                             file=sys.stderr)
 
     def progress_end(self) -> None:
+        self._progress = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        self.flush()
 
     def added(self, task: object) -> None:
         if self.verbose:  # formatting a task's call is only paid for when it is shown
@@ -80,6 +117,7 @@ class Console:
         if workers > 1:
             self._say(f"Initializing parallel run with {workers} {_worker_word(backend)}")
         self._say(f"---\n Starting a run with {n_tasks} tasks.\n---", keep=True)
+        self.flush()
 
     def running(self, task: str, engine: str) -> None:
         self._say(f"[{engine}] running: {task}")
@@ -118,9 +156,11 @@ class Console:
 
     def dry_run_end(self, n_tasks: int) -> None:
         self._say(f"Dry run: {n_tasks} tasks would run; nothing was executed.", keep=True)
+        self.flush()
 
     def all_done(self) -> None:
         self._say("All done.", keep=True)
+        self.flush()
 
     def summary_failed(self, n_failed: int, n_skipped: int) -> None:
         self._say(f"{n_failed} task(s) failed, {n_skipped} skipped; the others completed and are cached.",
@@ -150,3 +190,10 @@ class Console:
 
 def _worker_word(backend: str) -> str:
     return {"mpi": "processes", "ipyparallel": "engines"}.get(backend, "workers")
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

@@ -37,7 +37,8 @@ FILE = "objects.sqlite"
 SMALL_MAX = 64 << 10  # bytes: larger entries (and any with array buffers) are files
 COMMIT_ROWS = 512
 COMMIT_AFTER = 0.1  # seconds
-_SCHEMA = "CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL, created REAL)"
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL, created REAL,"
+           " checksum TEXT)")
 _REGISTRY: dict[tuple[int, str], Blobs] = {}
 _REGISTRY_LOCK = threading.Lock()
 
@@ -91,11 +92,12 @@ class Blobs:
         self._db.execute(_SCHEMA)
 
     # -- writes ---------------------------------------------------------------------------
-    def put(self, key: str, data: bytes, created: float, *, commit: bool = True) -> None:
-        """Store ``data`` under ``key``; with ``commit=False`` it joins the open transaction (see module doc)."""
+    def put(self, key: str, data: bytes, created: float, checksum: str, *, commit: bool = True) -> None:
+        """Store ``data`` under ``key`` (``created`` and ``checksum`` as its header says, so that looking an
+        entry up needs no parsing); with ``commit=False`` it joins the open transaction (see module doc)."""
         with self._lock:
             self._begin()
-            self._db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)", (key, data, created))
+            self._db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?)", (key, data, created, checksum))
             self._rows += 1
             if commit or self._rows >= COMMIT_ROWS or time.monotonic() - self._open_since >= COMMIT_AFTER:
                 self.commit()
@@ -180,18 +182,24 @@ class Blobs:
             row = self._db.execute("SELECT data FROM blobs WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
+    def lookup(self, key: str) -> tuple[int, str, float] | None:
+        """(size, checksum, when written) of ``key``'s row, None if there is none; the data is not read."""
+        with self._lock:
+            return self._db.execute("SELECT length(data), checksum, created FROM blobs WHERE key = ?",
+                                    (key,)).fetchone()
+
     def has(self, key: str) -> bool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM blobs WHERE key = ?", (key,)).fetchone() is not None
 
-    def present(self, keys: list[str]) -> set[str]:
-        """Which of ``keys`` have a row: one query per 500 keys."""
-        out: set[str] = set()
+    def checksums(self, keys: list[str]) -> dict[str, str]:
+        """{key: checksum} of those of ``keys`` that have a row: one query per 500 keys."""
+        out: dict[str, str] = {}
         with self._lock:
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
                 marks = ",".join("?" * len(chunk))
-                out.update(r[0] for r in self._db.execute(f"SELECT key FROM blobs WHERE key IN ({marks})", chunk))
+                out.update(self._db.execute(f"SELECT key, checksum FROM blobs WHERE key IN ({marks})", chunk))
         return out
 
     def keys(self) -> Iterator[str]:

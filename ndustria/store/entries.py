@@ -61,6 +61,7 @@ from ndustria.store.format import (
     Header,
     dumps,
     framed,
+    parse,
     pickle_result,
     read_header,
     scan,
@@ -232,9 +233,14 @@ class Store:
         return self.root / f"{BLOBS_FILE}#{key}"
 
     def _file(self, key: str) -> str:
+        key = self._valid(key)
+        return f"{self._objects_str}/{key[:2]}/{key}"
+
+    @staticmethod
+    def _valid(key: str) -> str:
         if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
             raise ValueError(f"invalid store key {key!r}: use 1-200 characters from [A-Za-z0-9_-]")
-        return f"{self._objects_str}/{key[:2]}/{key}"
+        return key
 
     def contains(self, key: str) -> bool:
         """Whether an entry exists (a row or a stat; the entry is not read). Hot: once per declared task."""
@@ -247,14 +253,15 @@ class Store:
         except (OSError, ValueError):
             return False
 
-    def present(self, keys: list[str]) -> set[str]:
-        """Which of ``keys`` are stored: one query for the small entries, a stat for each other key."""
-        found = self.blobs.present(keys)
+    def known_checksums(self, keys: list[str]) -> dict[str, str]:
+        """:meth:`known_checksum` of many keys at once (the stored ones only): one query per 500 small
+        entries, a stat for each other key."""
+        found = self.blobs.checksums(keys)
         for key in keys:
             if key not in found:
                 try:
                     if _stat.S_ISREG(os.stat(self._file(key)).st_mode):
-                        found.add(key)
+                        found[key] = ""
                 except (OSError, ValueError):
                     continue
         return found
@@ -274,7 +281,7 @@ class Store:
             created = round(time.time(), 6)
             whole, checksum = small_entry(key, data, keyring, created)
             try:
-                self.blobs.put(key, whole, created, commit=not defer)
+                self.blobs.put(key, whole, created, checksum, commit=not defer)
                 if not defer and self.fsync:
                     self.blobs.sync()
             except (OSError, sqlite3.Error) as exc:
@@ -405,7 +412,7 @@ class Store:
 
     @contextlib.contextmanager
     def _open(self, key: str) -> Iterator[tuple[Path, Any, int]]:
-        path = self.path(key)
+        path = Path(self._file(key))
         blob = self.blobs.get(key)
         if blob is not None:
             yield self._row_path(key), io.BytesIO(blob), len(blob)
@@ -424,6 +431,9 @@ class Store:
         nothing of them is read until used, and their bytes are not verified.
         Raises KeyError if absent, CorruptEntryError (without unpickling) if damaged.
         """
+        blob = self.blobs.get(self._valid(key))
+        if blob is not None:  # a small entry: checked and unpickled where it lies, no copy
+            return self._load_row(key, memoryview(blob))
         with self._open(key) as (path, f, size):
             if mmap and isinstance(f, io.BytesIO):  # a small entry: nothing worth mapping
                 mmap = False
@@ -440,6 +450,20 @@ class Store:
         self._check_signature(key, path, hdr, buf[p_off : p_off + p_len])
         buffers = [buf[off : off + n] for off, n in hdr.buffers]
         return pickle.loads(buf[p_off : p_off + p_len], buffers=buffers)
+
+    def _load_row(self, key: str, buf: memoryview) -> object:
+        path = self._row_path(key)
+        hdr = parse(key, path, buf, len(buf))
+        p_off, p_len = hdr.pickle
+        if xxhash.xxh3_128_hexdigest(buf[p_off : p_off + p_len]) != hdr.pickle_digest:
+            raise CorruptEntryError(key, str(path), "pickle checksum mismatch")
+        buffers_digest = xxhash.xxh3_128()
+        for off, n in hdr.buffers:
+            buffers_digest.update(buf[off : off + n])
+        if buffers_digest.hexdigest() != hdr.buffers_digest:
+            raise CorruptEntryError(key, str(path), "array data checksum mismatch")
+        self._check_signature(key, path, hdr, buf[p_off : p_off + p_len])
+        return pickle.loads(buf[p_off : p_off + p_len], buffers=[buf[off : off + n] for off, n in hdr.buffers])
 
     def verify(self, key: str) -> None:
         """Check every digest of an entry without unpickling it; raises CorruptEntryError or KeyError."""
@@ -476,12 +500,27 @@ class Store:
 
     def info(self, key: str) -> EntryInfo | None:
         """Size and checksum of an entry from its header (data is not read); None if absent."""
+        row = self.blobs.lookup(key)
+        if row is not None:
+            return EntryInfo(key, self._row_path(key), row[0], row[1], row[2] or 0.0)
         try:
             with self._open(key) as (path, f, size):
                 hdr, _ = read_header(key, path, f, size)
         except KeyError:
             return None
         return EntryInfo(key, path, size, hdr.checksum, hdr.created)
+
+    def known_checksum(self, key: str) -> str | None:
+        """Whether an entry is stored, and its checksum when that costs nothing: the checksum of a row,
+        ``""`` for a file (its header is read only when a dependent's key needs it), None if absent.
+        Hot: one call per declared task."""
+        row = self.blobs.lookup(key)
+        if row is not None:
+            return row[1]
+        try:
+            return "" if _stat.S_ISREG(os.stat(self._file(key)).st_mode) else None
+        except (OSError, ValueError):
+            return None
 
     def stat(self, key: str) -> tuple[int, float] | None:
         """(size in bytes, when written) of an entry, None if absent; nothing is read."""

@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -81,11 +82,27 @@ def content_checksum(pickle_digest: str, buffers_digest: str) -> str:
     return xxhash.xxh3_128_hexdigest(f"{pickle_digest}:{buffers_digest}".encode())
 
 
+_HEX = re.compile(r"[0-9a-f]*")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def signed_message(key: str, hdr: Header) -> bytes:
-    """What a signature covers."""
+    """What a signature covers: the sorted, compact JSON of the key, the regions and the digests.
+
+    Written by hand when every string is plain (hex digests, a key of ``[A-Za-z0-9_-]``): the same
+    bytes as ``json.dumps`` (a test checks it), at a fraction of its cost on every load. Anything else
+    (a header someone edited) goes through ``json.dumps``, whose escaping keeps messages unambiguous.
+    """
+    if (_PLAIN_KEY.fullmatch(key) and _HEX.fullmatch(hdr.pickle_sha256) and _HEX.fullmatch(hdr.pickle_digest)
+            and _HEX.fullmatch(hdr.buffers_digest) and type(hdr.pickle[0]) is int and type(hdr.pickle[1]) is int
+            and all(type(o) is int and type(n) is int for o, n in hdr.buffers)):
+        buffers = ",".join(f"[{o},{n}]" for o, n in hdr.buffers)
+        return (f'{{"buffers":[{buffers}],"buffers_digest":"{hdr.buffers_digest}","format":{FORMAT_VERSION},'
+                f'"key":"{key}","pickle":[{hdr.pickle[0]},{hdr.pickle[1]}],"pickle_digest":"{hdr.pickle_digest}",'
+                f'"pickle_sha256":"{hdr.pickle_sha256}"}}').encode()
     return dumps({"format": FORMAT_VERSION, "key": key, "pickle": list(hdr.pickle),
-                   "buffers": [list(r) for r in hdr.buffers], "pickle_sha256": hdr.pickle_sha256,
-                   "pickle_digest": hdr.pickle_digest, "buffers_digest": hdr.buffers_digest})
+                  "buffers": [list(r) for r in hdr.buffers], "pickle_sha256": hdr.pickle_sha256,
+                  "pickle_digest": hdr.pickle_digest, "buffers_digest": hdr.buffers_digest})
 
 
 def layout(key: str, n_pickle: int, sizes: list[int],

@@ -32,8 +32,3 @@ def dependent_key(handle: TaskHandle, store: Store) -> str | None:
             dep.checksum = info.checksum
         inputs.append((dep.id, dep.checksum))
     return result_key(handle.id, inputs)
-
-
-def is_hit(handle: TaskHandle, store: Store) -> bool:
-    """True when ``handle`` need not run: not ``rerun``, its key known, its entry stored."""
-    return not handle.rerun and handle.key is not None and store.contains(handle.key)
