@@ -7,8 +7,9 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,19 @@ class Pipeline:
     def pending(self) -> list[TaskHandle]:
         """The tasks declared since the last :meth:`run` (which that run will look at)."""
         return list(self._pending.values())
+
+    @contextmanager
+    def declaring_only(self) -> Iterator[list[TaskHandle]]:
+        """Task calls inside the block are declared and looked up (ids, keys, hits) but not kept: their
+        handles go to the list this yields, not to the tasks :meth:`run` runs, and nothing is printed.
+        The notebook uses it to tell whether a cell's tasks are cached without running anything."""
+        saved = self.tasks, self._pending, self.console
+        declared: list[TaskHandle] = []
+        self.tasks, self._pending, self.console = declared, {}, Console(verbose=False, record=False)
+        try:
+            yield declared
+        finally:
+            self.tasks, self._pending, self.console = saved
 
     # -- running ---------------------------------------------------------------------
     def run(self) -> RunSummary:

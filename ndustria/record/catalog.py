@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS task_runs (
     run_id INTEGER, key TEXT, task TEXT, function TEXT, status TEXT,
     engine TEXT, host TEXT, pid INTEGER, start REAL, end REAL, wall_s REAL, cpu_s REAL,
-    error TEXT, metrics TEXT, store_key TEXT,
+    error TEXT, metrics TEXT, store_key TEXT, deps TEXT,
     PRIMARY KEY (run_id, key)
 );
 CREATE TABLE IF NOT EXISTS profiles (
@@ -72,6 +72,7 @@ def _prepare(db: sqlite3.Connection) -> None:
         db.executescript(_SCHEMA)
         db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     _add_column(db, "task_runs", "store_key", "TEXT")  # the cache key of a task's result (catalogs before 2026-12)
+    _add_column(db, "task_runs", "deps", "TEXT")  # JSON list of the ids of its task inputs (catalogs before 2027-01)
 
 
 def _add_column(db: sqlite3.Connection, table: str, column: str, kind: str) -> None:
@@ -227,15 +228,28 @@ class Catalog:
         return rows[0] if rows else None
 
     # -- task runs -----------------------------------------------------------------
-    def add_tasks(self, run_id: int, rows: Iterable[tuple[str, ...]]) -> None:
+    def add_tasks(self, run_id: int, rows: Iterable[tuple[str, ...]],
+                  deps: dict[str, list[str]] | None = None) -> None:
         """Register the tasks of a run as (key, task, function, status[, store_key]) before anything runs;
-        ``store_key``: the cache key of a cached task's result (a completed task's comes with its report)."""
+        ``store_key``: the cache key of a cached task's result (a completed task's comes with its report);
+        ``deps``: {key: keys of its task inputs}, the edges of the run's graph."""
         with self._tx() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO task_runs (run_id, key, task, function, status, store_key)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, *row, None) if len(row) == 4 else (run_id, *row) for row in rows],
+                "INSERT OR REPLACE INTO task_runs (run_id, key, task, function, status, store_key, deps)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, *row[:5], *((None,) * (5 - len(row))),
+                  json.dumps(deps.get(row[0], [])) if deps is not None else None) for row in rows],
             )
+
+    def edges(self, run_id: int) -> list[tuple[str, str]] | None:
+        """The (input, dependent) key pairs of a run's graph; None for a run recorded without them."""
+        try:
+            rows = self._query("SELECT key, deps FROM task_runs WHERE run_id = ?", (run_id,))
+        except sqlite3.OperationalError:  # a catalog from before the column, opened read-only
+            return None
+        if any(row["deps"] is None for row in rows):
+            return None
+        return [(dep, row["key"]) for row in rows for dep in json.loads(row["deps"])]
 
     def set_status(self, run_id: int, keys: Iterable[str], status: str, error: str = "") -> None:
         with self._tx() as db:
