@@ -179,10 +179,10 @@ class NotebookStates:
             return Verdict("stale", changes)
         if failed:
             return Verdict("failed", [record.get("error") or "its last run failed"])
-        assumed = ", ".join(missing)
+        assumed, them = ", ".join(missing), "it" if len(missing) == 1 else "them"
         if store.contains(record.get("key", "")):
-            return Verdict("cached", [f"if {assumed} are as when it was stored: the cells setting them have not "
-                                      "run in this kernel yet, and they did not change since"])
+            return Verdict("cached", [f"assuming {assumed} as when it was stored: the code that sets {them} did "
+                                      "not change, but has not run in this kernel yet"])
         return Verdict("stale", ["its cached result is gone (removed from the cache or evicted)"])
 
     def task_changes(self, record: dict[str, Any], made: dict[str, Any], missing: dict[str, int]) -> list[str]:
@@ -262,30 +262,36 @@ class NotebookStates:
         return list(task_closure(declared).values())
 
     def task_reasons(self, todo: list[TaskHandle], recorded: dict[str, Any]) -> list[str]:
+        """Why each task to run is not cached, against what the cell's last run recorded."""
         out = []
         todo_ids = {h.id for h in todo}
         for h in todo[:8]:
             then = recorded.get(h.name)
-            if then is None:
-                out.append(f"{h.name}: a new task")
-                continue
-            if then.get("id") == h.id:
-                waiting = [d.name for d in h.deps if d.id in todo_ids]
-                out.append(f"{h.name}: its input {waiting[0]} runs again" if waiting
-                           else f"{h.name}: its cached result is gone")
-                continue
-            now = task_summary(self.state, h)
-            if now["code"] != then.get("code"):
-                labels = [k for k in {**then.get("parts", {}), **now["parts"]}
-                          if then.get("parts", {}).get(k) != now["parts"].get(k)]
-                what = "the code" if labels in (["code"], []) else ", ".join(labels)
-                out.append(f"{h.name}: {what} of {h.function.name} changed")
-            changed = [p for p in now["args"] if now["args"][p] != then.get("args", {}).get(p)]
-            if changed:
-                out.append(f"{h.name}: argument {', '.join(changed)} changed")
+            if then is None:  # another call of a function the cell called once before: what differs
+                same = [t for t in recorded.values() if t.get("function") == h.function.name]
+                then = same[0] if len(same) == 1 else None
+            out.append(f"{h.name}: {self.task_reason(h, then, todo_ids)}")
         if len(todo) > 8:
             out.append(f"... and {len(todo) - 8} more tasks")
         return out
+
+    def task_reason(self, h: TaskHandle, then: dict[str, Any] | None, todo_ids: set[str]) -> str:
+        if then is None:
+            return "a new task"
+        waiting = [d.name for d in h.deps if d.id in todo_ids]
+        if then.get("id") == h.id:
+            return f"its input {waiting[0]} runs again" if waiting else "its cached result is gone"
+        now, what = task_summary(self.state, h), []
+        if now["code"] != then.get("code"):
+            labels = [k for k in {**then.get("parts", {}), **now["parts"]}
+                      if then.get("parts", {}).get(k) != now["parts"].get(k)]
+            what.append(f"{'the code' if labels in (['code'], []) else ', '.join(labels)} of {h.function.name} changed")
+        changed = [p for p in now["args"] if now["args"][p] != then.get("args", {}).get(p)]
+        if changed and not waiting:
+            what.append(f"argument {', '.join(changed)} changed")
+        if waiting:
+            what.append(f"its input {waiting[0]} runs again")
+        return "; ".join(what) or "what it depends on changed"
 
     # -- the notebook --------------------------------------------------------------------------
     def compute(self) -> dict[str, Any]:

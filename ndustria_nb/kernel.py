@@ -46,9 +46,13 @@ _STATES: dict[int, KernelState] = {}
 
 def notebook_name(shell: Any) -> str:
     """The notebook's file stem when the kernel knows it, else ``"notebook"``."""
+    return Path(notebook_file(shell)).stem or "notebook"
+
+
+def notebook_file(shell: Any) -> str:
+    """The notebook's file name (``02_task_cells.ipynb``) when the kernel knows it, else ``""``."""
     path = shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or ""
-    stem = Path(str(path)).stem if path else ""
-    return stem or "notebook"
+    return Path(str(path)).name if path else ""
 
 
 class KernelCluster:
@@ -109,7 +113,7 @@ class CellTracker:
         self.ran: dict[str, str] = {}  # cell id -> its source when it last ran in this kernel
         self.bound_by: dict[str, str] = {}  # name -> digest of the code of the cell that last bound it
         self.records = RecordStore(state.pipeline.cache_dir)
-        self.registration = Registration(notebook_name(state.shell))
+        self.registration = Registration(notebook_file(state.shell) or f"kernel {os.getpid()}")
 
     @property
     def cell_id(self) -> str:

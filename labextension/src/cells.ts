@@ -37,6 +37,8 @@ export class CellStates {
   private readonly pending = new Map<number, (reply: IReply | null) => void>();
   private readonly running = new Set<string>();
   private states: { [id: string]: ICellState } = {};
+  private asking: Promise<IReply | null> | null = null; // one request at a time: a busy kernel queues them
+  private again = false; // something changed while a request was out
   private disposed = false;
 
   constructor(readonly panel: NotebookPanel) {
@@ -77,7 +79,16 @@ export class CellStates {
     if (!(await this.connect())) {
       return null;
     }
-    const reply = await this.ask();
+    if (this.asking) {
+      this.again = true;
+      return this.asking.then(() => this.update());
+    }
+    this.again = false;
+    this.asking = this.ask();
+    const reply = await this.asking.finally(() => (this.asking = null));
+    if (this.again) {
+      this.schedule(0); // the notebook changed meanwhile: this answer is already old
+    }
     if (reply && reply.busy) {
       return reply; // a cell is running: its `executed` signal asks again
     }

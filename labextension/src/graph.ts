@@ -23,7 +23,7 @@ export interface IGraph {
 }
 
 const SVG = 'http://www.w3.org/2000/svg';
-const NODE_W = 132;
+const NODE_W = 140;
 const NODE_H = 38;
 /** What a node says: a task that ran, was found in the cache, failed... */
 const LABEL: { [status: string]: string } = { done: 'ran', cached: 'cached', failed: 'failed' };
@@ -34,7 +34,7 @@ const LABEL: { [status: string]: string } = { done: 'ran', cached: 'cached', fai
  */
 export class GraphView {
   private shown = '';
-  private readonly section = el('div', 'jp-ndustria-section jp-ndustria-graph');
+  private readonly section = el('div', 'jp-ndustria-graph');
 
   /** The graph of run `runId`, drawn again only when something in it changed. */
   async render(runId: number): Promise<HTMLElement> {
@@ -42,7 +42,8 @@ export class GraphView {
     const signature = JSON.stringify(graph);
     if (signature !== this.shown) {
       this.shown = signature;
-      this.section.replaceChildren(el('h3', '', `Graph of run #${graph.run_id}`), ...draw(graph));
+      this.section.replaceChildren(el('h3', '', 'Task graph'), ...draw(graph));
+      this.section.dataset.runId = String(graph.run_id);
     }
     return this.section;
   }
@@ -68,9 +69,11 @@ function draw(graph: IGraph): Node[] {
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
   svg.setAttribute('width', String(width));
   svg.style.maxWidth = '100%';
+  svg.append(arrowhead());
   for (const e of g.edges()) {
     const points = g.edge(e).points as { x: number; y: number }[];
     const path = svgEl('path', 'jp-ndustria-edge');
+    path.setAttribute('marker-end', 'url(#jp-ndustria-arrow)');
     path.setAttribute('d', points.map((p, i) => `${i ? 'L' : 'M'}${p.x},${p.y}`).join(' '));
     svg.append(path);
   }
@@ -98,7 +101,7 @@ function drawNode(node: IGraphNode, at: { x: number; y: number }): SVGElement {
   rect.setAttribute('width', String(NODE_W));
   rect.setAttribute('height', String(NODE_H));
   rect.setAttribute('rx', '5');
-  const name = text(node.function, 7, 15, 'jp-ndustria-node-name');
+  const name = text(node.task, 7, 15, 'jp-ndustria-node-name');
   const state = LABEL[node.status] ?? node.status;
   const took = node.duration === null ? '' : ` · ${duration(node.duration)}`;
   const detail = text(`${state}${took}`, 7, 30, 'jp-ndustria-node-detail');
@@ -107,6 +110,21 @@ function drawNode(node: IGraphNode, at: { x: number; y: number }): SVGElement {
   title.textContent = `${node.task}\n${state}${took}${source}${node.error ? `\n${node.error}` : ''}`;
   group.append(title, rect, name, detail);
   return group;
+}
+
+function arrowhead(): SVGElement {
+  const defs = svgEl('defs', '');
+  const marker = svgEl('marker', '');
+  marker.setAttribute('id', 'jp-ndustria-arrow');
+  for (const [name, value] of [['viewBox', '0 0 10 10'], ['refX', '10'], ['refY', '5'], ['markerWidth', '6'],
+    ['markerHeight', '6'], ['orient', 'auto-start-reverse']]) {
+    marker.setAttribute(name, value);
+  }
+  const tip = svgEl('path', 'jp-ndustria-arrowhead');
+  tip.setAttribute('d', 'M 0 0 L 10 5 L 0 10 z');
+  marker.append(tip);
+  defs.append(marker);
+  return defs;
 }
 
 function legend(graph: IGraph): HTMLElement {
@@ -122,7 +140,7 @@ function text(content: string, x: number, y: number, className: string): SVGElem
   const node = svgEl('text', className);
   node.setAttribute('x', String(x));
   node.setAttribute('y', String(y));
-  node.textContent = content.length > 19 ? `${content.slice(0, 18)}…` : content;
+  node.textContent = content.length > 18 ? `${content.slice(0, 17)}…` : content;
   return node;
 }
 

@@ -9,12 +9,14 @@ are read, and a request may name no folder other than these (``?cache=PATH``).
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from ndustria.errors import NdustriaError
 
 from .. import registry
+from .core import NotFoundError, open_catalog
 
 
 class ForbiddenCacheError(NdustriaError):
@@ -35,9 +37,18 @@ def owned(path: Path) -> bool:
         return False
 
 
+def _runs(path: Path) -> int:
+    """How many runs the catalog of ``path`` holds (0 without a catalog)."""
+    try:
+        with open_catalog(path) as catalog:
+            return len(catalog.runs(limit=1))
+    except (NotFoundError, sqlite3.Error):
+        return 0
+
+
 def _view(path: str, default: bool, use: registry.CacheUse | None) -> dict[str, Any]:
     return {
-        "path": path, "default": default, "has_runs": (Path(path) / "catalog.sqlite").is_file(),
+        "path": path, "default": default, "has_runs": _runs(Path(path)) > 0,
         "kernels": [{"notebook": k.get("notebook", ""), "pid": k.get("pid")} for k in (use.kernels if use else [])],
         "last_used": use.last_used if use else None,
     }

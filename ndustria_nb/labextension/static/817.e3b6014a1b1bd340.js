@@ -249,6 +249,11 @@
   display: none;
 }
 
+.jp-ndustria-graph h3 {
+  font-size: var(--jp-ui-font-size1);
+  margin: 8px 8px 4px;
+}
+
 .jp-ndustria-graph-box {
   padding: 0 8px;
   overflow: auto;
@@ -263,6 +268,10 @@
   fill: none;
   stroke: var(--jp-border-color1);
   stroke-width: 1.5;
+}
+
+.jp-ndustria-arrowhead {
+  fill: var(--jp-border-color1);
 }
 
 .jp-ndustria-node rect {
