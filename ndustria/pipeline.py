@@ -117,6 +117,7 @@ class Pipeline:
         self._backend: Backend | None = None
         self._failures: dict[str, TaskFailure] = {}
         self._last_scheduler: Scheduler | None = None  # the last run's scheduler (its submission count)
+        self._declaring_only = False  # inside declaring_only(): run() refuses
 
     # -- declaring -------------------------------------------------------------------
     def AddFunction(self, func: Callable[..., Any] | None = None, *, rerun: bool = False,  # noqa: N802
@@ -184,13 +185,14 @@ class Pipeline:
         """Task calls inside the block are declared and looked up (ids, keys, hits) but not kept: their
         handles go to the list this yields, not to the tasks :meth:`run` runs, and nothing is printed.
         The notebook uses it to tell whether a cell's tasks are cached without running anything."""
-        saved = self.tasks, self._pending, self.console
+        saved = self.tasks, self._pending, self.console, self._declaring_only
         declared: list[TaskHandle] = []
         self.tasks, self._pending, self.console = declared, {}, Console(verbose=False, record=False)
+        self._declaring_only = True
         try:
             yield declared
         finally:
-            self.tasks, self._pending, self.console = saved
+            self.tasks, self._pending, self.console, self._declaring_only = saved
 
     # -- running ---------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -199,6 +201,9 @@ class Pipeline:
         Raises :class:`TaskError` after the run if any task failed; every task that did
         not depend on a failed one has completed and is cached.
         """
+        if self._declaring_only:
+            raise NdustriaError(f"pipeline {self.name!r}: run() inside declaring_only(), where task calls are "
+                                "only declared; nothing was run")
         handles = task_closure(list(self._pending.values()))
         self._pending.clear()
         started, state, self._run_id = time.time(), "done", None

@@ -8,7 +8,8 @@ hashed or pickled) and ``unknown`` (its code does not parse, say). ``running`` i
 The kernel computes them without running anything: a ``%%task`` cell's key is made as
 :func:`.cells.cell_key` makes it, from the namespace as it is; a ``%%ndustria`` cell's body runs in a
 copy of the namespace with every pipeline in :meth:`ndustria.Pipeline.declaring_only` (task calls are
-declared and looked up, never run or kept; output discarded; stopped after :data:`PROBE_SECONDS`).
+declared and looked up, never run or kept; ``run()`` refused; line magics and ``!commands`` not run;
+output discarded; stopped after :data:`PROBE_SECONDS`).
 What was recorded for a cell's last result (``<cache>/cells/``, :mod:`.cellrecords`) tells stale from
 never run and names what changed. Cells depend on the cells above them that bind the names they read:
 a cell whose input comes from a stale cell, or from a plain cell edited since it ran, is stale too.
@@ -227,6 +228,8 @@ class NotebookStates:
             return Verdict("unknown", [f"its code took more than {PROBE_SECONDS:g} s to declare its tasks"])
         except NameError as exc:
             return Verdict("unknown", [f"run the cells above first: {exc} in the kernel yet"])
+        except MagicsNotRun as exc:
+            return Verdict("unknown", [str(exc)])
         except Exception as exc:
             return Verdict("unknown", [f"declaring its tasks raised {type(exc).__name__}: {exc}"])
         if not handles:
@@ -244,6 +247,7 @@ class NotebookStates:
     def probe(self, cell: Cell) -> list[TaskHandle]:
         """The tasks a %%ndustria cell declares (with their dependencies), found without running any."""
         ns = dict(self.ns)
+        ns["get_ipython"] = _no_magics  # %line magics and !commands are not run to find a state
         pipelines = {id(p): p for p in (self.state.pipeline, *(v for v in ns.values() if isinstance(v, Pipeline)),
                                         *(v.pipeline for v in ns.values() if isinstance(v, TaskFunction)))}
         declared: list[TaskHandle] = []
@@ -352,6 +356,14 @@ class NotebookStates:
                     run.add(j)
                     stack.append(j)
         return run
+
+
+class MagicsNotRun(Exception):
+    """A %%ndustria cell's body used IPython syntax (a line magic, ``!cmd``): not run for its state."""
+
+
+def _no_magics() -> Any:
+    raise MagicsNotRun("its line magics and shell commands are not run to find its state")
 
 
 class _NullPublisher:

@@ -154,9 +154,10 @@ class CellTracker:
         info = self.stack.pop() if self.stack else None
         if self.stack or info is None:
             return  # a cell run by a magic inside a cell
-        if info.cell_id:
-            self.ran[info.cell_id] = info.raw_cell
-        cell = parse_cell(self.state.shell, info.cell_id or "", info.raw_cell or "")
+        cell_id = getattr(info, "cell_id", None) or ""
+        if cell_id:
+            self.ran[cell_id] = info.raw_cell
+        cell = parse_cell(self.state.shell, cell_id, info.raw_cell or "")
         for name in cell.binds:
             self.bound_by[name] = cell.digest
         self.registration.use(self.cache_dirs())

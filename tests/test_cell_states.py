@@ -183,3 +183,18 @@ def test_no_answer_while_a_cell_runs(ip):
     finally:
         tracker.stack.pop()
     assert sent == [{"reply": "states", "seq": 1, "busy": True}]
+
+
+def test_finding_a_state_runs_no_magic_no_shell_command_and_no_pipeline(ip, tmp_path):
+    witness = tmp_path / "ran.txt"
+    nb = Notebook(ip, [("g", "from ndustria import task\n@task\ndef sq(x):\n    open(" + repr(str(witness)) +
+                             ", 'a').write('x')\n    return x * x"),
+                       ("m", "%%ndustria\nr = sq(2)\n%ndustria cache clear"),
+                       ("s", "%%ndustria\nr = sq(3)\n!touch " + str(tmp_path / "shell.txt")),
+                       ("p", "%%ndustria\nr = sq(4)\nimport ndustria\nndustria.default_pipeline().run()")])
+    nb.run("g")
+    for cell_id in ("m", "s"):
+        assert nb.states()[cell_id] == "unknown" and "line magics and shell commands are not run" in nb.why(cell_id)
+    assert nb.states()["p"] == "unknown" and "run() inside declaring_only()" in nb.why("p")
+    assert not witness.exists() and not (tmp_path / "shell.txt").exists()
+    assert get_state(ip).pipeline.pending() == []
