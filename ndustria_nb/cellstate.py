@@ -25,6 +25,7 @@ import contextlib
 import io
 import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -93,10 +94,6 @@ def parse_cell(shell: Any, cell_id: str, source: str) -> Cell:
     return cell
 
 
-def source_digest(shell: Any, source: str) -> str:
-    return parse_cell(shell, "", source).digest
-
-
 @dataclass
 class Verdict:
     state: str | None  # None: nothing to show (a %%ndustria cell that declares no task)
@@ -109,7 +106,7 @@ class ProbeTimeout(BaseException):
 
 
 @contextlib.contextmanager
-def _time_limit(seconds: float) -> Any:
+def _time_limit(seconds: float) -> Iterator[None]:
     usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
     if not usable:
         yield
@@ -128,7 +125,7 @@ def _time_limit(seconds: float) -> Any:
 
 
 class NotebookStates:
-    """Computes the states of one notebook's cells for one request (digests memoized by value)."""
+    """Computes the states of one notebook's cells for one request."""
 
     def __init__(self, state: KernelState, cells: list[Cell]) -> None:
         self.state, self.cells = state, cells

@@ -148,6 +148,8 @@ class CellTracker:
         return dirs
 
     def pre_run_cell(self, info: Any) -> None:
+        if getattr(info, "cell_id", None):  # only the frontend's executions carry one: nothing else is running
+            self.stack.clear()
         self.stack.append(info)
 
     def post_run_cell(self, result: Any) -> None:
