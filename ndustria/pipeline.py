@@ -7,8 +7,9 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,7 @@ class Pipeline:
         self._backend: Backend | None = None
         self._failures: dict[str, TaskFailure] = {}
         self._last_scheduler: Scheduler | None = None  # the last run's scheduler (its submission count)
+        self._declaring_only = False  # inside declaring_only(): run() refuses
 
     # -- declaring -------------------------------------------------------------------
     def AddFunction(self, func: Callable[..., Any] | None = None, *, rerun: bool = False,  # noqa: N802
@@ -196,6 +198,23 @@ class Pipeline:
         """The tasks declared since the last :meth:`run` (which that run will look at)."""
         return list(self._pending.values())
 
+    @contextmanager
+    def declaring_only(self) -> Iterator[list[TaskHandle]]:
+        """Task calls inside the block are declared and looked up (ids, keys, hits) but not kept: their
+        handles go to the list this yields, not to the tasks :meth:`run` runs, and nothing is printed.
+        The notebook uses it to tell whether a cell's tasks are cached without running anything."""
+        saved = self.tasks, self._pending, self._unlooked, self.console, self._declaring_only
+        declared: list[TaskHandle] = []
+        self.tasks, self._pending, self._unlooked = declared, {}, []
+        self.console, self._declaring_only = Console(verbose=False, record=False), True
+        try:
+            yield declared
+        finally:
+            try:
+                self.look_up()  # their statuses (hits) are known before the block ends, silently
+            finally:
+                self.tasks, self._pending, self._unlooked, self.console, self._declaring_only = saved
+
     # -- running ---------------------------------------------------------------------
     def run(self) -> RunSummary:
         """Run every declared task that is not cached (and ``rerun`` tasks), in parallel if asked.
@@ -203,6 +222,9 @@ class Pipeline:
         Raises :class:`TaskError` after the run if any task failed; every task that did
         not depend on a failed one has completed and is cached.
         """
+        if self._declaring_only:
+            raise NdustriaError(f"pipeline {self.name!r}: run() inside declaring_only(), where task calls are "
+                                "only declared; nothing was run")
         self.look_up()
         handles = task_closure(list(self._pending.values()))
         self._pending.clear()

@@ -66,11 +66,16 @@ def cell_inputs(state: KernelState, source: str) -> tuple[list[str], list[str]]:
     return inputs, names.binds
 
 
-def cell_key(state: KernelState, source: str, inputs: list[str]) -> str:
-    """The hex key of a cell: its normalized code and its inputs' fingerprints."""
+def cell_key(state: KernelState, source: str, inputs: list[str], record: dict[str, Any] | None = None) -> str:
+    """The hex key of a cell: its normalized code and its inputs' fingerprints.
+
+    ``record``, when given, receives what the key was made of, as hex digests: ``code``, ``inputs``
+    ({name: digest}) and ``files`` ({path: digest}), so that a later key can say what changed."""
     h = xxhash.xxh3_128(CELL_KEY_FORMAT)
     code = normalized(source).encode()
     h.update(len(code).to_bytes(8, "little") + code)
+    if record is not None:
+        record.update(code=xxhash.xxh3_128_hexdigest(code), inputs={}, files={})
     state.hasher.clear()  # frees the memo of large bytes (values are always hashed by content anew)
     for name in sorted(inputs):
         value = state.shell.user_ns[name]
@@ -83,12 +88,16 @@ def cell_key(state: KernelState, source: str, inputs: list[str]) -> str:
                                   where=name) from exc
         encoded = name.encode()
         h.update(len(encoded).to_bytes(4, "little") + encoded + digest)
+        if record is not None:
+            record["inputs"][name] = digest.hex()
     for path in file_literals(state, source):  # File("data.txt") written in the cell: its content counts too
         try:
             digest = state.hasher.digest(File(path))
         except InputFileError as exc:
             raise exc.at("%%task cell", f"File({path!r})") from None
         h.update(b"\0file\0" + digest)
+        if record is not None:
+            record["files"][path] = digest.hex()
     return h.hexdigest()
 
 
@@ -189,9 +198,10 @@ def run_task_cell(state: KernelState, options: CellOptions, cell: str) -> None:
     label = f"%%task {options.name}" if options.name else "%%task"
     take = getattr(state.hasher.file_token, "take", dict)  # the File snapshots the key is made from
     take()
+    made: dict[str, Any] = {}  # what the key is made of, for the cell's state (cellstate.py)
     try:
         inputs, binds = cell_inputs(state, source)
-        key = cell_key(state, source, inputs)
+        key = cell_key(state, source, inputs, made)
     except SyntaxError:
         shell.run_cell(cell, store_history=False)  # IPython reports the syntax error
         return
@@ -199,12 +209,15 @@ def run_task_cell(state: KernelState, options: CellOptions, cell: str) -> None:
         print(f"[ndustria] {label}: not cached, {exc.message}. Make it hashable (or pass it through a "
               "task) to cache this cell.", file=sys.stderr)
         shell.run_cell(cell, store_history=False)
+        state.tracker.task_cell_done(label, None, "uncacheable", exc.message)
         return
     store = state.pipeline.store
     if not options.rerun and store.contains(key) and _restore(state, key, label):
+        state.tracker.task_cell_done(label, {**made, "key": key}, "restored")
         return
     read = [File(path).pinned(snap, "") for path, snap in take().items()]
-    _compute(state, key, label, source, cell, binds, read)
+    outcome, error = _compute(state, key, label, source, cell, binds, read)
+    state.tracker.task_cell_done(label, {**made, "key": key}, outcome, error)
 
 
 def _restore(state: KernelState, key: str, label: str) -> bool:
@@ -228,19 +241,21 @@ def _restore(state: KernelState, key: str, label: str) -> bool:
 
 
 def _compute(state: KernelState, key: str, label: str, source: str, cell: str, binds: list[str],
-             read: list[File] | None = None) -> None:
+             read: list[File] | None = None) -> tuple[str, str]:
+    """Run the cell and store its outputs: (outcome, why) with outcome "stored", "failed" or "uncacheable"."""
     shell = state.shell
     t0 = time.perf_counter()
     with recording(shell) as events:
         result = shell.run_cell(cell, store_history=False)
     seconds = time.perf_counter() - t0
-    if not result.success:
-        return  # a cell that raises stores nothing
+    if not result.success:  # a cell that raises stores nothing
+        exc = result.error_in_exec or result.error_before_exec
+        return "failed", f"{type(exc).__name__}: {exc}" if exc is not None else "the cell raised an error"
     try:  # a File input written while the cell ran: its outputs must not be stored under the old content
         files.verify(label, read or (), "after")
     except InputFileChangedError as exc:
         print(f"[ndustria] {label}: the cell ran but was not cached: {exc}", file=sys.stderr)
-        return
+        return "uncacheable", str(exc)
     in_kernel = getattr(shell, "kernel", None) is not None  # a terminal's displayhook writes to stdout (teed)
     if in_kernel and result.result is not None and not source.rstrip().endswith(";"):
         data, metadata = shell.display_formatter.format(result.result)
@@ -254,12 +269,13 @@ def _compute(state: KernelState, key: str, label: str, source: str, cell: str, b
         print(f"[ndustria] {label}: the cell ran but was not cached: {', '.join(bad) or 'its output'} cannot be "
               "pickled (cloudpickle). Delete it at the end of the cell, or compute it in another cell.",
               file=sys.stderr)
-        return
+        return "uncacheable", f"{', '.join(bad) or 'its output'} cannot be pickled"
     for name, value in outputs.items():
         state.remember(value, key, name)
     state.pipeline.catalog.record_entry(key, label, "%%task", state.pipeline.name, info.size, info.checksum, None)
     print(f"[ndustria] {label}: cached {', '.join(outputs) or 'its output'} ({human_bytes(info.size)}, "
           f"{human_seconds(seconds)})")
+    return "stored", ""
 
 
 def _picklable(value: Any) -> bool:

@@ -4,6 +4,11 @@ One :class:`KernelState` per IPython shell. Its pipeline is named after the note
 when the kernel knows it (``__session__`` / ``JPY_SESSION_NAME``), else ``"notebook"``,
 and becomes :func:`ndustria.default_pipeline`, so ``@task`` registers into it.
 
+Its :class:`CellTracker` follows the cells the kernel runs (which cell, its source), keeps the
+records of ``%%task``/``%%ndustria`` cells (:mod:`.cellrecords`), answers the JupyterLab
+extension's questions about cell states on the comm target ``ndustria.cells``
+(:mod:`.cellstate`), and keeps the kernel's cache folders in the server's registry (:mod:`.registry`).
+
 The kernel cluster is started on first ``--parallel`` use or by ``%ndustria cluster
 start``, reused by every later cell, and stopped when the kernel exits (``atexit``,
 which ipykernel runs on a normal shutdown) or on ``%ndustria cluster stop``.
@@ -12,6 +17,7 @@ which ipykernel runs on a normal shutdown) or on ``%ndustria cluster stop``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import types
@@ -26,17 +32,27 @@ from ndustria.keys.files import FileDigests
 from ndustria.keys.fingerprint import Fingerprinter
 from ndustria.keys.hashing import ValueHasher
 from ndustria.keys.maker import immutable
+from ndustria.task import TaskHandle
+
+from .cellrecords import RecordStore, function_parts, task_summary
+from .cellstate import Cell, notebook_states, parse_cell
+from .registry import Registration
 
 log = logging.getLogger("ndustria")
+COMM_TARGET = "ndustria.cells"
 
 _STATES: dict[int, KernelState] = {}
 
 
 def notebook_name(shell: Any) -> str:
     """The notebook's file stem when the kernel knows it, else ``"notebook"``."""
+    return Path(notebook_file(shell)).stem or "notebook"
+
+
+def notebook_file(shell: Any) -> str:
+    """The notebook's file name (``02_task_cells.ipynb``) when the kernel knows it, else ``""``."""
     path = shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or ""
-    stem = Path(str(path)).stem if path else ""
-    return stem or "notebook"
+    return Path(str(path)).name if path else ""
 
 
 class KernelCluster:
@@ -88,6 +104,110 @@ class KernelCluster:
                 f"(profile {self.cluster.profile_dir})")
 
 
+class CellTracker:
+    """The cells this kernel runs, their records, the ``ndustria.cells`` comm and the cache registry."""
+
+    def __init__(self, state: KernelState) -> None:
+        self.state = state
+        self.stack: list[Any] = []  # ExecutionInfo of the run_cell calls in progress, outermost first
+        self.ran: dict[str, str] = {}  # cell id -> its source when it last ran in this kernel
+        self.bound_by: dict[str, str] = {}  # name -> digest of the code of the cell that last bound it
+        self.records = RecordStore(state.pipeline.cache_dir)
+        self.registration = Registration(notebook_file(state.shell) or f"kernel {os.getpid()}")
+
+    @property
+    def cell_id(self) -> str:
+        """The notebook's id of the cell running now ("" when the frontend did not say)."""
+        return (getattr(self.stack[0], "cell_id", None) or "") if self.stack else ""
+
+    def install(self) -> None:
+        shell = self.state.shell
+        shell.events.register("pre_run_cell", self.pre_run_cell)
+        shell.events.register("post_run_cell", self.post_run_cell)
+        manager = getattr(getattr(shell, "kernel", None), "comm_manager", None)
+        if manager is not None:
+            manager.register_target(COMM_TARGET, self.open)
+        self.registration.use(self.cache_dirs())
+        atexit.register(self.registration.stop)
+
+    def uninstall(self) -> None:
+        shell = self.state.shell
+        for name, callback in (("pre_run_cell", self.pre_run_cell), ("post_run_cell", self.post_run_cell)):
+            with contextlib.suppress(ValueError):
+                shell.events.unregister(name, callback)
+        manager = getattr(getattr(shell, "kernel", None), "comm_manager", None)
+        if manager is not None:
+            manager.unregister_target(COMM_TARGET, self.open)
+        atexit.unregister(self.registration.stop)
+        self.registration.stop()
+
+    def cache_dirs(self) -> set[str]:
+        """The kernel pipeline's cache folder and those of the pipelines in the namespace."""
+        dirs = {str(self.state.pipeline.cache_dir)}
+        dirs.update(str(v.cache_dir) for v in list(self.state.shell.user_ns.values()) if isinstance(v, Pipeline))
+        return dirs
+
+    def pre_run_cell(self, info: Any) -> None:
+        if getattr(info, "cell_id", None):  # only the frontend's executions carry one: nothing else is running
+            self.stack.clear()
+        self.stack.append(info)
+
+    def post_run_cell(self, result: Any) -> None:
+        info = self.stack.pop() if self.stack else None
+        if self.stack or info is None:
+            return  # a cell run by a magic inside a cell
+        cell_id = getattr(info, "cell_id", None) or ""
+        if cell_id:
+            self.ran[cell_id] = info.raw_cell
+        cell = parse_cell(self.state.shell, cell_id, info.raw_cell or "")
+        for name in cell.binds:
+            self.bound_by[name] = cell.digest
+        self.registration.use(self.cache_dirs())
+
+    def edited(self, cell: Cell) -> bool:
+        """Whether ``cell`` ran in this kernel with another source than it has now."""
+        return cell.id in self.ran and self.ran[cell.id] != cell.source
+
+    def task_cell_done(self, label: str, made: dict[str, Any] | None, outcome: str, error: str = "") -> None:
+        """Record how the running %%task cell ended (``made``: what its key was made of)."""
+        if not self.cell_id:
+            return
+        record: dict[str, Any] = {"kind": "task", "label": label, "outcome": outcome, "error": error}
+        if made:
+            ns = self.state.shell.user_ns
+            parts = {name: function_parts(self.state, ns.get(name)) for name in made["inputs"]}
+            record.update(made, parts={n: p for n, p in parts.items() if p},
+                          sources={n: self.bound_by[n] for n in made["inputs"] if n in self.bound_by})
+        self.records.save(self.cell_id, record)
+
+    def ndustria_cell_done(self, label: str, handles: list[TaskHandle], failed: dict[str, str]) -> None:
+        """Record the tasks the running %%ndustria cell ran and which of them failed."""
+        if self.cell_id:
+            self.records.save(self.cell_id, {
+                "kind": "ndustria", "label": label, "outcome": "failed" if failed else "ran", "failed": failed,
+                "ids": [h.id for h in handles], "tasks": {h.name: task_summary(self.state, h) for h in handles}})
+
+    # -- the comm the JupyterLab extension opens (labextension/src/cells.ts) -------------------------
+    def open(self, comm: Any, msg: Any) -> None:
+        comm.on_msg(lambda message: self.answer(comm, message))
+
+    def answer(self, comm: Any, message: dict[str, Any]) -> None:
+        """Reply to {"request": "states", "seq", "cells": [{"id", "source"}, ...]}."""
+        data = message.get("content", {}).get("data") or {}
+        if data.get("request") != "states":
+            return
+        reply: dict[str, Any] = {"reply": "states", "seq": data.get("seq")}
+        if self.stack:  # a cell is running (an async one lets comm messages in): ask again when it is done
+            reply["busy"] = True
+        else:
+            try:
+                reply.update(notebook_states(self.state, list(data.get("cells") or [])))
+            except Exception as exc:  # a state we cannot compute must not break the kernel
+                log.warning("ndustria could not compute the cell states: %s", exc, exc_info=True)
+                reply["error"] = f"{type(exc).__name__}: {exc}"
+        comm.send(reply)
+
+
 class KernelState:
     """Everything ndustria keeps for one kernel."""
 
@@ -109,6 +229,7 @@ class KernelState:
         self.cluster = KernelCluster()
         self.last_run: dict[str, Any] | None = None  # run_id, keys, name of the last %%ndustria run
         atexit.register(self.cluster.stop)
+        self.tracker = CellTracker(self)
 
     # -- fingerprints ---------------------------------------------------------------------
     def remember(self, value: Any, key: str, name: str) -> None:
@@ -157,6 +278,7 @@ def get_state(shell: Any) -> KernelState:
     state = _STATES.get(id(shell))
     if state is None or state.shell is not shell:
         state = _STATES[id(shell)] = KernelState(shell)
+        state.tracker.install()
     return state
 
 
@@ -164,6 +286,7 @@ def drop_state(shell: Any) -> None:
     """Forget ``shell``'s state and stop its cluster (``%unload_ext ndustria``)."""
     state = _STATES.pop(id(shell), None)
     if state is not None:
+        state.tracker.uninstall()
         state.cluster.stop()
         atexit.unregister(state.cluster.stop)
         state.pipeline.close()

@@ -68,9 +68,10 @@ class NdustriaMagics(Magics):
         if args.rerun:
             for h in declared:
                 h.rerun, h.status = True, "declared"
-        self._run(declared, args)
+        self._run(declared, args, f"%%ndustria {line}".strip())
 
-    def _run(self, declared: list[TaskHandle], args: Any) -> None:
+    def _run(self, declared: list[TaskHandle], args: Any, cell: str = "") -> None:
+        """Run ``declared`` and the pending tasks; ``cell``: the label of the %%ndustria cell asking."""
         state = self.state
         pipe = state.pipeline
         handles = list(task_closure(declared + pipe.pending()).values())
@@ -97,6 +98,9 @@ class NdustriaMagics(Magics):
         run = pipe.catalog.runs(pipe.name, 1)
         state.last_run = {"run_id": summary.run_id if summary else (run[0]["run_id"] if run else None),
                           "keys": keys, "name": pipe.name}
+        if cell and not args.dryrun:
+            errors = {f.task: (f.traceback.strip().splitlines() or ["failed"])[-1] for f in failures}
+            state.tracker.ndustria_cell_done(cell, handles, errors)
         if failures:
             widgets.show_failures(failures)
         if not args.dryrun:

@@ -1,13 +1,27 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+let cache = ''; // the cache folder the sidebar shows ('': the server's own)
+
+/** Show cache folder `path` from now on ('': the server's own cache). */
+export function useCache(path: string): void {
+  cache = path;
+}
+
+export function chosenCache(): string {
+  return cache;
+}
+
 /**
- * Call the ndustria server extension: `requestAPI('runs')` fetches `<base>/ndustria/api/runs`.
- * Errors carry the server's `{code, message}` message.
+ * Call the ndustria server extension: `requestAPI('runs')` fetches `<base>/ndustria/api/runs`
+ * (of the cache chosen with `useCache`). Errors carry the server's `{code, message}` message.
  */
 export async function requestAPI<T>(endPoint = '', init: RequestInit = {}): Promise<T> {
   const settings = ServerConnection.makeSettings();
-  const url = URLExt.join(settings.baseUrl, 'ndustria', 'api', endPoint);
+  let url = URLExt.join(settings.baseUrl, 'ndustria', 'api', endPoint);
+  if (cache && endPoint !== 'caches') {
+    url += `${url.includes('?') ? '&' : '?'}cache=${encodeURIComponent(cache)}`;
+  }
   let response: Response;
   try {
     response = await ServerConnection.makeRequest(url, init, settings);

@@ -1,7 +1,9 @@
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
+import { CacheSelector } from './caches';
 import { age, duration, el, size, when } from './format';
+import { GraphView } from './graph';
 import { IEntry, IRun, ITask, requestAPI } from './handler';
 
 const ACTIVE_MS = 2000; // refresh period while a run is active
@@ -15,6 +17,11 @@ export class NdustriaPanel extends Widget {
   private readonly body = el('div', 'jp-ndustria-body');
   private readonly status = el('div', 'jp-ndustria-status');
   private readonly tabs: { [name: string]: HTMLButtonElement } = {};
+  private readonly caches = new CacheSelector(() => {
+    this.selected = null;
+    void this.refresh();
+  });
+  private readonly graph = new GraphView();
 
   constructor() {
     super();
@@ -33,7 +40,7 @@ export class NdustriaPanel extends Widget {
     refresh.title = 'Refresh';
     refresh.onclick = () => void this.refresh();
     bar.append(refresh);
-    this.node.append(bar, this.status, this.body);
+    this.node.append(bar, this.caches.node, this.status, this.body);
     this.showView('runs');
   }
 
@@ -64,6 +71,7 @@ export class NdustriaPanel extends Widget {
     window.clearTimeout(this.timer);
     let active = false;
     try {
+      await this.caches.refresh();
       active = this.view === 'runs' ? await this.renderRuns() : await this.renderCache();
       this.status.textContent = '';
     } catch (error) {
@@ -88,7 +96,7 @@ export class NdustriaPanel extends Widget {
     const run = runs.find(r => r.run_id === this.selected);
     if (run) {
       const { tasks } = await requestAPI<{ tasks: ITask[] }>(`runs/${run.run_id}/tasks`);
-      nodes.push(this.taskTable(run, tasks));
+      nodes.push(this.taskTable(run, tasks), await this.graph.render(run.run_id));
     }
     this.body.replaceChildren(...nodes);
     return runs.some(r => r.state === 'running');

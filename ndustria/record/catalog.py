@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS profiles (
 );
 CREATE TABLE IF NOT EXISTS run_members (
     run_id INTEGER PRIMARY KEY, digest TEXT, n_cached INTEGER, same_as INTEGER, folded INTEGER DEFAULT 0,
-    keys TEXT, tasks TEXT, functions TEXT, store_keys TEXT, cached BLOB
+    keys TEXT, tasks TEXT, functions TEXT, store_keys TEXT, deps TEXT, cached BLOB
 );
 CREATE TABLE IF NOT EXISTS file_digests (
     path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, ctime_ns INTEGER,
@@ -87,6 +87,7 @@ def _prepare(db: sqlite3.Connection) -> None:
         db.executescript(_SCHEMA)
         db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     _add_column(db, "task_runs", "store_key", "TEXT")  # the cache key of a task's result (catalogs before 2026-12)
+    _add_column(db, "run_members", "deps", "TEXT")  # the run's graph (catalogs of early 2026-12 development)
 
 
 def _add_column(db: sqlite3.Connection, table: str, column: str, kind: str) -> None:
@@ -242,13 +243,20 @@ class Catalog:
         return rows[0] if rows else None
 
     # -- task runs -----------------------------------------------------------------
-    def add_tasks(self, run_id: int, rows: Iterable[tuple[str, ...]]) -> None:
+    def add_tasks(self, run_id: int, rows: Iterable[tuple[str, ...]],
+                  deps: dict[str, list[str]] | None = None) -> None:
         """Register the tasks of a run as (key, task, function, status[, store_key]) before anything runs;
-        ``store_key``: the cache key of a cached task's result (a completed task's comes with its report).
-        The list goes in one ``run_members`` row; the tasks that will run get a ``task_runs`` row each."""
+        ``store_key``: the cache key of a cached task's result (a completed task's comes with its report);
+        ``deps``: {key: keys of its task inputs}, the edges of the run's graph. The list goes in one
+        ``run_members`` row; the tasks that will run get a ``task_runs`` row each."""
         keys, tasks, functions, store_keys, cached, table = [], [], [], [], bytearray(), []
+        rows = list(rows)
+        index = {row[0]: i for i, row in enumerate(rows)}
+        inputs = []
         for row in rows:
             key, task, function, status = row[:4]
+            if deps is not None:  # its inputs by their place in the list (a run holds every input)
+                inputs.append(",".join(str(index[d]) for d in deps.get(key, ()) if d in index))
             store_key = (row[4] if len(row) > 4 else None) or ""
             keys.append(key)
             tasks.append(task)
@@ -257,8 +265,10 @@ class Catalog:
             cached.append(status == "cached")
             if status != "cached":
                 table.append((run_id, key, task, function, status, store_key or None))
-        columns = ("\n".join(keys), json.dumps(tasks), json.dumps(functions), "\n".join(store_keys), bytes(cached))
-        digest = xxhash.xxh3_128_hexdigest("\0".join(columns[:4]).encode("utf-8", "surrogatepass") + columns[4])
+        columns = ("\n".join(keys), json.dumps(tasks), json.dumps(functions), "\n".join(store_keys),
+                   "\n".join(inputs) if deps is not None else None, bytes(cached))
+        digest = xxhash.xxh3_128_hexdigest("\0".join(c or "" for c in columns[:5]).encode("utf-8", "surrogatepass")
+                                           + columns[5])
         with self._tx() as db:
             previous = db.execute(
                 "SELECT m.run_id, m.same_as, m.digest FROM run_members m JOIN runs r ON r.run_id = m.run_id"
@@ -269,25 +279,37 @@ class Catalog:
                            (run_id, digest, sum(cached), previous[1] or previous[0]))
             else:
                 db.execute("INSERT OR REPLACE INTO run_members (run_id, digest, n_cached, keys, tasks, functions,"
-                           " store_keys, cached) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           " store_keys, deps, cached) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (run_id, digest, sum(cached), *columns))
             db.executemany("INSERT OR REPLACE INTO task_runs (run_id, key, task, function, status, store_key)"
                            " VALUES (?, ?, ?, ?, ?, ?)", table)
 
-    def _members(self, run_id: int) -> list[tuple[str, str, str, str, bool]] | None:
-        """(key, task, function, store_key, cached) of every task of a run in declaration order; None for
-        runs recorded before the list was kept (their cached tasks have rows)."""
+    def _members_row(self, run_id: int) -> tuple[Any, ...] | None:
+        """The run_members columns (keys, tasks, functions, store_keys, deps, cached) of a run (through
+        the run it refers to); None for runs recorded before the list was kept (their cached tasks have rows)."""
         with self._lock:
             row = self._db.execute("SELECT same_as FROM run_members WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 return None
-            source = row[0] or run_id
-            row = self._db.execute("SELECT keys, tasks, functions, store_keys, cached FROM run_members"
-                                   " WHERE run_id = ?", (source,)).fetchone()
-        if row is None or row[0] is None:
+            row = self._db.execute("SELECT keys, tasks, functions, store_keys, deps, cached FROM run_members"
+                                   " WHERE run_id = ?", (row[0] or run_id,)).fetchone()
+        return None if row is None or row[0] is None else tuple(row)
+
+    def _members(self, run_id: int) -> list[tuple[str, str, str, str, bool]] | None:
+        """(key, task, function, store_key, cached) of every task of a run in declaration order, or None."""
+        row = self._members_row(run_id)
+        if row is None:
             return None
         keys = row[0].split("\n") if row[0] else []
-        return list(zip(keys, json.loads(row[1]), json.loads(row[2]), row[3].split("\n"), map(bool, row[4])))
+        return list(zip(keys, json.loads(row[1]), json.loads(row[2]), row[3].split("\n"), map(bool, row[5])))
+
+    def edges(self, run_id: int) -> list[tuple[str, str]] | None:
+        """The (input, dependent) key pairs of a run's graph; None for a run recorded without them."""
+        row = self._members_row(run_id)
+        if row is None or row[4] is None:
+            return None
+        keys = row[0].split("\n") if row[0] else []
+        return [(keys[int(i)], key) for key, line in zip(keys, row[4].split("\n")) if line for i in line.split(",")]
 
     def _fold_touches(self) -> None:
         """Mark the entries each recorded run found cached as used at that run's start (see the module doc)."""

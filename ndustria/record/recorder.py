@@ -72,7 +72,8 @@ class RunRecorder:
         self.rows_written = True
         handles, run_ids = self.handles.values(), self.run_ids
         self.catalog.add_tasks(self.run_id, [(h.id, h.name, h.function.name, row_status(h, run_ids),
-                                              None if h.id in run_ids else h.key) for h in handles])
+                                              None if h.id in run_ids else h.key) for h in handles],
+                               deps={h.id: [d.id for d in h.deps] for h in handles})
 
     def submitted(self, ids: list[str]) -> None:
         for task_id in ids:

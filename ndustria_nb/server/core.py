@@ -106,13 +106,12 @@ def cache_entries(cache_dir: Path) -> list[dict[str, Any]]:
     with open_catalog(cache_dir) as catalog:
         known = {row["key"]: row for row in catalog.entries()}
     store, now, rows = Store(cache_dir), time.time(), []
-    for key in store.keys():
+    for key, (stored_size, written) in store.stats().items():
         row = known.get(key) or {}
         size = row.get("size")
         if size is None:
-            info = store.info(key)
-            size = info.size if info else 0
-        created = row.get("created") or store.path(key).stat().st_mtime
+            size = stored_size
+        created = row.get("created") or written
         last_used = row.get("last_used") or created
         rows.append({"key": key, "task": row.get("task") or "(unknown task)", "function": row.get("function"),
                      "pipeline": row.get("pipeline"), "size": size, "created": created, "last_used": last_used,

@@ -1,4 +1,8 @@
-"""HTTP layer of the server extension: authenticated JSON handlers, a route table, one error format."""
+"""HTTP layer of the server extension: authenticated JSON handlers, a route table, one error format.
+
+Every route but ``caches`` takes ``?cache=PATH`` (one of the folders ``caches`` lists; default: the
+server's own cache).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from traitlets.config import Configurable
 
 from ndustria.config import resolve_cache_dir
 
-from . import core
+from .. import registry
+from . import caches, core, graph
 
 API = "ndustria/api"
 
@@ -34,6 +39,8 @@ def status_for(exc: BaseException) -> tuple[int, str]:
         return exc.status_code, exc.log_message or exc.reason or tornado.httputil.responses.get(exc.status_code, "")
     if isinstance(exc, core.NotFoundError):
         return 404, str(exc)
+    if isinstance(exc, caches.ForbiddenCacheError):
+        return 403, str(exc)
     if isinstance(exc, ValueError):
         return 400, str(exc)
     return 500, f"{type(exc).__name__}: {exc}"
@@ -42,12 +49,18 @@ def status_for(exc: BaseException) -> tuple[int, str]:
 class BaseHandler(APIHandler):
     """Answers JSON; every error as ``{"code": ..., "message": ...}``."""
 
-    def initialize(self, settings: NdustriaServer) -> None:
+    def initialize(self, settings: NdustriaServer, registry_file: Path) -> None:
         self.ndustria = settings
+        self.registry_file = registry_file
+
+    @property
+    def default_cache_dir(self) -> Path:
+        return Path(resolve_cache_dir(self.ndustria.cache_dir or None).value)
 
     @property
     def cache_dir(self) -> Path:
-        return Path(resolve_cache_dir(self.ndustria.cache_dir or None).value)
+        """The cache the request names (``?cache=PATH``: the server's or a kernel's), else the server's."""
+        return caches.resolve(self.get_query_argument("cache", None), self.default_cache_dir, self.registry_file)
 
     def reply(self, data: Any) -> None:
         self.set_header("Content-Type", "application/json")
@@ -94,9 +107,24 @@ class CacheEntryHandler(BaseHandler):
         self.reply(core.delete_entry(self.cache_dir, key))
 
 
+class GraphHandler(BaseHandler):
+    @tornado.web.authenticated
+    def get(self, run_id: str) -> None:
+        self.reply(graph.run_graph(self.cache_dir, int(run_id)))
+
+
+class CachesHandler(BaseHandler):
+    @tornado.web.authenticated
+    def get(self) -> None:
+        self.reply({"default": str(self.default_cache_dir),
+                    "caches": caches.choices(self.default_cache_dir, self.registry_file)})
+
+
 ROUTES: list[tuple[str, type[BaseHandler]]] = [
+    (r"caches", CachesHandler),
     (r"runs", RunsHandler),
     (r"runs/(\d+)/tasks", TasksHandler),
+    (r"runs/(\d+)/graph", GraphHandler),
     (r"cache", CacheHandler),
     (r"cache/([^/]+)", CacheEntryHandler),
 ]
@@ -106,6 +134,8 @@ def setup_handlers(server_app: Any) -> None:
     """Register the routes under ``<base_url>/ndustria/api/``."""
     web_app = server_app.web_app
     settings = NdustriaServer(parent=server_app)
+    registry_file = registry.registry_path(getattr(server_app, "runtime_dir", None))
     base = url_path_join(web_app.settings["base_url"], API)
-    web_app.add_handlers(".*$", [(url_path_join(base, path), handler, {"settings": settings})
+    web_app.add_handlers(".*$", [(url_path_join(base, path), handler,
+                                  {"settings": settings, "registry_file": registry_file})
                                  for path, handler in ROUTES])
