@@ -27,9 +27,10 @@ from ndustria.errors import (
 from ndustria.keys.files import FileDigests, pin_files
 from ndustria.keys.maker import KeyMaker
 from ndustria.record.catalog import Catalog
+from ndustria.record.instruments import check_instruments
 from ndustria.record.recorder import RunRecorder
 from ndustria.records import DepRef, RunSummary, TaskPayload
-from ndustria.run.backends import Backend, choose, mpi_world, resolve_backend
+from ndustria.run.backends import Backend, check_backend, check_engines, choose, mpi_world, resolve_backend
 from ndustria.run.batching import BatchPolicy
 from ndustria.run.mpi import NullStream, abort_on_uncaught_exception, run_collective
 from ndustria.run.remote import execute_batch, run_one
@@ -116,6 +117,7 @@ class Pipeline:
         self._backend: Backend | None = None
         self._failures: dict[str, TaskFailure] = {}
         self._last_scheduler: Scheduler | None = None  # the last run's scheduler (its submission count)
+        self.check_options()
 
     # -- declaring -------------------------------------------------------------------
     def AddFunction(self, func: Callable[..., Any] | None = None, *, rerun: bool = False,  # noqa: N802
@@ -185,6 +187,7 @@ class Pipeline:
         Raises :class:`TaskError` after the run if any task failed; every task that did
         not depend on a failed one has completed and is cached.
         """
+        self.check_options()  # options may have changed since the pipeline was made (a notebook's do)
         handles = task_closure(list(self._pending.values()))
         self._pending.clear()
         started, state, self._run_id = time.time(), "done", None
@@ -272,7 +275,7 @@ class Pipeline:
         summary = RunSummary(run_id, len(state.done), n_cached, len(state.failed), len(state.skipped),
                              time.perf_counter() - t0)
         if state.failed:
-            self.console.summary_failed(len(state.failed), len(state.skipped))
+            self.console.summary_failed(len(state.failed), len(state.skipped), len(state.done), n_cached)
             raise TaskError(list(self._failures.values()))
         self.console.all_done()
         return summary
@@ -474,6 +477,17 @@ class Pipeline:
         if self._catalog is not None:
             self._catalog.close()
             self._catalog = None
+
+    def check_options(self) -> None:
+        """Raise :class:`ConfigError` if an option is invalid or needs a package this environment lacks
+        (with the command that installs it): when the pipeline is made and when :meth:`run` starts,
+        before a cluster starts or a task runs."""
+        check_engines(self.engines)
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigError(f"retries must be a whole number >= 0, not {self.retries!r}")
+        if not self.dryrun:
+            check_backend(choose(self.parallel, self.backend_name, self.executor, self.cluster))
+            check_instruments(self._instruments())
 
     def _instruments(self) -> tuple[str, ...]:
         names = tuple(n for n, on in (("timeit", self.timeit), ("memcheck", self.memcheck),
