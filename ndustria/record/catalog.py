@@ -326,6 +326,17 @@ class Catalog:
                            " ORDER BY run_id DESC LIMIT 1", (pipeline,))
         return rows[0] if rows else None
 
+    def latest_run_with(self, pipeline: str, instrument: str) -> dict[str, Any] | None:
+        """The most recent run of ``pipeline`` that had ``instrument`` ("timeit", ...) on."""
+        for row in self._query("SELECT * FROM runs WHERE pipeline = ? AND backend != 'dryrun' ORDER BY run_id DESC",
+                               (pipeline,)):
+            try:
+                if instrument in json.loads(row["options"] or "{}").get("instruments", []):
+                    return row
+            except (ValueError, AttributeError):
+                continue
+        return None
+
     def pipeline_keys(self, pipeline: str) -> list[str]:
         """The task keys of the latest run of ``pipeline`` (run or cached), in declaration order."""
         run = self.latest_run(pipeline)
@@ -373,15 +384,41 @@ class Catalog:
                 out += self.profile_lines(row[0]["run_id"], key)
         return out
 
-    def used_instrument(self, pipeline: str, instrument: str) -> bool:
-        """Whether any run of ``pipeline`` had ``instrument`` ("timeit", ...) on."""
-        for row in self._query("SELECT options FROM runs WHERE pipeline = ?", (pipeline,)):
-            try:
-                if instrument in json.loads(row["options"] or "{}").get("instruments", []):
-                    return True
-            except (ValueError, AttributeError):
-                continue
-        return False
+    def run_executions(self, run_id: int, metric: str | None = None) -> list[dict[str, Any]]:
+        """The task rows of run ``run_id`` in declaration order, each with ``origin``: the execution whose
+        numbers describe its result (``metrics`` decoded, plus its run's ``run_pipeline`` and ``run_started``).
+
+        A task that ran in this run (done or failed) is its own origin. A cache hit's origin is the
+        execution that computed the stored result: the one in the run that stored its entry, else the
+        latest completed execution of the same task (and result) up to this run. With ``metric``
+        ("memory"), a cache hit whose origin did not record it takes the latest execution up to this run
+        that did. ``origin`` is None for a skipped task, and where nothing is known.
+        """
+        run = self.run(run_id)
+        rows = self._query("SELECT t.*, e.run_id AS entry_run FROM task_runs t LEFT JOIN entries e"
+                           " ON e.key = COALESCE(t.store_key, t.key) WHERE t.run_id = ? ORDER BY t.rowid", (run_id,))
+        history: dict[str, list[dict[str, Any]]] = {}
+        for row in self._rows_in("SELECT t.*, r.pipeline AS run_pipeline, r.started AS run_started FROM task_runs t"
+                                 " JOIN runs r ON r.run_id = t.run_id WHERE t.status = 'done' AND t.run_id <= ?"
+                                 " AND t.key IN", [r["key"] for r in rows if r["status"] == "cached"],
+                                 params=(run_id,), order="ORDER BY t.run_id"):
+            row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
+            history.setdefault(row["key"], []).append(row)
+        for row in rows:
+            row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
+            if row["status"] in ("done", "failed"):
+                row["origin"] = {**row, "run_pipeline": run and run["pipeline"], "run_started": run and run["started"]}
+            elif row["status"] == "cached":
+                row["origin"] = _origin_of(row, history.get(row["key"], []), metric)
+            else:
+                row["origin"] = None
+        return rows
+
+    def profiled_run(self, key: str, up_to: int | None = None) -> int | None:
+        """The latest run (up to run ``up_to``) that recorded a line profile of task ``key``, or None."""
+        rows = self._query("SELECT MAX(run_id) AS run_id FROM profiles WHERE key = ? AND run_id <= ?",
+                           (key, up_to if up_to is not None else 2**62))
+        return rows[0]["run_id"] if rows else None
 
     # -- bundles (ndustria.record.bundle: pack / unpack) ----------------------------------------
     def _rows_in(self, sql: str, values: Iterable[Any], params: Iterable[Any] = (), order: str = "") -> list[dict]:
@@ -492,3 +529,14 @@ class Catalog:
                                                              "created": entry.get("created") or now,
                                                              "last_used": now})
             return ids
+
+
+def _origin_of(row: dict[str, Any], history: list[dict[str, Any]], metric: str | None) -> dict[str, Any] | None:
+    """Of the completed executions of a cached task (oldest first), the one that computed its stored result;
+    with ``metric``, the latest one that recorded it when that one did not."""
+    same = [h for h in history if row["store_key"] and h["store_key"] == row["store_key"]] or history
+    origin = next((h for h in same if h["run_id"] == row["entry_run"]), None) or (same[-1] if same else None)
+    if metric is not None and (origin is None or metric not in origin["metrics"]):
+        measured = [h for h in same if metric in h["metrics"]] or [h for h in history if metric in h["metrics"]]
+        origin = measured[-1] if measured else origin
+    return origin
