@@ -21,9 +21,6 @@ from ndustria.errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding the imported ``ndustria`` package
 
-# Extras: what each one adds to the base install (everything else is a dependency of ndustria).
-EXTRAS = {"mpi": ("mpi4py",), "dask": ("distributed",)}
-
 
 @dataclass(frozen=True)
 class Origin:

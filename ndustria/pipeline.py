@@ -100,6 +100,7 @@ class Pipeline:
         self.on_cache_error = on_cache_error  # "warn": results that cannot be written stay in memory
         self._uncached: dict[str, Any] = {}
         self.cluster = cluster  # an ipp.Cluster / ipp.Client / profile name / cluster id to attach to
+        self.check_options()  # before anything starts (under mpiexec: before an uncaught error aborts the job)
         # Under mpiexec with several ranks, run() is collective and only rank 0 prints.
         self._mpi = choose(parallel, backend, executor, cluster) == "mpi" and mpi_world()[1] > 1
         quiet = self._mpi and mpi_world()[0] != 0
@@ -117,7 +118,6 @@ class Pipeline:
         self._backend: Backend | None = None
         self._failures: dict[str, TaskFailure] = {}
         self._last_scheduler: Scheduler | None = None  # the last run's scheduler (its submission count)
-        self.check_options()
 
     # -- declaring -------------------------------------------------------------------
     def AddFunction(self, func: Callable[..., Any] | None = None, *, rerun: bool = False,  # noqa: N802

@@ -133,11 +133,11 @@ def no_data_message(pipeline: str, what: str, flag: str, run: dict[str, Any] | N
     if not hits:
         return f"run {run['run_id']} of pipeline {pipeline!r} recorded no {what} data"
     by = sorted({r["origin"] for r in hits if r["origin"] != "-"})
-    functions = sorted({r["function"] for r in hits if r["function"]})
+    functions = sorted({r["function"] for r in hits if r["function"]}) or ["FUNCTION"]
+    remove = ", ".join(f"`ndustria cache rm {f}`" for f in functions)
     return (f"run {run['run_id']} of pipeline {pipeline!r} had {FLAGS[flag]}, but its {len(hits)} tasks were cache "
             f"hits, computed by {', '.join(by) or 'runs the catalog no longer holds'} without {FLAGS[flag]}: "
-            f"there is no {what} data to show. To measure them, compute them again: "
-            f"`ndustria cache rm {functions[0] if functions else 'FUNCTION'}` (for each function), or "
+            f"there is no {what} data to show. To measure them, compute them again: {remove}, or "
             f"@pipe.AddFunction(rerun=True), then run the pipeline again")
 
 
