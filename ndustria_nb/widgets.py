@@ -175,7 +175,7 @@ def show_views(catalog: Catalog, run_id: int, title: str, *, timeit: bool, memch
     if timeit:
         rows = [r for r in reports.run_rows(catalog, run_id) if r["wall_s"] is not None]
         if rows:
-            show_figure(figures.timeline_figure(rows, f"Timeline of {title}"), reports.timing_table(rows, run))
+            show_figure(figures.timeline_figure(rows, f"Timeline of {title}"), reports.timing_table(rows, run or None))
             totals = reports.function_totals(rows)
             text = "\n".join(f"{t['function']}: {t['tasks']} tasks, {human_seconds(t['total_s'])}" for t in totals)
             show_figure(figures.function_time_figure(totals), text)

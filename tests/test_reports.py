@@ -103,9 +103,17 @@ def test_figures(cache_dir, tmp_path):
     assert memory.layout.yaxis.type == "log" and all(t.textposition == "outside" for t in memory.data)
     assert all(len(t.text) == 6 and all(x.endswith("B") for x in t.text) for t in memory.data)
 
-    heat = figures.profile_figure(reports.profile_rows(pipe.catalog, keys))
+    profile = reports.profile_rows(pipe.catalog, keys)
+    heat = figures.profile_figure(profile)
     assert heat.data[0].type == "heatmap" and len(heat.data[0].x) == 6
     assert any("helper" in label for label in heat.data[0].y)
+    # every profiled source line has its own tick label (plotly would thin a crowded axis), and the
+    # figure grows with its lines
+    lines = {(r["file"], r["func_name"], r["lineno"]) for r in profile}
+    assert list(heat.layout.yaxis.tickvals) == list(heat.layout.yaxis.ticktext) == list(heat.data[0].y)
+    assert len(heat.data[0].y) == len(lines)
+    assert heat.layout.height >= figures.LINE_HEIGHT * len(lines)
+    assert all(t.textposition == "outside" for t in per_fn.data)  # a function that took little is still read
 
     out = figures.write_html([gantt, memory], tmp_path / "r.html")
     html = out.read_text()
