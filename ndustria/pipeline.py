@@ -28,9 +28,10 @@ from ndustria.errors import (
 from ndustria.keys.files import FileDigests, pin_files
 from ndustria.keys.maker import KeyMaker
 from ndustria.record.catalog import Catalog
+from ndustria.record.instruments import check_instruments
 from ndustria.record.recorder import RunRecorder
 from ndustria.records import DepRef, RunSummary, TaskPayload
-from ndustria.run.backends import Backend, choose, mpi_world, resolve_backend
+from ndustria.run.backends import Backend, check_backend, check_engines, choose, mpi_world, resolve_backend
 from ndustria.run.batching import BatchPolicy
 from ndustria.run.mpi import NullStream, abort_on_uncaught_exception, run_collective
 from ndustria.run.remote import execute_batch, execute_batch_inline, run_one
@@ -100,6 +101,7 @@ class Pipeline:
         self.on_cache_error = on_cache_error  # "warn": results that cannot be written stay in memory
         self._uncached: dict[str, Any] = {}
         self.cluster = cluster  # an ipp.Cluster / ipp.Client / profile name / cluster id to attach to
+        self.check_options()  # before anything starts (under mpiexec: before an uncaught error aborts the job)
         # Under mpiexec with several ranks, run() is collective and only rank 0 prints.
         self._mpi = choose(parallel, backend, executor, cluster) == "mpi" and mpi_world()[1] > 1
         quiet = self._mpi and mpi_world()[0] != 0
@@ -225,6 +227,7 @@ class Pipeline:
         if self._declaring_only:
             raise NdustriaError(f"pipeline {self.name!r}: run() inside declaring_only(), where task calls are "
                                 "only declared; nothing was run")
+        self.check_options()  # options may have changed since the pipeline was made (a notebook's do)
         self.look_up()
         handles = task_closure(list(self._pending.values()))
         self._pending.clear()
@@ -319,7 +322,7 @@ class Pipeline:
         summary = RunSummary(run_id, len(state.done), n_cached, len(state.failed), len(state.skipped),
                              time.perf_counter() - t0)
         if state.failed:
-            self.console.summary_failed(len(state.failed), len(state.skipped))
+            self.console.summary_failed(len(state.failed), len(state.skipped), len(state.done), n_cached)
             raise TaskError(list(self._failures.values()))
         self.console.all_done()
         return summary
@@ -523,6 +526,17 @@ class Pipeline:
         if self._catalog is not None:
             self._catalog.close()
             self._catalog = None
+
+    def check_options(self) -> None:
+        """Raise :class:`ConfigError` if an option is invalid or needs a package this environment lacks
+        (with the command that installs it): when the pipeline is made and when :meth:`run` starts,
+        before a cluster starts or a task runs."""
+        check_engines(self.engines)
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigError(f"retries must be a whole number >= 0, not {self.retries!r}")
+        if not self.dryrun:
+            check_backend(choose(self.parallel, self.backend_name, self.executor, self.cluster))
+            check_instruments(self._instruments())
 
     def _instruments(self) -> tuple[str, ...]:
         names = tuple(n for n, on in (("timeit", self.timeit), ("memcheck", self.memcheck),

@@ -62,16 +62,20 @@ class NdustriaMagics(Magics):
             raise UsageError(f"--engines must be a positive integer, not {args.engines}")
         pipe = self.state.pipeline
         before = len(pipe.tasks)
-        if not self.shell.run_cell(cell, store_history=False).success:
-            return
+        # with a live widget, the console's lines ([Added Task] ...) go behind a toggle under it
+        log = widgets.ConsoleLog() if widgets.widgets_available(self.shell) else None
+        with pipe.console.redirected(log):
+            if not self.shell.run_cell(cell, store_history=False).success:
+                return
         declared = pipe.tasks[before:]
         if args.rerun:
             for h in declared:
                 h.rerun, h.status = True, "declared"
-        self._run(declared, args, f"%%ndustria {line}".strip())
+        self._run(declared, args, log, f"%%ndustria {line}".strip())
 
-    def _run(self, declared: list[TaskHandle], args: Any, cell: str = "") -> None:
-        """Run ``declared`` and the pending tasks; ``cell``: the label of the %%ndustria cell asking."""
+    def _run(self, declared: list[TaskHandle], args: Any, log: Any = None, cell: str = "") -> None:
+        """Run ``declared`` and the pending tasks; ``log``: the console log widget of the cell's
+        declarations; ``cell``: the label of the %%ndustria cell asking."""
         state = self.state
         pipe = state.pipeline
         handles = list(task_closure(declared + pipe.pending()).values())
@@ -88,24 +92,24 @@ class NdustriaMagics(Magics):
                   "`%ndustria cluster stop` first to change its size")
         live = widgets.widgets_available(self.shell)
         failures = []
-        with widgets.Progress(handles, pipe.catalog, pipe.name, live):
+        with widgets.Progress(handles, pipe.catalog, pipe.name, live, log=log) as progress, \
+                pipe.console.redirected(progress.log if live else None):
             try:
                 summary = pipe.run()
             except TaskError as exc:
                 failures = exc.failures
                 summary = None
-        keys = [h.id for h in handles]  # their rows in the catalog
         run = pipe.catalog.runs(pipe.name, 1)
         state.last_run = {"run_id": summary.run_id if summary else (run[0]["run_id"] if run else None),
-                          "keys": keys, "name": pipe.name}
+                          "name": pipe.name}
         if cell and not args.dryrun:
             errors = {f.task: (f.traceback.strip().splitlines() or ["failed"])[-1] for f in failures}
             state.tracker.ndustria_cell_done(cell, handles, errors)
         if failures:
             widgets.show_failures(failures)
-        if not args.dryrun:
-            widgets.show_views(pipe.catalog, keys, pipe.name, timeit=args.timeit, memcheck=args.memcheck,
-                               profiling=args.profiling)
+        if not args.dryrun and state.last_run["run_id"] is not None:
+            widgets.show_views(pipe.catalog, state.last_run["run_id"], pipe.name, timeit=args.timeit,
+                               memcheck=args.memcheck, profiling=args.profiling)
 
     # -- %ndustria --------------------------------------------------------------------------
     @magic_arguments()
@@ -127,7 +131,8 @@ class NdustriaMagics(Magics):
     def _cmd_status(self, args: Any) -> None:
         state = self.state
         pipe = state.pipeline
-        print(f"pipeline {pipe.name!r}: {len(pipe.tasks)} tasks declared, {len(pipe.pending())} waiting to run")
+        declared = len({h.id for h in pipe.tasks})  # a call declared again (a cell run twice) is one task
+        print(f"pipeline {pipe.name!r}: {declared} tasks declared, {len(pipe.pending())} waiting to run")
         print(f"cache: {pipe.cache_dir}")
         print(state.cluster.describe())
         if state.last_run:
@@ -176,18 +181,19 @@ class NdustriaMagics(Magics):
         if len(args.rest) > 1:
             raise UsageError(f"usage: %ndustria {args.command} [RUN] (a run id or a pipeline name)")
         if target is None:
-            if not self.state.last_run:
+            if not self.state.last_run or self.state.last_run["run_id"] is None:
                 raise UsageError("no run yet in this kernel: run a %%ndustria cell, or name a run")
-            keys, name = self.state.last_run["keys"], self.state.last_run["name"]
+            run_id, name = self.state.last_run["run_id"], self.state.last_run["name"]
         elif target.isdigit():
-            keys, name = [r["key"] for r in catalog.tasks(int(target))], f"run {target}"
-            if not keys:
+            run_id, name = int(target), f"run {target}"
+            if catalog.run(run_id) is None:
                 raise UsageError(f"no run {target} in {pipe.cache_dir}")
         else:
-            keys, name = catalog.pipeline_keys(target), target
-            if not keys:
+            latest = catalog.latest_run(target)
+            if latest is None:
                 raise UsageError(f"no run of pipeline {target!r} in {pipe.cache_dir}")
-        widgets.show_views(catalog, keys, name, timeit=timeit, memcheck=memcheck, profiling=profiling)
+            run_id, name = latest["run_id"], target
+        widgets.show_views(catalog, run_id, name, timeit=timeit, memcheck=memcheck, profiling=profiling)
 
     def _cmd_timeline(self, args: Any) -> None:
         self._report(args, timeit=True)

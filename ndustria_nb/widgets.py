@@ -10,6 +10,7 @@ something in terminal IPython. Failures are an HTML table with expandable traceb
 from __future__ import annotations
 
 import html
+import io
 import threading
 import time
 from collections import Counter
@@ -18,9 +19,9 @@ from typing import Any
 
 from ndustria.errors import TaskFailure
 from ndustria.record.catalog import Catalog
-from ndustria.show import reports
+from ndustria.show import figures, reports
 from ndustria.task import TaskHandle
-from ndustria.units import human_seconds
+from ndustria.units import human_bytes, human_seconds
 
 STATES = ("cached", "queued", "running", "done", "failed", "skipped")
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -44,19 +45,40 @@ def _counts_html(counts: Counter, engines: Counter, elapsed: float, title: str) 
             f"<table><tr>{cells}</tr></table><small>tasks finished per engine: {html.escape(busy)}</small></div>")
 
 
+class ConsoleLog(io.TextIOBase):
+    """Where the pipeline's console writes during a live run: kept, and shown behind a toggle under the
+    progress widget (the widget already says what the lines would), instead of filling the cell."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._parts.append(text)
+        return len(text)
+
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self._parts)
+
+
 class Progress:
-    """A live progress view of one run, polled from a thread (use as a context manager)."""
+    """A live progress view of one run, polled from a thread (use as a context manager); the console's
+    lines go to :attr:`log`, shown collapsed under it."""
 
     def __init__(self, handles: Sequence[TaskHandle], catalog: Catalog, pipeline: str, live: bool,
-                 interval: float = 0.25) -> None:
+                 interval: float = 0.25, log: ConsoleLog | None = None) -> None:
         self.handles, self.catalog, self.pipeline = list(handles), catalog, pipeline
         self.live, self.interval = live, interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = time.perf_counter()
         self._run_before = self._last_run_id()
+        self.log = log if log is not None else ConsoleLog()  # may hold the lines of the declaring cell
         self.bar: Any = None
         self.label: Any = None
+        self.console: Any = None
         self.box: Any = None
         self.display: Any = None
         self.summary = ""
@@ -72,7 +94,9 @@ class Progress:
 
             self.bar = w.IntProgress(value=0, min=0, max=max(len(self.handles), 1), description="ndustria")
             self.label = w.HTML()
-            self.box = w.VBox([self.bar, self.label])
+            self.console = w.Accordion(children=[w.HTML()], selected_index=None)
+            self.console.add_class("ndustria-console-log")
+            self.box = w.VBox([self.bar, self.label, self.console])
             self.refresh()
             self.display = display(self._bundle(), raw=True, display_id=True)
             self._thread = threading.Thread(target=self._poll, name="ndustria-progress", daemon=True)
@@ -88,9 +112,13 @@ class Progress:
             self.display.update(self._bundle(), raw=True)  # the final counts as text, for exports
 
     def _bundle(self) -> dict[str, Any]:
-        """The widget's view, with a text summary instead of its repr as the static fallback."""
+        """The widget's view, with a text summary instead of its repr as the static fallback, and the
+        console log behind a <details> toggle where widgets do not render."""
         data = dict(self.box._repr_mimebundle_() or {})
         data["text/plain"] = self.summary
+        log = self.log.text()
+        data["text/html"] = (f"<p>{html.escape(self.summary)}</p>" + (
+            f"<details><summary>{_log_title(log)}</summary><pre>{html.escape(log)}</pre></details>" if log else ""))
         return data
 
     def _poll(self) -> None:
@@ -113,8 +141,19 @@ class Progress:
         self.bar.value = finished
         self.bar.bar_style = "danger" if counts.get("failed") else ("success" if final else "")
         self.label.value = _counts_html(counts, self._engines(), elapsed, "finished" if final else "running")
+        log = self.log.text()
+        self.console.set_title(0, _log_title(log))
+        self.console.children[0].value = f"<pre class='ndustria-log' style='{LOG_STYLE}'>{html.escape(log)}</pre>"
         self.summary = (f"ndustria run {'finished' if final else 'running'} in {human_seconds(elapsed)}: "
                         + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES))
+
+
+LOG_STYLE = "margin:0; max-height:20em; overflow:auto; font-size:var(--jp-code-font-size, 12px)"
+
+
+def _log_title(log: str) -> str:
+    lines = log.count("\n") + (bool(log) and not log.endswith("\n"))
+    return f"Console log ({lines} line{'s' if lines != 1 else ''})"
 
 
 # -- views ------------------------------------------------------------------------------
@@ -129,47 +168,64 @@ def show_figure(fig: Any, text: str) -> None:
     publish_display_data(data)
 
 
-def show_views(catalog: Catalog, keys: Sequence[str], pipeline: str, *, timeit: bool, memcheck: bool,
-               profiling: bool) -> None:
-    """The views a run asked for: timeline + time per function, memory bars, line-profile heat view."""
+def show_views(catalog: Catalog, run_id: int, title: str, *, timeit: bool, memcheck: bool, profiling: bool) -> None:
+    """The views of run ``run_id`` asked for: timeline + time per function, heap and RSS bars, line-profile
+    heat view. A cache hit shows the numbers of the run that computed it (as ``ndustria -t/-m/-p`` do)."""
+    run = catalog.run(run_id) or {}
     if timeit:
-        rows = reports.timing_rows(catalog, keys)
+        rows = [r for r in reports.run_rows(catalog, run_id) if r["wall_s"] is not None]
         if rows:
-            show_figure(reports.timeline_figure(rows, f"Timeline of {pipeline}"), reports.timing_table(rows))
+            show_figure(figures.timeline_figure(rows, f"Timeline of {title}"), reports.timing_table(rows, run or None))
             totals = reports.function_totals(rows)
-            text = "\n".join(f"{t['function']}: {t['tasks']} tasks, {human_seconds(t['total_s'])}"
-                             for t in totals)
-            show_figure(reports.function_time_figure(totals), text)
+            text = "\n".join(f"{t['function']}: {t['tasks']} tasks, {human_seconds(t['total_s'])}" for t in totals)
+            show_figure(figures.function_time_figure(totals), text)
         else:
-            print(reports.no_data_message(pipeline, "timing", "timeit"))
+            print(reports.no_data_message(title, "timing", "timeit"))
     if memcheck:
-        rows = reports.memory_rows(catalog, keys)
-        if rows:
-            show_figure(reports.memory_figure(rows), reports.memory_table(rows))
-        else:
-            print(reports.no_data_message(pipeline, "memory", "memcheck"))
+        _show_memory(catalog, run_id, title, run)
     if profiling:
-        rows = reports.profile_rows(catalog, keys)
-        if rows:
-            show_figure(reports.profile_figure(rows), reports.profile_text(rows))
+        lines = reports.run_profile_rows(catalog, run_id)
+        if lines:
+            show_figure(figures.profile_figure(lines, f"Line profile of {title}"), reports.profile_text(lines))
         else:
-            print(reports.no_data_message(pipeline, "line-profile", "profiling"))
+            print(reports.no_data_message(title, "line-profile", "profiling", run or None,
+                                          reports.run_rows(catalog, run_id)))
+
+
+def _show_memory(catalog: Catalog, run_id: int, title: str, run: dict[str, Any]) -> None:
+    """Heap bars (tracemalloc) and RSS bars (psutil), as the CLI's ``--html`` draws them."""
+    rows = reports.run_rows(catalog, run_id, metric="memory")
+    measured = [r for r in rows if reports.has_memory(r)]
+    if not measured:
+        print(reports.no_data_message(title, "memory", "memcheck", run or None, rows))
+        return
+    table = reports.memory_table(measured)
+    if any(r["peak_bytes"] is not None for r in measured):
+        show_figure(figures.memory_figure(measured, title), table)
+    rss = "\n".join(f"{r['task']}: RSS peak {human_bytes(r['rss_peak_bytes'])}" for r in measured)
+    show_figure(figures.memory_figure(measured, title, rss=True), rss)
 
 
 def show_failures(failures: Sequence[TaskFailure]) -> None:
-    """A table of failed tasks: the error, and the task's traceback behind a <details> toggle."""
+    """A table of failed tasks: the error, and the task's traceback (left-aligned, monospace, its
+    indentation kept) behind a <details> toggle."""
     from IPython.display import publish_display_data
 
     rows, text = [], [f"{len(failures)} task(s) failed:"]
+    cell = "style='text-align:left; vertical-align:top'"
     for f in failures:
         error = f"{type(f.exception).__name__}: {f.exception}" if f.exception else "error"
         lines = f.traceback.rstrip().splitlines()
         error = lines[-1] if lines and not f.exception else error
         skipped = f"<br><small>skipped: {html.escape(', '.join(f.skipped))}</small>" if f.skipped else ""
-        rows.append(f"<tr><td><code>{html.escape(f.task)}</code>{skipped}</td><td>{html.escape(error)}"
-                    f"<details><summary>traceback</summary><pre>{html.escape(f.traceback)}</pre></details>"
-                    "</td></tr>")
+        rows.append(f"<tr><td {cell}><code>{html.escape(f.task)}</code>{skipped}</td><td {cell}>{html.escape(error)}"
+                    f"<details><summary>traceback</summary><pre class='ndustria-traceback' style='{TRACEBACK_STYLE}'>"
+                    f"{html.escape(f.traceback)}</pre></details></td></tr>")
         text.append(f"  {f.task}: {error}")
-    table = ("<table><thead><tr><th style='text-align:left'>task</th><th style='text-align:left'>error</th>"
-             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    table = (f"<table class='ndustria-failures'><thead><tr><th {cell}>task</th><th {cell}>error</th></tr></thead>"
+             f"<tbody>{''.join(rows)}</tbody></table>")
     publish_display_data({"text/html": table, "text/plain": "\n".join(text)})
+
+
+TRACEBACK_STYLE = ("text-align:left; font-family:var(--jp-code-font-family, monospace); white-space:pre; "
+                   "overflow-x:auto; margin:4px 0")

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ndustria import Pipeline
+import pytest
+
+from ndustria import Pipeline, TaskError
 
 
 def cli(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
@@ -191,10 +193,10 @@ def test_runs_lists_past_runs(cache_dir):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["RUN", "PIPELINE", "STARTED", "DURATION", "STATE", "RUN", "CACHED", "FAILED",
-                                "BACKEND", "WORKERS"]
+                                "SKIPPED", "BACKEND", "WORKERS"]
     newest, oldest = lines[1].split(), lines[2].split()
     assert newest[1] == oldest[1] == "kwargs"
-    assert newest[-6:-2] == ["done", "0", "4", "0"] and oldest[-6:-2] == ["done", "4", "0", "0"]
+    assert newest[-7:-2] == ["done", "0", "4", "0", "0"] and oldest[-7:-2] == ["done", "4", "0", "0", "0"]
     assert oldest[-2:] == ["serial", "1"]
     assert "kwargs" in cli("runs", "kwargs").stdout and "No runs of 'other'" in cli("runs", "other").stdout
 
@@ -210,3 +212,59 @@ def test_delete_cache_asks_for_each_entry_as_the_original_did(cache_dir):
     assert len(list(pipe.store.keys())) == 3
     assert cli("-d", "square", "--yes").returncode == 0
     assert len(list(pipe.store.keys())) == 1
+
+
+def test_cache_ls_is_ordered_most_recently_used_first_or_as_asked(cache_dir):
+    pipe = Pipeline(name="order", verbose=False)
+
+    @pipe.AddFunction()
+    def block(n):
+        return b"x" * n
+
+    sizes = (10_000, 300_000, 20_000)
+    handles = [block(n) for n in sizes]
+    pipe.run()
+    catalog = pipe.catalog
+    with catalog.batch() as db:  # used at distinct moments: block(300000) last, block(10000) first
+        for i, h in enumerate(handles):
+            db.execute("UPDATE entries SET last_used = ? WHERE key = ?", (1_000_000 + [0, 2, 1][i], h.key))
+
+    def tasks(*args: str) -> list[str]:
+        proc = cli("cache", "ls", *args)
+        assert proc.returncode == 0, proc.stderr
+        return [line.split()[0] for line in proc.stdout.splitlines()[1:-1]]
+
+    assert tasks() == ["block(300000)", "block(20000)", "block(10000)"]
+    assert "most recently used first (--sort size|age|task)" in cli("cache", "ls").stdout
+    assert tasks("--sort", "size") == ["block(300000)", "block(20000)", "block(10000)"]
+    assert tasks("--sort", "task") == ["block(10000)", "block(20000)", "block(300000)"]
+    assert "largest first" in cli("cache", "ls", "--sort", "size").stdout
+    assert cli("cache", "ls", "--sort", "colour").returncode == 2
+
+
+def test_config_says_when_the_config_file_does_not_exist(tmp_path, cache_dir):
+    missing = tmp_path / "nowhere" / "config.toml"
+    proc = cli("config", env={"NDUSTRIA_CONFIG_FILE": str(missing)})
+    assert proc.returncode == 0, proc.stderr
+    assert f"config file: {missing}    (does not exist: `ndustria init` writes it)" in proc.stdout
+    cli("init", "--cache-dir", str(cache_dir), env={"NDUSTRIA_CONFIG_FILE": str(missing)})
+    proc = cli("config", env={"NDUSTRIA_CONFIG_FILE": str(missing)})
+    assert f"config file: {missing}\n" in proc.stdout and "does not exist" not in proc.stdout
+
+
+def test_runs_counts_skipped_tasks(cache_dir):
+    pipe = Pipeline(name="skips", verbose=False)
+
+    @pipe.AddFunction()
+    def broken(x):
+        raise ValueError("no")
+
+    @pipe.AddFunction()
+    def after(x):
+        return x
+
+    after(after(broken(1)))
+    with pytest.raises(TaskError):
+        pipe.run()
+    row = cli("runs").stdout.splitlines()[1].split()
+    assert row[1] == "skips" and row[-7:-2] == ["failed", "0", "0", "1", "2"]  # run, cached, failed, skipped

@@ -90,3 +90,15 @@ def test_unload_removes_the_magics(ip: Any) -> None:
     assert "ndustria" not in ip.magics_manager.magics["line"]
     ip.run_line_magic("load_ext", "ndustria")
     assert "task" in ip.magics_manager.magics["cell"]
+
+
+def test_status_counts_distinct_tasks(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """A cell run twice declares its calls again: they are still the same two tasks."""
+    ip.run_cell("from ndustria import task\n@task\ndef inc(x):\n    return x + 1\n")
+    for _ in range(2):
+        ip.run_cell("%%ndustria --name twice\na = inc(1)\nb = inc(2)")
+    capsys.readouterr()
+    ip.run_line_magic("ndustria", "status")
+    out = capsys.readouterr().out
+    assert "pipeline 'twice': 2 tasks declared, 0 waiting to run" in out
+    assert "2 cached" in out  # the second run found both

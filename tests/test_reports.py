@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from ndustria import Pipeline, units
-from ndustria.show import reports
+from ndustria.show import figures, reports
 
 
 def helper(n):
@@ -85,22 +85,37 @@ def test_figures(cache_dir, tmp_path):
     keys = pipe.catalog.pipeline_keys("rep")
     timing = reports.timing_rows(pipe.catalog, keys)
 
-    gantt = reports.timeline_figure(timing)
+    gantt = figures.timeline_figure(timing)
     assert {t.name for t in gantt.data} == {"load", "reduce"}  # coloured by function
     assert all(t.orientation == "h" for t in gantt.data)
     assert {y for t in gantt.data for y in t.y} == {r["engine"] for r in timing}  # one row per engine
 
-    per_fn = reports.function_time_figure(reports.function_totals(timing))
+    per_fn = figures.function_time_figure(reports.function_totals(timing))
     assert set(per_fn.data[0].y) == {"load", "reduce"}
 
-    memory = reports.memory_figure(reports.memory_rows(pipe.catalog, keys))
-    assert [t.name for t in memory.data] == ["initial", "peak", "final"] and memory.layout.barmode == "group"
+    memory = figures.memory_figure(reports.memory_rows(pipe.catalog, keys))
+    # tracemalloc starts with each task: the heap's initial size is always 0, so it is not a series
+    assert [t.name for t in memory.data] == ["peak", "final"] and memory.layout.barmode == "group"
+    rss = figures.memory_figure(reports.memory_rows(pipe.catalog, keys), rss=True)
+    assert [t.name for t in rss.data] == ["initial", "peak", "final"]
+    assert all(b > 0 for t in rss.data for b in t.y)
+    # small values stay visible: a log axis, and every bar labelled outside with its size
+    assert memory.layout.yaxis.type == "log" and all(t.textposition == "outside" for t in memory.data)
+    assert all(len(t.text) == 6 and all(x.endswith("B") for x in t.text) for t in memory.data)
 
-    heat = reports.profile_figure(reports.profile_rows(pipe.catalog, keys))
+    profile = reports.profile_rows(pipe.catalog, keys)
+    heat = figures.profile_figure(profile)
     assert heat.data[0].type == "heatmap" and len(heat.data[0].x) == 6
     assert any("helper" in label for label in heat.data[0].y)
+    # every profiled source line has its own tick label (plotly would thin a crowded axis), and the
+    # figure grows with its lines
+    lines = {(r["file"], r["func_name"], r["lineno"]) for r in profile}
+    assert list(heat.layout.yaxis.tickvals) == list(heat.layout.yaxis.ticktext) == list(heat.data[0].y)
+    assert len(heat.data[0].y) == len(lines)
+    assert heat.layout.height >= figures.LINE_HEIGHT * len(lines)
+    assert all(t.textposition == "outside" for t in per_fn.data)  # a function that took little is still read
 
-    out = reports.write_html([gantt, memory], tmp_path / "r.html")
+    out = figures.write_html([gantt, memory], tmp_path / "r.html")
     html = out.read_text()
     assert html.count("Plotly.newPlot") == 2 and "plotly.js" in html
 

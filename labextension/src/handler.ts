@@ -49,6 +49,7 @@ export interface IRun {
   state: string;
   backend: string;
   workers: number;
+  host?: string;
   counts: { [status: string]: number };
 }
 
@@ -61,6 +62,8 @@ export interface ITask {
   peak_memory: number | null;
   engine: string | null;
   error: string | null;
+  /** For a cache hit: the run whose numbers (duration, peak memory) these are. */
+  computed_by?: { run_id: number; pipeline: string; started: number } | null;
 }
 
 export interface IEntry {

@@ -2,23 +2,24 @@ import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { CacheSelector } from './caches';
-import { age, duration, el, size, when } from './format';
+import { age, duration, el, middle, size, when } from './format';
 import { GraphView } from './graph';
 import { IEntry, IRun, ITask, requestAPI } from './handler';
 
 const ACTIVE_MS = 2000; // refresh period while a run is active
-const IDLE_MS = 10000; // otherwise, to notice new runs
+const IDLE_MS = 3000; // otherwise, to notice a run that starts
 
 /** The ndustria sidebar: recent runs, the tasks of the selected run, and the cache. */
 export class NdustriaPanel extends Widget {
   private view: 'runs' | 'cache' = 'runs';
   private selected: number | null = null;
+  private pinned: number | null = null; // a run the user picked; null: follow the newest run
   private timer = 0;
   private readonly body = el('div', 'jp-ndustria-body');
   private readonly status = el('div', 'jp-ndustria-status');
   private readonly tabs: { [name: string]: HTMLButtonElement } = {};
   private readonly caches = new CacheSelector(() => {
-    this.selected = null;
+    this.selected = this.pinned = null; // another cache: follow its newest run
     void this.refresh();
   });
   private readonly graph = new GraphView();
@@ -85,12 +86,14 @@ export class NdustriaPanel extends Widget {
 
   private async renderRuns(): Promise<boolean> {
     const { runs } = await requestAPI<{ runs: IRun[] }>('runs');
-    if (this.selected === null && runs.length) {
-      this.selected = runs[0].run_id;
+    const newest = runs.length ? runs[0].run_id : null;
+    if (this.pinned !== null && !runs.some(r => r.run_id === this.pinned)) {
+      this.pinned = null; // the picked run is gone from the list: follow again
     }
+    this.selected = this.pinned ?? newest; // a run that starts while the panel is open is shown at once
     const list = el('div', 'jp-ndustria-runs');
     for (const run of runs) {
-      list.append(this.runRow(run));
+      list.append(this.runRow(run, newest));
     }
     const nodes: Node[] = [runs.length ? list : el('p', 'jp-ndustria-empty', 'No runs yet.')];
     const run = runs.find(r => r.run_id === this.selected);
@@ -102,59 +105,87 @@ export class NdustriaPanel extends Widget {
     return runs.some(r => r.state === 'running');
   }
 
-  private runRow(run: IRun): HTMLElement {
+  private runRow(run: IRun, newest: number | null): HTMLElement {
     const c = run.counts;
     const parts = [`${c.total} tasks`, `${c.done} run`, `${c.cached} cached`];
     if (c.failed) {
       parts.push(`${c.failed} failed`);
     }
+    if (c.skipped) {
+      parts.push(`${c.skipped} skipped`);
+    }
     if (c.running || c.queued) {
       parts.push(`${c.running} running, ${c.queued} queued`);
     }
     const took = run.end ? ` · ${duration(run.end - run.start)}` : '';
+    const name = el('span', 'jp-ndustria-name', `#${run.run_id} ${run.pipeline}`);
+    name.title = `run ${run.run_id} of ${run.pipeline} on ${run.host ?? 'this host'}`;
     const row = el(
       'div',
       'jp-ndustria-run',
-      el('span', 'jp-ndustria-name', `#${run.run_id} ${run.pipeline}`),
-      badge(run.state),
+      el('div', 'jp-ndustria-run-head', name, badge(run.state)),
       el('div', 'jp-ndustria-meta', `${when(run.start)}${took} · ${run.backend} ×${run.workers}`),
-      el('div', 'jp-ndustria-meta', parts.join(' · '))
+      el('div', 'jp-ndustria-meta jp-ndustria-counts', parts.join(' · '))
     );
     row.dataset.runId = String(run.run_id);
     row.classList.toggle('jp-mod-selected', run.run_id === this.selected);
     row.onclick = () => {
-      this.selected = run.run_id;
+      this.pinned = run.run_id === newest ? null : run.run_id; // picking the newest means: keep following
       void this.refresh();
     };
     return row;
   }
 
   private taskTable(run: IRun, tasks: ITask[]): HTMLElement {
-    const head = el('tr', '', ...['Task', 'Status', 'Time', 'Peak mem', 'Engine'].map(h => el('th', '', h)));
+    const headers = ['Task', 'Status', 'Time', 'Peak mem', 'Engine'];
+    const head = el('tr', '', ...headers.map(h => el('th', h === 'Engine' ? 'jp-ndustria-engine' : '', h)));
     const table = el('table', 'jp-ndustria-table jp-ndustria-tasks', el('thead', '', head));
     const rows = el('tbody');
     for (const t of tasks) {
-      const name = el('td', 'jp-ndustria-task-name', t.task);
-      name.title = t.error ? `${t.task}\n\n${t.error}` : t.task;
+      const name = el('td', 'jp-ndustria-task-name', middle(t.task));
+      const origin = t.computed_by
+        ? `cache hit: numbers of run ${t.computed_by.run_id} (${t.computed_by.pipeline}, ${when(t.computed_by.started)})`
+        : '';
+      name.title = [t.task, t.engine ? `engine: ${t.engine}` : '', origin, t.error ?? ''].filter(x => x).join('\n');
+      const time = el('td', 'jp-ndustria-num jp-ndustria-time', duration(t.duration));
+      time.title = 'wall time';
+      const memory = el('td', 'jp-ndustria-num jp-ndustria-mem', size(t.peak_memory));
+      memory.title = 'peak memory';
+      for (const value of t.computed_by ? [time, memory] : []) {
+        value.classList.add('jp-ndustria-earlier'); // recorded when an earlier run computed it
+        value.title = origin;
+      }
       const row = el(
         'tr',
         'jp-ndustria-task',
         name,
-        el('td', '', badge(t.status)),
-        el('td', 'jp-ndustria-num', duration(t.duration)),
-        el('td', 'jp-ndustria-num', size(t.peak_memory)),
-        el('td', '', t.engine ?? '—')
+        el('td', 'jp-ndustria-state', badge(t.status)),
+        time,
+        memory,
+        el('td', 'jp-ndustria-engine', t.engine ?? '—')
       );
       row.dataset.status = t.status;
       rows.append(row);
       if (t.error && t.status === 'failed') {
         const error = el('td', 'jp-ndustria-error', lastLine(t.error));
         error.colSpan = 5;
-        rows.append(el('tr', '', error));
+        error.title = t.error;
+        rows.append(el('tr', 'jp-ndustria-error-row', error));
       }
     }
     table.append(rows);
-    return el('div', 'jp-ndustria-section', el('h3', '', `Run #${run.run_id}: ${run.pipeline}`), table);
+    const title = el('h3', '', el('span', 'jp-ndustria-title', `Run #${run.run_id}: ${run.pipeline}`));
+    title.title = `run ${run.run_id} of ${run.pipeline}`;
+    if (this.pinned !== null) {
+      const follow = el('button', 'jp-ndustria-follow', 'Follow newest');
+      follow.title = 'Show the newest run, and each run that starts';
+      follow.onclick = () => {
+        this.pinned = null;
+        void this.refresh();
+      };
+      title.append(follow);
+    }
+    return el('div', 'jp-ndustria-section', title, table);
   }
 
   private async renderCache(): Promise<boolean> {
@@ -170,24 +201,24 @@ export class NdustriaPanel extends Widget {
       const remove = el('button', 'jp-ndustria-delete', '✕');
       remove.title = `Delete ${e.task} from the cache`;
       remove.onclick = () => void this.remove(e);
-      const name = el('td', 'jp-ndustria-task-name', e.task);
+      const name = el('td', 'jp-ndustria-task-name', middle(e.task));
       name.title = `${e.task}\nkey ${e.key}`;
       const row = el(
         'tr',
         'jp-ndustria-entry',
         name,
-        el('td', 'jp-ndustria-num', size(e.size)),
-        el('td', 'jp-ndustria-num', age(e.age)),
-        el('td', 'jp-ndustria-num', age(now - e.last_used)),
-        el('td', '', remove)
+        cell('jp-ndustria-size', size(e.size), 'size'),
+        cell('jp-ndustria-age', age(e.age), 'stored this long ago'),
+        cell('jp-ndustria-used', age(now - e.last_used), 'last used this long ago'),
+        el('td', 'jp-ndustria-action', remove)
       );
       row.dataset.key = e.key;
       rows.append(row);
     }
     const total = entries.reduce((sum, e) => sum + e.size, 0);
     this.body.replaceChildren(
-      el('table', 'jp-ndustria-table', el('thead', '', head), rows),
-      el('p', 'jp-ndustria-meta', `${entries.length} entries, ${size(total)}`)
+      el('table', 'jp-ndustria-table jp-ndustria-cache', el('thead', '', head), rows),
+      el('p', 'jp-ndustria-meta', `${entries.length} entries, ${size(total)} · most recently used first`)
     );
     return false;
   }
@@ -214,6 +245,12 @@ export class NdustriaPanel extends Widget {
 function badge(status: string): HTMLElement {
   const node = el('span', `jp-ndustria-badge jp-ndustria-${status}`, status);
   node.dataset.status = status;
+  return node;
+}
+
+function cell(kind: string, text: string, title: string): HTMLElement {
+  const node = el('td', `jp-ndustria-num ${kind}`, text);
+  node.title = title;
   return node;
 }
 

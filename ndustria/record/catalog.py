@@ -26,12 +26,14 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import xxhash
+
+from ndustria.store.blobs import retry_locked
 
 if TYPE_CHECKING:
     from ndustria.records import TaskReport
@@ -100,23 +102,6 @@ def _add_column(db: sqlite3.Connection, table: str, column: str, kind: str) -> N
     except sqlite3.OperationalError as exc:
         if "duplicate column" not in str(exc):  # another process added it first
             raise
-
-
-def retry_locked(step: Callable[[], Any], patience: float = 30.0) -> Any:
-    """Run ``step``, again while SQLite says the database is locked, for up to ``patience`` seconds.
-
-    Processes opening a new catalog together race to switch it to WAL and create its tables;
-    SQLite reports some of those conflicts at once instead of waiting for its busy timeout.
-    """
-    deadline, delay = time.monotonic() + patience, 0.005
-    while True:
-        try:
-            return step()
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(2 * delay, 0.25)
 
 
 class Catalog:
@@ -369,15 +354,22 @@ class Catalog:
                       line["hits"], line["time_s"], line["source"]) for f in profile for line in f["lines"]],
                 )
 
+    def _run_rows(self, run_id: int) -> list[dict[str, Any]]:
+        """Every task of a run as a ``task_runs`` row, in declaration order (a cached task's made from
+        the run's list)."""
+        table = self._query("SELECT * FROM task_runs WHERE run_id = ? ORDER BY rowid", (run_id,))
+        members = self._members(run_id)
+        if members is None:
+            return table
+        by_key = {r["key"]: r for r in table}
+        return [by_key.get(key) or {**dict.fromkeys(_TASK_COLUMNS), "run_id": run_id, "key": key, "task": task,
+                                    "function": function, "status": "cached", "store_key": store_key or None}
+                for key, task, function, store_key, _ in members]
+
     def tasks(self, run_id: int) -> list[dict[str, Any]]:
         """Every task of a run, as ``task_runs`` rows (the cached ones made from the run's list), those
         that ran by start time first."""
-        rows = self._query("SELECT * FROM task_runs WHERE run_id = ?", (run_id,))
-        have = {r["key"] for r in rows}
-        for key, task, function, store_key, cached in self._members(run_id) or ():
-            if cached and key not in have:
-                rows.append({**dict.fromkeys(_TASK_COLUMNS), "run_id": run_id, "key": key, "task": task,
-                             "function": function, "status": "cached", "store_key": store_key})
+        rows = self._run_rows(run_id)
         rows.sort(key=lambda r: (r["start"] is None, r["start"] or 0.0, r["task"] or ""))
         return rows
 
@@ -420,6 +412,17 @@ class Catalog:
         rows = self._query("SELECT * FROM runs WHERE pipeline = ? AND backend != 'dryrun'"
                            " ORDER BY run_id DESC LIMIT 1", (pipeline,))
         return rows[0] if rows else None
+
+    def latest_run_with(self, pipeline: str, instrument: str) -> dict[str, Any] | None:
+        """The most recent run of ``pipeline`` that had ``instrument`` ("timeit", ...) on."""
+        for row in self._query("SELECT * FROM runs WHERE pipeline = ? AND backend != 'dryrun' ORDER BY run_id DESC",
+                               (pipeline,)):
+            try:
+                if instrument in json.loads(row["options"] or "{}").get("instruments", []):
+                    return row
+            except (ValueError, AttributeError):
+                continue
+        return None
 
     def pipeline_keys(self, pipeline: str) -> list[str]:
         """The task keys of the latest run of ``pipeline`` (run or cached), in declaration order."""
@@ -471,15 +474,44 @@ class Catalog:
                 out += self.profile_lines(row[0]["run_id"], key)
         return out
 
-    def used_instrument(self, pipeline: str, instrument: str) -> bool:
-        """Whether any run of ``pipeline`` had ``instrument`` ("timeit", ...) on."""
-        for row in self._query("SELECT options FROM runs WHERE pipeline = ?", (pipeline,)):
-            try:
-                if instrument in json.loads(row["options"] or "{}").get("instruments", []):
-                    return True
-            except (ValueError, AttributeError):
-                continue
-        return False
+    def run_executions(self, run_id: int, metric: str | None = None) -> list[dict[str, Any]]:
+        """The task rows of run ``run_id`` in declaration order, each with ``origin``: the execution whose
+        numbers describe its result (``metrics`` decoded, plus its run's ``run_pipeline`` and ``run_started``).
+
+        A task that ran in this run (done or failed) is its own origin. A cache hit's origin is the
+        execution that computed the stored result: the one in the run that stored its entry, else the
+        latest completed execution of the same task (and result) up to this run. With ``metric``
+        ("memory"), a cache hit whose origin did not record it takes the latest execution up to this run
+        that did. ``origin`` is None for a skipped task, and where nothing is known.
+        """
+        run = self.run(run_id)
+        rows = self._run_rows(run_id)
+        stored = {r["key"]: r["run_id"] for r in self._rows_in(
+            "SELECT key, run_id FROM entries WHERE key IN", {r["store_key"] or r["key"] for r in rows})}
+        for row in rows:
+            row["entry_run"] = stored.get(row["store_key"] or row["key"])
+        history: dict[str, list[dict[str, Any]]] = {}
+        for row in self._rows_in("SELECT t.*, r.pipeline AS run_pipeline, r.started AS run_started FROM task_runs t"
+                                 " JOIN runs r ON r.run_id = t.run_id WHERE t.status = 'done' AND t.run_id <= ?"
+                                 " AND t.key IN", [r["key"] for r in rows if r["status"] == "cached"],
+                                 params=(run_id,), order="ORDER BY t.run_id"):
+            row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
+            history.setdefault(row["key"], []).append(row)
+        for row in rows:
+            row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
+            if row["status"] in ("done", "failed"):
+                row["origin"] = {**row, "run_pipeline": run and run["pipeline"], "run_started": run and run["started"]}
+            elif row["status"] == "cached":
+                row["origin"] = _origin_of(row, history.get(row["key"], []), metric)
+            else:
+                row["origin"] = None
+        return rows
+
+    def profiled_run(self, key: str, up_to: int | None = None) -> int | None:
+        """The latest run (up to run ``up_to``) that recorded a line profile of task ``key``, or None."""
+        rows = self._query("SELECT MAX(run_id) AS run_id FROM profiles WHERE key = ? AND run_id <= ?",
+                           (key, up_to if up_to is not None else 2**62))
+        return rows[0]["run_id"] if rows else None
 
     # -- bundles (ndustria.record.bundle: pack / unpack) ----------------------------------------
     def _rows_in(self, sql: str, values: Iterable[Any], params: Iterable[Any] = (), order: str = "") -> list[dict]:
@@ -590,3 +622,14 @@ class Catalog:
                                                              "created": entry.get("created") or now,
                                                              "last_used": now})
             return ids
+
+
+def _origin_of(row: dict[str, Any], history: list[dict[str, Any]], metric: str | None) -> dict[str, Any] | None:
+    """Of the completed executions of a cached task (oldest first), the one that computed its stored result;
+    with ``metric``, the latest one that recorded it when that one did not."""
+    same = [h for h in history if row["store_key"] and h["store_key"] == row["store_key"]] or history
+    origin = next((h for h in same if h["run_id"] == row["entry_run"]), None) or (same[-1] if same else None)
+    if metric is not None and (origin is None or metric not in origin["metrics"]):
+        measured = [h for h in same if metric in h["metrics"]] or [h for h in history if metric in h["metrics"]]
+        origin = measured[-1] if measured else origin
+    return origin

@@ -25,6 +25,8 @@ import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ndustria.install import require
+
 if TYPE_CHECKING:
     from ndustria.records import TaskReport
 
@@ -214,13 +216,8 @@ class LineProfile(Instrument):
     """
 
     def __init__(self, func: Callable[..., Any]) -> None:
-        try:
-            from line_profiler import LineProfiler
-        except ImportError:
-            from ndustria.errors import NdustriaError
-
-            raise NdustriaError("profiling=True needs line_profiler on the engine that runs the task: "
-                                "pip install 'ndustria[profile]'") from None
+        require("line_profiler", "profiling=True (on the engine that runs the task)")
+        from line_profiler import LineProfiler
 
         self._profiler = LineProfiler()
         self._codes: list[tuple[Any, Any]] = []
@@ -286,6 +283,16 @@ def _function_source(filename: str, first: int) -> list[str]:
         return inspect.getblock(lines[first - 1:])
     except Exception:  # tokenizer trouble: the measured lines still get their own text
         return []
+
+
+def check_instruments(names: Iterable[str]) -> None:
+    """Fail at once, saying what to install, if an instrument asked for cannot be imported here
+    (before a cluster starts or a task runs; engines elsewhere are checked when their task starts)."""
+    names = set(names)
+    if "memcheck" in names:
+        require("psutil", "memcheck=True")
+    if "profiling" in names:
+        require("line_profiler", "profiling=True")
 
 
 def make_instruments(names: Iterable[str], func: Callable[..., Any], thread_cpu: bool = False) -> list[Instrument]:

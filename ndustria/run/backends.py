@@ -27,6 +27,7 @@ from typing import Any
 import cloudpickle
 
 from ndustria.errors import ConfigError
+from ndustria.install import require
 from ndustria.run import pickling
 
 BACKENDS = ("serial", "processes", "ipyparallel", "mpi")
@@ -204,12 +205,31 @@ def choose(parallel: bool, backend: str | None, executor: Any = None, cluster: A
     return "mpi" if mpi_world()[1] > 1 else "ipyparallel"
 
 
+MPI_HINT = ("mpiexec comes with an MPI library: `pip install mpich mpi4py` puts one in this environment, "
+            "or use your system's (apt install mpich, module load openmpi, ...)")
+
+
+def check_backend(name: str) -> None:
+    """Fail at once, saying what to install, if backend ``name`` (of :func:`choose`) cannot be imported
+    here: before a cluster starts or a task is sent."""
+    if name == "ipyparallel":
+        require("ipyparallel", "parallel=True (tasks on an ipyparallel cluster)")
+    elif name == "mpi":
+        require("mpi4py", "the MPI backend (parallel=True under mpiexec, or backend='mpi')", extra="mpi",
+                also=MPI_HINT)
+
+
+def check_engines(engines: Any) -> None:
+    if engines is not None and (not isinstance(engines, int) or isinstance(engines, bool) or engines < 1):
+        raise ConfigError(f"engines must be a positive integer, not {engines!r}")
+
+
 def resolve_backend(*, parallel: bool, backend: str | None, engines: int | None,
                     executor: Executor | None = None, shared_cache: bool = True, cluster: Any = None) -> Backend:
     """Choose and start the backend by the documented rules (explicit ``executor``/``backend`` first)."""
-    if engines is not None and (not isinstance(engines, int) or engines < 1):
-        raise ConfigError(f"engines must be a positive integer, not {engines!r}")
+    check_engines(engines)
     name = choose(parallel, backend, executor, cluster)
+    check_backend(name)
     if name == "executor":
         workers = engines or getattr(executor, "_max_workers", None) or default_workers()
         # Calls travel as blobs: closures survive a transport using plain pickle (a ProcessPoolExecutor),
@@ -224,7 +244,7 @@ def resolve_backend(*, parallel: bool, backend: str | None, engines: int | None,
     if name == "ipyparallel":
         return _ipyparallel(engines, cluster, shared_cache)
     raise ConfigError("backend='mpi' runs under mpiexec: `mpiexec -n 4 python script.py` (rank 0 schedules, "
-                      "the other ranks execute); this process is not one of several MPI ranks")
+                      f"the other ranks execute); this process is not one of several MPI ranks. {MPI_HINT}")
 
 
 def _processes(workers: int) -> Backend:

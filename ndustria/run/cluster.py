@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ndustria.errors import ConfigError, NdustriaError
+from ndustria.install import require
 
 log = logging.getLogger("ndustria")
 
@@ -36,10 +37,9 @@ _CLIENTS: dict[int, Any] = {}  # id(cluster) -> its connected ipp.Client
 
 
 def _ipp() -> Any:
-    try:
-        import ipyparallel
-    except ImportError as exc:
-        raise ConfigError("the ipyparallel backend needs ipyparallel: pip install 'ndustria[parallel]'") from exc
+    require("ipyparallel", "the ipyparallel backend")
+    import ipyparallel
+
     return ipyparallel
 
 

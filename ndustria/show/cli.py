@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ndustria.config import config_file_path, resolve_cache_dir, write_config_file
+from ndustria.config import LEGACY_CONFIG, config_file_path, resolve_cache_dir, write_config_file
 from ndustria.errors import NdustriaError
 from ndustria.record.catalog import Catalog
 from ndustria.store import eviction
@@ -36,10 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-l", "--log", dest="show_log", nargs="?", const="", metavar="NAME",
                         help="print the console log and errors of pipeline NAME's last run (the original's); "
                              "without NAME, the most recent log of any pipeline")
-    parser.add_argument("-t", dest="report_timeit", metavar="NAME", help="timing report of pipeline NAME")
-    parser.add_argument("-m", dest="report_memcheck", metavar="NAME", help="memory report of pipeline NAME")
-    parser.add_argument("-p", dest="report_profile", metavar="NAME", help="line profile of pipeline NAME")
+    parser.add_argument("-t", dest="report_timeit", metavar="NAME", help="timing report of pipeline NAME's latest run")
+    parser.add_argument("-m", dest="report_memcheck", metavar="NAME", help="memory report of pipeline NAME's latest run")
+    parser.add_argument("-p", dest="report_profile", metavar="NAME", help="line profiles of pipeline NAME's latest run")
     parser.add_argument("--html", dest="top_html", metavar="FILE", help="with -t/-m/-p: also write the plotly figures")
+    parser.add_argument("--run", dest="top_run", type=int, metavar="ID",
+                        help="with -t/-m/-p: report run ID (see `ndustria runs`) instead of the latest")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     init = sub.add_parser("init", help="write the config file (cache directory); never edits shell files")
@@ -49,11 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_cache_commands(sub.add_parser("cache", help="list or remove cached results"))
     for command, what in (("timeit", "timing table (tasks, time per function) of the latest run of NAME"),
-                          ("memcheck", "memory table (heap and RSS: initial, peak, final) of NAME"),
-                          ("profile", "line profiles of the tasks of NAME")):
+                          ("memcheck", "memory table (heap and RSS: initial, peak, final) of the latest run of NAME"),
+                          ("profile", "line profiles of the tasks of the latest run of NAME")):
         report = sub.add_parser(command, help=what)
         report.add_argument("name", metavar="NAME", help="the pipeline's name (Pipeline(name=...), or the script's stem)")
         report.add_argument("--html", metavar="FILE", help="also write the plotly figures to FILE")
+        report.add_argument("--run", type=int, metavar="ID", help="report run ID (see `ndustria runs`), not the latest")
     runs = sub.add_parser("runs", help="list past runs: pipeline, start, duration, tasks run/cached/failed, backend")
     runs.add_argument("name", metavar="NAME", nargs="?", help="only the runs of this pipeline")
     runs.add_argument("-n", "--limit", type=int, default=50, help="how many runs (default 50)")
@@ -66,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_cache_commands(cache: argparse.ArgumentParser) -> None:
     """``ndustria cache ls|rm|gc|verify|clear``."""
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION")
-    cache_sub.add_parser("ls", help="list entries: task, size, age (the default)")
+    ls = cache_sub.add_parser("ls", help="list entries: task, size, age, last use (the default), most recently "
+                                         "used first")
+    ls.add_argument("--sort", choices=SORTS, default="used",
+                    help="used: most recently used first (default); size: largest first; age: newest first; "
+                         "task: by task call")
     rm = cache_sub.add_parser(
         "rm", help="remove entries whose task call, function or key matches PATTERN (asks first)",
         description="PATTERN is a task call as `cache ls` prints it (with '(': that task only, matched "
@@ -82,6 +89,15 @@ def _add_cache_commands(cache: argparse.ArgumentParser) -> None:
     cache_sub.add_parser("verify", help="check every entry's checksums; remove damaged entries")
     clear = cache_sub.add_parser("clear", help="remove every entry (asks first; without a terminal, pass --yes)")
     clear.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+
+SORTS = ("used", "size", "age", "task")
+_SORT_KEYS = {"used": lambda r: (-r["last_used"], -r["created"], r["task"]),
+              "size": lambda r: (-r["size"], -r["last_used"], r["task"]),
+              "age": lambda r: (-r["created"], -r["last_used"], r["task"]),
+              "task": lambda r: (r["task"], -r["last_used"])}
+_SORT_SAYS = {"used": "most recently used first", "size": "largest first", "age": "newest first",
+              "task": "by task call"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,7 +120,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _init(args.init_cache_dir)
     cache_dir = Path(resolve_cache_dir(args.cache_dir).value)
     if args.list_cache:
-        return _cache_ls(cache_dir)
+        return _cache_ls(cache_dir, "used")
     if args.delete_cache:
         return _delete_each(cache_dir, args.delete_cache, args.top_yes)
     if args.show_log is not None:
@@ -116,15 +132,16 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     for kind in ("timeit", "memcheck", "profile"):
         name = getattr(args, f"report_{kind}")
         if name:
-            return show_report(cache_dir, kind, name, args.top_html)
+            return show_report(cache_dir, kind, name, args.top_html, args.top_run)
     if args.command in ("timeit", "memcheck", "profile"):
-        return show_report(cache_dir, args.command, args.name, args.html or args.top_html)
+        run_id = args.run if args.run is not None else args.top_run
+        return show_report(cache_dir, args.command, args.name, args.html or args.top_html, run_id)
     if args.command == "runs":
         return show_runs(cache_dir, args.name, args.limit)
     if args.command == "cache":
         action = args.cache_command or "ls"
         if action == "ls":
-            return _cache_ls(cache_dir)
+            return _cache_ls(cache_dir, getattr(args, "sort", "used"))
         if action == "rm":
             return _cache_rm(cache_dir, args.pattern, args.yes)
         if action in ("gc", "verify"):
@@ -158,7 +175,14 @@ def _init(cache_dir: str | None) -> int:
 def _config(cache_dir: str | None) -> int:
     setting = resolve_cache_dir(cache_dir)
     print(f"cache_dir = {setting.value}    ({setting.source})")
-    print(f"config file: {config_file_path()}")
+    path = config_file_path()
+    state = "" if path.is_file() else "    (does not exist: `ndustria init` writes it)"
+    print(f"config file: {path}{state}")
+    legacy = Path(LEGACY_CONFIG).expanduser()
+    if legacy.is_file():
+        print(f"the original ndustria's config file: {legacy} (read for NDUSTRIA_CACHE_DIR when nothing above sets it)")
+    if not Path(setting.value).is_dir():
+        print("the cache directory does not exist yet: the first run creates it")
     return 0
 
 
@@ -180,15 +204,15 @@ def _entries(store: Store, catalog: Catalog) -> list[dict]:
         row["created"] = row.get("created") or (info.path.stat().st_mtime if info else time.time())
         row["last_used"] = row.get("last_used") or row["created"]
         rows.append(row)
-    rows.sort(key=lambda r: r["last_used"], reverse=True)
+    rows.sort(key=_SORT_KEYS["used"])
     return rows
 
 
-def _cache_ls(cache_dir: Path) -> int:
+def _cache_ls(cache_dir: Path, sort: str = "used") -> int:
     opened = _open(cache_dir)
     if opened is None:
         return 0
-    rows = _entries(*opened)
+    rows = sorted(_entries(*opened), key=_SORT_KEYS[sort])
     if not rows:
         print(f"The cache at {cache_dir} is empty.")
         return 0
@@ -200,19 +224,29 @@ def _cache_ls(cache_dir: Path) -> int:
         print(f"{task:<{width}}  {human_bytes(r['size']):>9}  {human_age(now - r['created']):>8}  "
               f"{human_age(now - r['last_used']):>8}  {r['key'][:12]}")
     total = sum(r["size"] for r in rows)
-    print(f"{len(rows)} entries, {human_bytes(total)} in {cache_dir}")
+    print(f"{len(rows)} entries, {human_bytes(total)} in {cache_dir}; {_SORT_SAYS[sort]}"
+          + (" (--sort size|age|task)" if sort == "used" else ""))
     return 0
 
 
-def _cache_rm(cache_dir: Path, pattern: str, assume_yes: bool = False) -> int:
+def _matching(cache_dir: Path, pattern: str) -> tuple[Store, Catalog, list[dict]] | None:
+    """The store, the catalog and the entries ``pattern`` names (as ``cache rm`` matches); None, said, if none."""
     opened = _open(cache_dir)
     if opened is None:
-        return 1
+        return None
     store, catalog = opened
     matches = [r for r in _entries(store, catalog) if _matches(r, pattern)]
     if not matches:
         print(f"No cache entry matches {pattern!r} (try `ndustria cache ls`).")
+        return None
+    return store, catalog, matches
+
+
+def _cache_rm(cache_dir: Path, pattern: str, assume_yes: bool = False) -> int:
+    found = _matching(cache_dir, pattern)
+    if found is None:
         return 1
+    store, catalog, matches = found
     if not _approve(matches, f"Remove {len(matches)} entries ({human_bytes(sum(r['size'] for r in matches))})?",
                     assume_yes):
         return 2
@@ -225,14 +259,10 @@ def _cache_rm(cache_dir: Path, pattern: str, assume_yes: bool = False) -> int:
 
 def _delete_each(cache_dir: Path, pattern: str, assume_yes: bool) -> int:
     """``-d NAME``: the entries matching NAME (as ``cache rm``), one question each: y(es), n(o), a(ll), q(uit)."""
-    opened = _open(cache_dir)
-    if opened is None:
+    found = _matching(cache_dir, pattern)
+    if found is None:
         return 1
-    store, catalog = opened
-    matches = [r for r in _entries(store, catalog) if _matches(r, pattern)]
-    if not matches:
-        print(f"No cache entry matches {pattern!r} (try `ndustria cache ls`).")
-        return 1
+    store, catalog, matches = found
     if not assume_yes and (not sys.stdin or not sys.stdin.isatty()):  # says what, and refuses
         size = human_bytes(sum(r["size"] for r in matches))
         _approve(matches, f"Delete {len(matches)} entries ({size})?", False)
@@ -353,45 +383,78 @@ def _report_catalog(cache_dir: Path) -> Catalog | None:
     return Catalog(cache_dir, readonly=True)
 
 
-def show_report(cache_dir: Path, kind: str, name: str, html: str | None = None) -> int:
-    """Print the ``timeit``/``memcheck``/``profile`` report of pipeline ``name``; ``html`` writes figures."""
+def show_report(cache_dir: Path, kind: str, name: str, html: str | None = None, run_id: int | None = None) -> int:
+    """Print the ``timeit``/``memcheck``/``profile`` report of one run of pipeline ``name`` (its latest, or
+    ``run_id``); cache hits show the numbers of the run that computed them. ``html`` also writes the figures
+    (the only part that needs plotly)."""
     from ndustria.show import reports
 
     what, flag = _REPORT_WHAT[kind]
     catalog = _report_catalog(cache_dir)
-    keys = catalog.pipeline_keys(name) if catalog is not None else []
-    rows: list = []
-    if keys and kind == "timeit" and catalog.used_instrument(name, "timeit"):
-        rows = reports.timing_rows(catalog, keys)
-    elif keys and kind == "memcheck":
-        rows = reports.memory_rows(catalog, keys)
-    elif keys and kind == "profile":
-        rows = reports.profile_rows(catalog, keys)
-    if not rows:
+    run = _chosen_run(catalog, cache_dir, name, run_id, what, flag)
+    rows = reports.run_rows(catalog, run["run_id"], metric="memory" if kind == "memcheck" else None)
+    lines = reports.run_profile_rows(catalog, run["run_id"]) if kind == "profile" else []
+    found = {"timeit": flag in reports.run_instruments(run), "memcheck": any(map(reports.has_memory, rows)),
+             "profile": bool(lines)}[kind]
+    if not found:
+        earlier = catalog.latest_run_with(name, flag)
+        hint = (f" (run {earlier['run_id']} had {reports.FLAGS[flag]}: ndustria {_FLAG_OF[kind]} {name} --run "
+                f"{earlier['run_id']})") if earlier and earlier["run_id"] != run["run_id"] else ""
+        raise NdustriaError(reports.no_data_message(name, what, flag, run, rows) + hint)
+    print(reports.run_heading(run, rows))
+    if kind == "timeit":
+        print("\n" + reports.timing_table(rows, run))
+    elif kind == "memcheck":
+        missing = [r for r in rows if not reports.has_memory(r) and r["status"] != "skipped"]
+        print("\n" + reports.memory_table([r for r in rows if reports.has_memory(r)]))
+        if missing:
+            print(f"\nNo memory data for {len(missing)} tasks: " + "; ".join(
+                f"{r['task']} ({r['status']}, computed by {r['origin']})" for r in missing[:5])
+                + (f"; ... and {len(missing) - 5} more" if len(missing) > 5 else ""))
+    else:
+        print("\n" + reports.profile_text(lines), end="")
+    if html:
+        print(f"Wrote {_write_figures(kind, name, run, rows, lines, html)}")
+    return 0
+
+
+_FLAG_OF = {"timeit": "-t", "memcheck": "-m", "profile": "-p"}
+
+
+def _chosen_run(catalog: Catalog | None, cache_dir: Path, name: str, run_id: int | None, what: str,
+                flag: str) -> dict:
+    """The run a report is about: ``run_id``, else the latest of pipeline ``name`` (an error says what exists)."""
+    from ndustria.show import reports
+
+    run = None
+    if catalog is not None:
+        run = catalog.run(run_id) if run_id is not None else catalog.latest_run(name)
+    if run_id is not None and (run is None or run["pipeline"] != name):
+        where = f"it is a run of pipeline {run['pipeline']!r}" if run else f"there is no run {run_id} in {cache_dir}"
+        raise NdustriaError(f"run {run_id} is not a run of pipeline {name!r}: {where} (list them: ndustria runs {name})")
+    if run is None:
         message = reports.no_data_message(name, what, flag)
         known = sorted({r["pipeline"] for r in catalog.runs(limit=1000)}) if catalog is not None else []
         hint = f" (pipelines with runs in {cache_dir}: {', '.join(known)})" if known and name not in known else ""
         raise NdustriaError(message + hint)
-    run = catalog.latest_run(name) or {}
-    print(f"Pipeline {name!r}, latest run {run.get('run_id')} ({_when(run.get('started'))}, "
-          f"backend {run.get('backend')}); cached tasks show the run that computed them.\n")
+    return run
+
+
+def _write_figures(kind: str, name: str, run: dict, rows: list, lines: list, path: str) -> Path:
+    from ndustria.show import figures, reports
+
+    title = f"{name}, run {run['run_id']}"
     if kind == "timeit":
-        print(reports.timing_table(rows))
-        figures = [reports.timeline_figure(rows, f"{name}: timeline"),
-                   reports.function_time_figure(reports.function_totals(rows), f"{name}: time per function")]
+        made = [figures.timeline_figure(rows, f"{title}: timeline"),
+                figures.function_time_figure(reports.function_totals(rows), f"{title}: time per function")]
     elif kind == "memcheck":
-        print(reports.memory_table(rows))
-        figures = [reports.memory_figure(rows, name), reports.memory_figure(rows, name, rss=True)]
+        measured = [r for r in rows if reports.has_memory(r)]
+        made = [figures.memory_figure(measured, title, rss=True)]
+        if any(r["peak_bytes"] is not None for r in measured):
+            made.insert(0, figures.memory_figure(measured, title))
     else:
-        print(reports.profile_text(rows), end="")
-        figures = [reports.profile_figure(rows, f"{name}: line profile")]
-    if html:
-        print(f"Wrote {reports.write_html(figures, html)}")
-    return 0
-
-
-def _when(epoch: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else "?"
+        made = [figures.profile_figure(lines, f"{title}: line profile")]
+    return figures.write_html(made, path)
 
 
 def show_runs(cache_dir: Path, name: str | None = None, limit: int = 50) -> int:

@@ -15,6 +15,8 @@ import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 LOG_LINES = 10_000  # the log keeps the last lines of a run, at most this many
@@ -47,6 +49,17 @@ class Console:
     @stream.setter
     def stream(self, stream: TextIO | None) -> None:
         self._stream = stream
+
+    @contextmanager
+    def redirected(self, stream: TextIO | None) -> Iterator[None]:
+        """Print to ``stream`` inside the block (``None``: no change), then where it printed before."""
+        previous = self._stream
+        if stream is not None:
+            self._stream = stream
+        try:
+            yield
+        finally:
+            self._stream = previous
 
     def _say(self, line: str, *, always: bool = False, keep: bool = False) -> None:
         if self._log is not None and (self.verbose or always or keep):
@@ -162,9 +175,11 @@ class Console:
         self._say("All done.", keep=True)
         self.flush()
 
-    def summary_failed(self, n_failed: int, n_skipped: int) -> None:
-        self._say(f"{n_failed} task(s) failed, {n_skipped} skipped; the others completed and are cached.",
-                  always=True)
+    def summary_failed(self, n_failed: int, n_skipped: int, n_done: int, n_cached: int = 0) -> None:
+        """The closing line of a run with failures: exactly how many tasks failed, were skipped, completed."""
+        done = f"{n_done} completed and {'is' if n_done == 1 else 'are'} cached" if n_done else "none completed"
+        hits = f" ({n_cached} {'was a cache hit' if n_cached == 1 else 'were cache hits'})" if n_cached else ""
+        self._say(f"{n_failed} task(s) failed, {n_skipped} skipped; {done}{hits}.", always=True)
 
     # -- the run's log -------------------------------------------------------------------
     @property

@@ -2,15 +2,17 @@
 
 Rows are plain dicts (one per task, or per profiled line) read through
 :class:`~ndustria.record.catalog.Catalog`; tables are text with human units, sorted,
-with totals; figures are plotly figures, with plotly imported inside each
-figure function only (a script user never pays for it).
+with totals. A report of one run (:func:`run_rows`) shows every task of that run; a task that
+was a cache hit carries the numbers recorded when it was computed, labelled with that run
+(``origin``: run, pipeline, date). Figures of the same rows are in :mod:`ndustria.show.figures`.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from ndustria.record.catalog import Catalog
@@ -60,6 +62,91 @@ def function_totals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out = [{"function": fn, "tasks": len(ts), "total_s": sum(ts), "mean_s": sum(ts) / len(ts),
             "max_s": max(ts), "share": sum(ts) / total} for fn, ts in by_fn.items()]
     return sorted(out, key=lambda r: -r["total_s"])
+
+
+def run_rows(catalog: Catalog, run_id: int, metric: str | None = None) -> list[dict[str, Any]]:
+    """One row per task of run ``run_id``, in declaration order: its ``status`` in that run, and the
+    timing and memory of the execution that computed its result (a cache hit: the run that computed
+    it, named by ``origin``; with ``metric="memory"``, the latest run that measured it)."""
+    out = []
+    for t in catalog.run_executions(run_id, metric):
+        o = t["origin"] or {}
+        row = {c: o.get(c) for c in TIMING_COLUMNS}
+        row.update(task=t["task"], function=t["function"], key=t["key"], status=t["status"], run_id=o.get("run_id"),
+                   origin=origin_label(o, run_id), origin_pipeline=o.get("run_pipeline"))
+        memory = (o.get("metrics") or {}).get("memory") or {}
+        row.update({f: memory.get(f) for f in MEMORY_FIELDS})
+        out.append(row)
+    return out
+
+
+def run_profile_rows(catalog: Catalog, run_id: int) -> list[dict[str, Any]]:
+    """Per-line profile rows of each task of run ``run_id``: of this run for the tasks it ran, of the
+    latest run up to it that profiled the task for cache hits; each line carries ``origin``."""
+    out: list[dict[str, Any]] = []
+    for t in catalog.run_executions(run_id):
+        if t["status"] == "skipped":
+            continue
+        own = t["status"] in ("done", "failed")
+        profiled = run_id if own else catalog.profiled_run(t["key"], up_to=run_id)
+        lines = catalog.profile_lines(profiled, t["key"]) if profiled is not None else []
+        if not lines:
+            continue
+        run = catalog.run(profiled) or {}
+        label = origin_label({"run_id": profiled, "run_pipeline": run.get("pipeline"),
+                              "run_started": run.get("started")}, run_id)
+        out += [{**line, "origin": label} for line in lines]
+    return out
+
+
+def origin_label(origin: dict[str, Any], run_id: int) -> str:
+    """Which run computed a task's numbers: "this run", or "run 3 (simple_example, 2026-12-01 10:00:05)"."""
+    if not origin or origin.get("run_id") is None:
+        return "-"
+    if origin["run_id"] == run_id:
+        return "this run"
+    return f"run {origin['run_id']} ({origin.get('run_pipeline')}, {_clock(origin.get('run_started'))})"
+
+
+def has_memory(row: dict[str, Any]) -> bool:
+    return row.get("peak_bytes") is not None or row.get("rss_peak_bytes") is not None
+
+
+def run_heading(run: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
+    """One line naming a run: pipeline, id, start, backend, duration, what its tasks did."""
+    counts = Counter(r["status"] for r in rows)
+    took = f", {human_seconds(run['ended'] - run['started'])}" if run.get("ended") else ", still running"
+    workers = f" x{run['workers']}" if run.get("workers") else ""
+    parts = [f"{counts[s]} {'computed' if s == 'done' else 'cache hits' if s == 'cached' else s}"
+             for s in ("done", "cached", "failed", "skipped", "queued", "running") if counts[s]]
+    return (f"Pipeline {run['pipeline']!r}, run {run['run_id']} ({_clock(run['started'])}, "
+            f"{run['backend']}{workers}{took}): {len(rows)} tasks, {', '.join(parts) or 'none'}.")
+
+
+def no_data_message(pipeline: str, what: str, flag: str, run: dict[str, Any] | None = None,
+                    rows: Sequence[dict[str, Any]] = ()) -> str:
+    """The error a report gives when a run has no data of that kind: why, truthfully, and what to do."""
+    asked = run is not None and flag in run_instruments(run)
+    if not asked:
+        return f"no {what} data for pipeline {pipeline!r}: run it with Pipeline(..., {FLAGS[flag]})"
+    hits = [r for r in rows if r["status"] == "cached"]
+    if not hits:
+        return f"run {run['run_id']} of pipeline {pipeline!r} recorded no {what} data"
+    by = sorted({r["origin"] for r in hits if r["origin"] != "-"})
+    functions = sorted({r["function"] for r in hits if r["function"]}) or ["FUNCTION"]
+    remove = ", ".join(f"`ndustria cache rm {f}`" for f in functions)
+    return (f"run {run['run_id']} of pipeline {pipeline!r} had {FLAGS[flag]}, but its {len(hits)} tasks were cache "
+            f"hits, computed by {', '.join(by) or 'runs the catalog no longer holds'} without {FLAGS[flag]}: "
+            f"there is no {what} data to show. To measure them, compute them again: {remove}, or "
+            f"@pipe.AddFunction(rerun=True), then run the pipeline again")
+
+
+def run_instruments(run: dict[str, Any]) -> list[str]:
+    """The instruments a run had on ("timeit", "memcheck", "profiling")."""
+    try:
+        return list(json.loads(run.get("options") or "{}").get("instruments", []))
+    except (ValueError, AttributeError):
+        return []
 
 
 def runs_rows(catalog: Catalog, pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -115,25 +202,42 @@ def _get(name: str, fmt: Callable[[Any], str] = str) -> Callable[[dict[str, Any]
     return lambda r: fmt(r.get(name)) if r.get(name) is not None else ("" if name not in r else "-")
 
 
-def timing_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Tasks by wall time, longest first, then time per function; totals under each."""
+def timing_table(rows: Sequence[dict[str, Any]], run: dict[str, Any] | None = None) -> str:
+    """Tasks by wall time, longest first, then time per function; totals under each. With ``run``
+    (rows of :func:`run_rows`): a COMPUTED BY column, and the elapsed time of that run alone."""
     rows = sorted(rows, key=lambda r: -(r["wall_s"] or 0.0))
     wall = sum(r["wall_s"] or 0.0 for r in rows)
     cpu = sum(r["cpu_s"] or 0.0 for r in rows)
-    span = _span(rows)
-    tasks = format_table(rows, [
+    columns: list[Column] = [
         ("TASK", _get("task"), "<"), ("FUNCTION", _get("function"), "<"), ("ENGINE", _get("engine"), "<"),
         ("START", _get("start", _clock), "<"), ("WALL", _get("wall_s", human_seconds), ">"),
         ("CPU", _get("cpu_s", human_seconds), ">"), ("STATUS", _get("status"), "<"),
-    ], total={"task": f"total: {len(rows)} tasks", "wall_s": wall, "cpu_s": cpu,
-              "function": "", "engine": "", "status": ""})
+    ]
+    if run is not None and _elsewhere(rows):
+        columns.append(("COMPUTED BY", _get("origin"), "<"))
+    tasks = format_table(rows, columns, total={"task": f"total: {len(rows)} tasks", "wall_s": wall, "cpu_s": cpu,
+                                              "function": "", "engine": "", "status": "", "origin": ""})
     per_fn = format_table(function_totals(rows), [
         ("FUNCTION", _get("function"), "<"), ("TASKS", _get("tasks"), ">"),
         ("TOTAL", _get("total_s", human_seconds), ">"), ("MEAN", _get("mean_s", human_seconds), ">"),
         ("MAX", _get("max_s", human_seconds), ">"), ("SHARE", _get("share", lambda x: f"{x:.0%}"), ">"),
     ])
-    head = f"Elapsed (first start to last end): {human_seconds(span)}" if span is not None else ""
+    if run is None:
+        span = _span(rows)
+        head = f"Elapsed (first start to last end): {human_seconds(span)}" if span is not None else ""
+    else:
+        took = human_seconds(run["ended"] - run["started"]) if run.get("ended") else "still running"
+        head = f"Elapsed (run {run['run_id']}, start to end): {took}"
+        hits = sum(r["status"] == "cached" for r in rows)
+        if hits:
+            head += (f"\n{hits} of {len(rows)} tasks were cache hits: their times are those recorded when they were "
+                     "computed (COMPUTED BY), not part of this run's elapsed time.")
     return "\n\n".join(x for x in (tasks, per_fn, head) if x)
+
+
+def _elsewhere(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether some row's numbers come from another run than the one reported (a cache hit)."""
+    return any(r.get("origin", "this run") != "this run" for r in rows)
 
 
 def _span(rows: Sequence[dict[str, Any]]) -> float | None:
@@ -143,18 +247,25 @@ def _span(rows: Sequence[dict[str, Any]]) -> float | None:
 
 
 def memory_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Tasks by heap peak, largest first; the last row holds the maxima."""
-    rows = sorted(rows, key=lambda r: -(r["peak_bytes"] or 0))
+    """Tasks by heap peak, largest first; the last row holds the maxima. The heap's initial size is left
+    out: tracemalloc starts with each task, so it is 0 (the run's CSV keeps it). Rows of :func:`run_rows`
+    get a COMPUTED BY column."""
+    rows = sorted(rows, key=lambda r: (-(r["peak_bytes"] or 0), -(r["rss_peak_bytes"] or 0)))
     most = {f: max((r[f] for r in rows if r[f] is not None), default=None) for f in MEMORY_FIELDS}
-    return format_table(rows, [
+    columns: list[Column] = [
         ("TASK", _get("task"), "<"), ("ENGINE", _get("engine"), "<"),
-        ("HEAP INITIAL", _get("initial_bytes", human_bytes), ">"),
         ("HEAP PEAK", _get("peak_bytes", human_bytes), ">"),
         ("HEAP FINAL", _get("final_bytes", human_bytes), ">"),
         ("RSS INITIAL", _get("rss_initial_bytes", human_bytes), ">"),
         ("RSS PEAK", _get("rss_peak_bytes", human_bytes), ">"),
         ("RSS FINAL", _get("rss_final_bytes", human_bytes), ">"),
-    ], total={"task": f"max of {len(rows)} tasks", "engine": "", **most})
+    ]
+    if any("origin" in r for r in rows):
+        columns.append(("STATUS", _get("status"), "<"))
+    if _elsewhere(rows):
+        columns.append(("COMPUTED BY", _get("origin"), "<"))
+    return format_table(rows, columns, total={"task": f"max of {len(rows)} tasks", "engine": "", "status": "",
+                                              "origin": "", **most})
 
 
 def runs_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -162,7 +273,7 @@ def runs_table(rows: Sequence[dict[str, Any]]) -> str:
         ("RUN", _get("run_id"), ">"), ("PIPELINE", _get("pipeline"), "<"), ("STARTED", _get("started", _clock), "<"),
         ("DURATION", _get("duration_s", human_seconds), ">"), ("STATE", _get("state"), "<"),
         ("RUN", _get("run"), ">"), ("CACHED", _get("cached"), ">"), ("FAILED", _get("failed"), ">"),
-        ("BACKEND", _get("backend"), "<"), ("WORKERS", _get("workers"), ">"),
+        ("SKIPPED", _get("skipped"), ">"), ("BACKEND", _get("backend"), "<"), ("WORKERS", _get("workers"), ">"),
     ])
 
 
@@ -182,8 +293,10 @@ def profile_text(rows: Iterable[dict[str, Any]]) -> str:
     for task, functions in group_profile(rows).items():
         first = next(iter(functions.values()))[0]
         total = sum(r["time_s"] for lines in functions.values() for r in lines)
+        where = f"computed by {first['origin']}" if first.get("origin") not in (None, "this run") else \
+            f"run {first['run_id']}"
         parts.append(f"{'=' * 78}\nTask: {task}   ({first['function']}, key {first['key'][:12]}, "
-                     f"run {first['run_id']}, {human_seconds(total)} in profiled lines)\n{'=' * 78}")
+                     f"{where}, {human_seconds(total)} in profiled lines)\n{'=' * 78}")
         # the task function first, then its helpers by time
         order = sorted(functions.items(), key=lambda kv: (kv[0][2].rsplit(".", 1)[-1] != first["function"],
                                                           -sum(r["time_s"] for r in kv[1])))
@@ -208,105 +321,3 @@ def _function_text(fn: tuple[str, int, str], lines: list[dict[str, Any]]) -> str
         else:
             body.append(f"{r['lineno']:>6} {'':>9} {'':>12} {'':>8} {'':>8}  {r['source']}")
     return "\n".join(head + body)
-
-
-def no_data_message(pipeline: str, what: str, flag: str) -> str:
-    """The error a report gives when the pipeline has no data of that kind."""
-    return f"no {what} data for pipeline {pipeline!r}: run it with Pipeline(..., {FLAGS[flag]})"
-
-
-# -- figures (plotly imported lazily) ----------------------------------------------------
-def _go() -> Any:
-    try:
-        import plotly.graph_objects as go
-    except ImportError:
-        from ndustria.errors import NdustriaError
-
-        raise NdustriaError("figures need plotly: pip install 'ndustria[notebook]' (or pip install plotly)") from None
-    return go
-
-
-def timeline_figure(rows: Sequence[dict[str, Any]], title: str = "Timeline") -> Any:
-    """Gantt chart: one row per engine, one bar per task (start to end), coloured by function."""
-    go = _go()
-    from plotly.colors import qualitative
-
-    rows = [r for r in rows if r.get("start") and r.get("end")]
-    t0 = min((r["start"] for r in rows), default=0.0)
-    fig = go.Figure()
-    palette = list(qualitative.Plotly)
-    for i, fn in enumerate(dict.fromkeys(r["function"] for r in rows)):
-        mine = [r for r in rows if r["function"] == fn]
-        fig.add_trace(go.Bar(
-            name=fn, orientation="h", y=[r["engine"] for r in mine], base=[r["start"] - t0 for r in mine],
-            x=[max(r["end"] - r["start"], 1e-6) for r in mine], marker_color=palette[i % len(palette)],
-            customdata=[[r["task"], human_seconds(r["wall_s"]), human_seconds(r["cpu_s"])] for r in mine],
-            hovertemplate="%{customdata[0]}<br>wall %{customdata[1]}, cpu %{customdata[2]}<extra>" + fn
-                          + "</extra>",
-        ))
-    fig.update_layout(title=title, barmode="overlay", xaxis_title="seconds since the first task started",
-                      yaxis_title="engine", legend_title="function")
-    fig.update_yaxes(type="category", categoryorder="category ascending")
-    return fig
-
-
-def function_time_figure(totals: Sequence[dict[str, Any]], title: str = "Time per function") -> Any:
-    """Horizontal bars: total wall time per function (rows of :func:`reports.function_totals`)."""
-    go = _go()
-    totals = sorted(totals, key=lambda r: r["total_s"])
-    fig = go.Figure(go.Bar(
-        orientation="h", y=[r["function"] for r in totals], x=[r["total_s"] for r in totals],
-        text=[f"{r['tasks']} tasks, mean {human_seconds(r['mean_s'])}" for r in totals],
-        hovertemplate="%{y}: %{x:.4g} s<br>%{text}<extra></extra>",
-    ))
-    fig.update_layout(title=title, xaxis_title="wall seconds (sum over tasks)", yaxis_title="function")
-    return fig
-
-
-def memory_figure(rows: Sequence[dict[str, Any]], title: str = "Memory per task", rss: bool = False) -> Any:
-    """Grouped bars per task: initial, peak and final bytes (Python heap, or RSS with ``rss=True``)."""
-    go = _go()
-    prefix = "rss_" if rss else ""
-    fig = go.Figure()
-    for stage in ("initial", "peak", "final"):
-        field = f"{prefix}{stage}_bytes"
-        values = [r.get(field) or 0 for r in rows]
-        fig.add_trace(go.Bar(name=stage, x=[r["task"] for r in rows], y=values,
-                             text=[human_bytes(v) for v in values],
-                             hovertemplate="%{x}<br>" + stage + " %{text}<extra></extra>"))
-    kind = "process RSS" if rss else "Python heap (tracemalloc)"
-    fig.update_layout(title=f"{title}: {kind}", barmode="group", yaxis_title="bytes", xaxis_title="task")
-    return fig
-
-
-def profile_figure(rows: Sequence[dict[str, Any]], title: str = "Line profile") -> Any:
-    """Heat view: one row per profiled source line, one column per task, colour = seconds on that line."""
-    go = _go()
-    grouped = group_profile(rows)
-    tasks = list(grouped)
-    labels: dict[tuple[str, str, int], str] = {}
-    for functions in grouped.values():
-        for (file, _first, name), lines in functions.items():
-            for r in lines:
-                labels.setdefault((file, name, r["lineno"]), f"{name}:{r['lineno']}  {r['source'].strip()[:60]}")
-    index = {k: i for i, k in enumerate(labels)}
-    z: list[list[float | None]] = [[None] * len(tasks) for _ in labels]
-    for j, task in enumerate(tasks):
-        for (file, _first, name), lines in grouped[task].items():
-            for r in lines:
-                if r["hits"]:
-                    z[index[(file, name, r["lineno"])]][j] = r["time_s"]
-    fig = go.Figure(go.Heatmap(z=z, x=tasks, y=list(labels.values()), colorscale="YlOrRd",
-                               colorbar_title="seconds", hovertemplate="%{x}<br>%{y}<br>%{z:.3g} s<extra></extra>"))
-    fig.update_layout(title=title, height=max(400, 18 * len(labels) + 150), xaxis_title="task")
-    fig.update_yaxes(autorange="reversed", type="category")
-    return fig
-
-
-def write_html(figures: Sequence[Any], path: str | Path) -> Path:
-    """Write figures into one self-contained HTML file (plotly.js inlined once)."""
-    path = Path(path)
-    divs = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
-    path.write_text("<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>ndustria report</title></head>"
-                    "<body>\n" + "\n".join(divs) + "\n</body></html>\n", encoding="utf-8")
-    return path

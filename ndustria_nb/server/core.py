@@ -77,10 +77,10 @@ def list_runs(cache_dir: Path, limit: int = 50) -> list[dict[str, Any]]:
         return [_run_view(catalog, run) for run in catalog.runs(limit=limit)]
 
 
-def peak_memory(metrics: str | None) -> int | None:
-    """The task's peak memory in bytes from its metrics JSON (heap peak, else RSS peak), or None."""
+def peak_memory(metrics: str | dict | None) -> int | None:
+    """The task's peak memory in bytes from its metrics (JSON or decoded; heap peak, else RSS peak), or None."""
     try:
-        memory = json.loads(metrics or "{}").get("memory") or {}
+        memory = (metrics if isinstance(metrics, dict) else json.loads(metrics or "{}")).get("memory") or {}
     except (ValueError, AttributeError):
         return None
     peak = memory.get("peak_bytes", memory.get("rss_peak_bytes"))
@@ -88,16 +88,25 @@ def peak_memory(metrics: str | None) -> int | None:
 
 
 def run_tasks(cache_dir: Path, run_id: int) -> dict[str, Any]:
-    """One run and the tasks it declared: status, duration, peak memory, engine, error."""
+    """One run and the tasks it declared: status, duration, peak memory, engine, error. A cache hit has
+    the duration and peak memory recorded when it was computed, and ``computed_by`` names that run."""
     with open_catalog(cache_dir) as catalog:
         run = catalog.run(run_id)
         if run is None:
             raise NotFoundError(f"No run {run_id} in {cache_dir}: list the runs with `ndustria runs`.")
-        tasks = [{
-            "key": t["key"], "task": t["task"], "function": t["function"], "status": t["status"],
-            "duration": t["wall_s"], "start": t["start"], "end": t["end"], "peak_memory": peak_memory(t["metrics"]),
-            "engine": t["engine"], "host": t["host"], "error": t["error"] or None,
-        } for t in catalog.tasks(run_id)]
+        origins = {t["key"]: t["origin"] for t in catalog.run_executions(run_id, metric="memory")}
+        tasks = []
+        for t in catalog.tasks(run_id):
+            origin = origins.get(t["key"]) if t["status"] == "cached" else None
+            shown = origin or t
+            tasks.append({
+                "key": t["key"], "task": t["task"], "function": t["function"], "status": t["status"],
+                "duration": shown["wall_s"], "start": t["start"], "end": t["end"],
+                "peak_memory": peak_memory(shown["metrics"]), "engine": t["engine"], "host": t["host"],
+                "error": t["error"] or None,
+                "computed_by": {"run_id": origin["run_id"], "pipeline": origin["run_pipeline"],
+                                "started": origin["run_started"]} if origin else None,
+            })
         return {"run": _run_view(catalog, run), "tasks": tasks}
 
 

@@ -1,0 +1,115 @@
+"""Reports tell the truth about cached runs (issue 18): ``ndustria -t/-m/-p NAME`` report one run (the
+latest, or ``--run ID``); a cache hit shows the numbers recorded when it was computed, labelled with that
+run; the tables print without plotly. Scripts run as a user runs them, the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from support import run_python, write_script
+from test_cli import cli
+
+from ndustria.record.catalog import Catalog
+from ndustria.units import human_seconds
+
+TASKS = """
+from ndustria import Pipeline
+
+pipe = Pipeline(name={name!r}, {flags})
+
+@pipe.AddFunction()
+def grow(n):
+    values = list(range(n))
+    return values
+
+@pipe.AddFunction()
+def count(values):
+    return len(values)
+
+for n in (1000, 50000):
+    count(grow(n))
+pipe.run()
+"""
+ALL = "timeit=True, memcheck=True, profiling=True"
+
+
+def script(tmp_path, name: str, flags: str = ALL) -> None:
+    path = write_script(tmp_path / f"{name}.py", TASKS.format(name=name, flags=flags))
+    proc = run_python(path, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def run_of(cache_dir, run_id: int) -> dict:
+    catalog = Catalog(cache_dir, readonly=True)
+    try:
+        return catalog.run(run_id)
+    finally:
+        catalog.close()
+
+
+def test_cache_hits_show_the_numbers_of_the_run_that_computed_them(tmp_path, cache_dir):
+    script(tmp_path, "compute")
+    script(tmp_path, "reuse")  # another script, the same tasks: all four are cache hits
+    memory = cli("-m", "reuse")
+    assert memory.returncode == 0, memory.stderr
+    assert "run it with" not in memory.stdout + memory.stderr
+    lines = [line for line in memory.stdout.splitlines() if line.startswith(("grow(", "count("))]
+    assert len(lines) == 4 and all("cached" in line and "run 1 (compute, 20" in line for line in lines), lines
+    assert all(re.search(r"\d (B|KiB|MiB) ", line) for line in lines)  # heap sizes of the run that computed them
+    assert "Pipeline 'reuse', run 2" in memory.stdout and "4 cache hits" in memory.stdout
+
+    profile = cli("-p", "reuse")
+    assert profile.returncode == 0, profile.stderr
+    assert profile.stdout.count("Task: ") == 4 and profile.stdout.count("computed by run 1 (compute, 20") == 4
+    assert "values = list(range(n))" in profile.stdout
+
+    timing = cli("-t", "reuse")
+    assert timing.returncode == 0, timing.stderr
+    run = run_of(cache_dir, 2)
+    # the elapsed time is run 2's own, never a span reaching back into the run that computed the hits
+    assert f"Elapsed (run 2, start to end): {human_seconds(run['ended'] - run['started'])}" in timing.stdout
+    assert "4 of 4 tasks were cache hits" in timing.stdout and "COMPUTED BY" in timing.stdout
+
+
+def test_hits_computed_without_the_instrument_say_so_and_what_to_do(tmp_path, cache_dir):
+    script(tmp_path, "plain", flags="verbose=True")  # no instruments
+    script(tmp_path, "reuse")
+    for flag, words in (("-m", "memcheck=True"), ("-p", "profiling=True")):
+        proc = cli(flag, "reuse")
+        assert proc.returncode == 2
+        assert f"run 2 of pipeline 'reuse' had {words}, but its 4 tasks were cache hits, computed by run 1 (plain, " \
+               in proc.stderr, proc.stderr
+        assert "run it with" not in proc.stderr and "ndustria cache rm" in proc.stderr
+
+
+def test_t_reports_one_run_the_latest_or_the_one_named(tmp_path, cache_dir):
+    script(tmp_path, "compute")
+    script(tmp_path, "compute")  # run 2: hits of run 1
+    latest = cli("-t", "compute")
+    assert latest.returncode == 0 and "Pipeline 'compute', run 2" in latest.stdout, latest.stderr
+    first = cli("-t", "compute", "--run", "1")
+    assert first.returncode == 0 and "Pipeline 'compute', run 1" in first.stdout, first.stderr
+    assert "COMPUTED BY" not in first.stdout and first.stdout.count(" done") == 4
+    run = run_of(cache_dir, 1)
+    assert f"Elapsed (run 1, start to end): {human_seconds(run['ended'] - run['started'])}" in first.stdout
+    assert cli("timeit", "compute", "--run", "1").stdout == first.stdout
+    other = cli("-t", "reuse", "--run", "1")
+    assert other.returncode == 2 and "run 1 is not a run of pipeline 'reuse': it is a run of pipeline 'compute'" \
+        in other.stderr
+
+
+NO_PLOTLY = "import sys\nsys.modules['plotly'] = None\nfrom ndustria.show.cli import main\nsys.exit(main({args!r}))\n"
+
+
+def test_tables_print_without_plotly_figures_need_it_only_with_html(tmp_path, cache_dir):
+    script(tmp_path, "compute")
+    for flag in ("-t", "-m", "-p"):
+        proc = subprocess.run([sys.executable, "-c", NO_PLOTLY.format(args=[flag, "compute"])], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, (flag, proc.stderr)
+        assert "grow(50000)" in proc.stdout and proc.stderr == ""
+    proc = subprocess.run([sys.executable, "-c", NO_PLOTLY.format(args=["-t", "compute", "--html", "t.html"])],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and "needs plotly" in proc.stderr and "pip install plotly" in proc.stderr
