@@ -90,6 +90,10 @@ class TaskHandle:
     when an input is not cached yet or must run again (``rerun=True``).
     """
 
+    # A script may declare hundreds of thousands: no per-handle __dict__.
+    __slots__ = ("function", "args", "kwargs", "arguments", "id", "key", "checksum", "deps", "rerun", "seq",
+                 "_status", "looked_up", "error", "path", "_call", "written", "fixed", "has_files", "__weakref__")
+
     def __init__(self, function: TaskFunction, args: tuple[Any, ...], kwargs: dict[str, Any],
                  arguments: dict[str, Any], task_id: str, deps: list[TaskHandle], rerun: bool) -> None:
         self.function = function

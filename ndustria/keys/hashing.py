@@ -537,6 +537,9 @@ class ValueHasher:
         if cls is int or cls is str:  # the usual arguments: the same bytes as the walk, in one call
             payload = int_bytes(obj) if cls is int else obj.encode("utf-8", "surrogatepass")  # type: ignore[attr-defined]
             return xxhash.xxh3_128_digest(_FORMAT + (T_INT if cls is int else T_STR) + LEN(len(payload)) + payload)
+        if cls is TaskHandle:  # a task's input: the same bytes as _task_handle writes
+            ident = obj.id.encode()  # type: ignore[attr-defined]
+            return xxhash.xxh3_128_digest(_FORMAT + _HANDLE_TOKEN + T_STR + LEN(len(ident)) + ident)
         h = xxhash.xxh3_128(_FORMAT)
         try:
             Walk(self).feed(h, obj)
