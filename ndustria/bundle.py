@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from . import __version__
+from .atomic import temp_name
 from .catalog import Catalog
 from .config import resolve_cache_dir
 from .errors import CorruptEntryError, NdustriaError
@@ -164,11 +165,11 @@ def pack(store: Store, catalog: Catalog, pipeline: str, save_to: str | os.PathLi
     target = Path(os.path.abspath(os.path.expanduser(os.fspath(save_to))))
     if target.is_dir():
         raise BundleError(f"{target} is a directory: give the bundle's file name, e.g. {target / 'bundle.tar.gz'}")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = temp_name(target)  # unique: two packs of one name (even from two hosts) never share it
     bar = _Progress(total, f"Packing {pipeline}", enabled=progress)
     compressed = not target.name.endswith(".tar")
     try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600), "wb") as raw:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600), "wb") as raw:
             options: dict[str, Any] = {"compresslevel": _LEVEL} if compressed else {}
             with tarfile.open(fileobj=raw, mode="w:gz" if compressed else "w", format=tarfile.PAX_FORMAT,
                               copybufsize=_CHUNK, **options) as tar:

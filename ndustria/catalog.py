@@ -25,6 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .atomic import PATIENCE
+from .errors import CacheError
+
 if TYPE_CHECKING:
     from .worker import TaskReport
 
@@ -68,9 +71,14 @@ TASK_STATES = ("queued", "running", "done", "failed", "cached", "skipped")
 def _prepare(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    with db:
-        db.executescript(_SCHEMA)
-        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    # One transaction: a reader sees every table or none (executescript alone commits each statement).
+    try:
+        db.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nINSERT OR IGNORE INTO meta VALUES "
+                         f"('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;")
+    except BaseException:
+        if db.in_transaction:
+            db.rollback()
+        raise
     _add_column(db, "task_runs", "store_key", "TEXT")  # the cache key of a task's result (catalogs before 2026-12)
 
 
@@ -111,12 +119,29 @@ class Catalog:
         self._lock = threading.RLock()
         self._depth = 0  # nesting of open transactions (batch() around single writes)
         if readonly:
-            uri = f"file:{self.path}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+            self._db = self._open_readonly()
         else:
             self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             retry_locked(lambda: _prepare(self._db))
         self._db.row_factory = sqlite3.Row
+
+    def _open_readonly(self, patience: float = PATIENCE) -> sqlite3.Connection:
+        """A read-only connection to a catalog whose tables exist. A catalog another process is creating
+        has no tables yet, or cannot be opened read-only until it is in WAL mode: wait for a moment."""
+        deadline, delay = time.monotonic() + patience, 0.002
+        while True:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+            try:
+                db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchall()
+                return db
+            except sqlite3.DatabaseError as exc:
+                db.close()
+                if time.monotonic() >= deadline:
+                    raise CacheError(f"cannot read the ndustria catalog {self.path}: {exc}. If no pipeline is "
+                                     "creating it right now, it is not an ndustria catalog: move it away and "
+                                     "run a pipeline to make a new one") from exc
+            time.sleep(delay)
+            delay = min(2 * delay, 0.1)
 
     def close(self) -> None:
         with self._lock:
