@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import write_script
+from support import AS_IN_A_TERMINAL, write_script
 
 from ndustria import Pipeline
 from ndustria.locks import STALE_AFTER
@@ -128,7 +128,7 @@ def test_sigkill_of_loky_worker_while_writing(tmp_path: Path, cache_dir: Path) -
 
 @pytest.mark.parametrize("backend", ["serial", "processes"])
 def test_ctrl_c_while_writing(tmp_path: Path, cache_dir: Path, backend: str) -> None:
-    proc = start(tmp_path, backend, start_new_session=True)
+    proc = start(tmp_path, backend, start_new_session=True, **AS_IN_A_TERMINAL)
     wait_for_write(cache_dir, proc)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     out, err = proc.communicate(timeout=120)

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import AS_IN_A_TERMINAL
 
 N_PROCESSES = 4  # the "four processes that start together" (2 cores: more than one per core)
 FIRST_ROUNDS = 20
@@ -245,7 +246,7 @@ def start_together(commands: list[list[str]], env: dict[str, str], cwd: Path) ->
         for cmd in commands:
             procs.append(subprocess.Popen([*cmd[:2], str(read_end), *cmd[2:]], pass_fds=(read_end,), env=env,
                                           cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True, start_new_session=True))
+                                          stderr=subprocess.PIPE, text=True, start_new_session=True, **AS_IN_A_TERMINAL))
         for p in procs:
             line = p.stdout.readline()
             assert line == "ready\n", (line, p.stderr.read() if p.poll() is not None else "")
@@ -347,7 +348,7 @@ def ipp_round(base: Path, index: int) -> None:
     home.mkdir()
     proc = subprocess.run([sys.executable, str(script), str(N_PROCESSES)], env=fresh_env(home), cwd=home,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=DEADLOCK_GUARD,
-                          start_new_session=True)
+                          start_new_session=True, **AS_IN_A_TERMINAL)
     where = f"round {index}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert proc.returncode == 0 and "Error" not in proc.stderr and "Warning" not in proc.stderr, where
     assert json.loads(proc.stdout.splitlines()[-1]) == [sum(i * i for i in range(16)),
@@ -402,7 +403,7 @@ def mpi_round(base: Path, index: int) -> None:
     home.mkdir()
     proc = subprocess.run([str(mpiexec), "-n", "3", sys.executable, str(script)], env=fresh_env(home),
                           cwd=home, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=DEADLOCK_GUARD, start_new_session=True)
+                          timeout=DEADLOCK_GUARD, start_new_session=True, **AS_IN_A_TERMINAL)
     where = f"round {index}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert proc.returncode == 0 and proc.stderr == "", where
     expected = [sum(i * i for i in range(12)), [i * i for i in range(12)]]
@@ -467,7 +468,7 @@ def notebook_round(base: Path, index: int) -> None:
         nbformat.write(nb, home / f"in{number}.ipynb")
         procs.append(subprocess.Popen([sys.executable, str(runner), f"in{number}.ipynb", f"out{number}.ipynb"],
                                       env=fresh_env(home), cwd=home, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True, start_new_session=True))
+                                      stderr=subprocess.PIPE, text=True, start_new_session=True, **AS_IN_A_TERMINAL))
     deadline = time.monotonic() + DEADLOCK_GUARD
     while not all((home / f"ready{n}").exists() for n in range(2)):
         if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
