@@ -428,10 +428,15 @@ def test_mpiexec_ranks_on_a_new_account(tmp_path: Path) -> None:
 NB_RUNNER = r'''
 import sys
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 nb = nbformat.read(sys.argv[1], as_version=4)
-NotebookClient(nb, kernel_name="python3", timeout=240, allow_errors=True).execute()
+# IPC sockets, one prefix per kernel: with TCP, jupyter_client picks free ports and frees them for the
+# kernel to bind, and two kernels started at the same moment took the same port (ZMQError: Address
+# already in use; the kernel never answered).
+km = KernelManager(kernel_name="python3", transport="ipc", ip=sys.argv[3])
+NotebookClient(nb, km=km, timeout=240, allow_errors=True).execute()
 nbformat.write(nb, sys.argv[2])
 '''
 
@@ -466,7 +471,8 @@ def notebook_round(base: Path, index: int) -> None:
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell(c) for c in notebook_cells(home / f"ready{number}", go, number)]
         nbformat.write(nb, home / f"in{number}.ipynb")
-        procs.append(subprocess.Popen([sys.executable, str(runner), f"in{number}.ipynb", f"out{number}.ipynb"],
+        procs.append(subprocess.Popen([sys.executable, str(runner), f"in{number}.ipynb", f"out{number}.ipynb",
+                                       f"kernel{number}"],  # relative to home: short socket paths
                                       env=fresh_env(home), cwd=home, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True, start_new_session=True, **AS_IN_A_TERMINAL))
     deadline = time.monotonic() + DEADLOCK_GUARD
