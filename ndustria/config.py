@@ -15,6 +15,7 @@ from pathlib import Path
 
 import platformdirs
 
+from ndustria.atomic import publish_whole, read_whole
 from ndustria.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -49,11 +50,17 @@ def read_config_file(path: Path | None = None) -> dict[str, object]:
     path = path or config_file_path()
     if not path.is_file():
         return {}
+
+    def fail(exc: ValueError) -> ConfigError:
+        return ConfigError(f"cannot read the ndustria config file {path}: {exc}. Fix it or run `ndustria init`.")
+
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read the ndustria config file {path}: {exc}. Fix it or run `ndustria init`.") from exc
+        return read_whole(path, lambda data: tomllib.loads(data.decode("utf-8")), fail=fail)
+    except FileNotFoundError:  # removed since the check
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read the ndustria config file {path}: {exc}. Fix it or run `ndustria init`.") \
+            from exc
 
 
 def _read_legacy_config() -> str | None:
@@ -92,9 +99,7 @@ def write_config_file(settings: dict[str, str], path: Path | None = None) -> Pat
     for name, value in sorted(merged.items()):
         escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
         lines.append(f'{name} = "{escaped}"')
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    publish_whole(path, "\n".join(lines) + "\n", replace=True, mode=0o644)  # readers see the old file or this one
     return path
 
 

@@ -258,7 +258,7 @@ class Pipeline:
             lines, left_out = self.console.take_log()
             write_log(self.cache_dir, self.name, lines, run_id=self._run_id, started=started,
                       state="dry run" if self.dryrun and state == "done" else state, max_lines=LOG_LINES,
-                      left_out=left_out)
+                      left_out=left_out, fsync=self.fsync)
 
     def _run_handles(self, handles: dict[str, TaskHandle], backend: Backend | None = None) -> RunSummary:
         """Run ``handles`` (a closed graph) on ``backend`` (default: this pipeline's); see :meth:`run`."""
@@ -316,7 +316,7 @@ class Pipeline:
                 self.store.flush()
         catalog.finish_run(run_id, "failed" if state.failed else "done")
         write_run_files(catalog, self.cache_dir, self.name, [h.id for h in self.tasks],
-                        timeit=self.timeit, memcheck=self.memcheck, profiling=self.profiling)
+                        timeit=self.timeit, memcheck=self.memcheck, profiling=self.profiling, fsync=self.fsync)
         keep = {h.key for h in (*handles.values(), *self.tasks) if h.key}
         enforce_limit(self.store, catalog, self.max_cache_size, keep=keep)
         summary = RunSummary(run_id, len(state.done), n_cached, len(state.failed), len(state.skipped),

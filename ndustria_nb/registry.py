@@ -25,12 +25,13 @@ import logging
 import os
 import socket
 import stat
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ndustria.atomic import publish_whole
 
 try:
     import fcntl
@@ -130,16 +131,9 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _write(path: Path, caches: dict[str, dict[str, Any]]) -> None:
     ordered = sorted(caches.items(), key=lambda item: item[1]["last_used"], reverse=True)[:KEEP]
-    text = json.dumps({"version": VERSION, "caches": dict(ordered)}, indent=1)
-    fd, tmp = tempfile.mkstemp(prefix=".ndustria-caches-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # whole (ndustria.atomic): the server reads it without the lock; not fsynced, it lives in a runtime folder
+    publish_whole(path, json.dumps({"version": VERSION, "caches": dict(ordered)}, indent=1), replace=True,
+                  fsync=False)
 
 
 def update(path: Path, cache_dirs: Iterable[str | os.PathLike], notebook: str, pid: int | None = None) -> None:

@@ -48,7 +48,7 @@ rm -rf "$SHARE/static" && cp -r "$BUILD/ndustria_nb/labextension/." "$SHARE/"
 
 stage "ruff, lint-imports"
 ruff check ndustria ndustria_nb tests examples bench
-lint-imports  # the architecture: imports run one way, no cycles (pyproject.toml [tool.importlinter])
+lint-imports --no-cache  # the architecture: imports run one way, no cycles (pyproject.toml [tool.importlinter])
 stage "pytest $*"
 pytest -q "$@"
 # The tutorial notebooks run top to bottom, with the user's cache (they do not pick one): twice on one fresh

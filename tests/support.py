@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,19 @@ def run_python(script: Path | str, *args: str, cwd: Path | None = None, env: dic
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def _as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+AS_IN_A_TERMINAL = {"preexec_fn": _as_in_a_terminal}
+"""Popen keywords: the child gets what a command typed in a terminal gets, Ctrl-C (SIGINT) and SIGTERM at
+their default actions and no blocked signal, whatever the test process inherited. A suite started as a
+background job of a script (`cmd &` without job control) inherits SIGINT ignored, and Python then never
+raises KeyboardInterrupt; some CI runners start jobs with signals blocked."""
 
 
 def write_script(path: Path, source: str) -> Path:

@@ -29,7 +29,7 @@ ALLOWED_PRIVATE = {("ndustria/run/pickling.py", "_code_reduce")}  # cloudpickle'
 
 def test_the_import_contract_holds():
     lint = Path(sys.executable).with_name("lint-imports")
-    proc = subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([str(lint), "--no-cache", "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 kept, 0 broken" in proc.stdout
@@ -46,7 +46,7 @@ def test_the_contract_catches_an_upward_type_only_import(tmp_path):
     task.write_text(task.read_text() + "\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
                     "    from ndustria.pipeline import Pipeline  # noqa\n")
     lint = Path(sys.executable).with_name("lint-imports")
-    proc = subprocess.run([str(lint), "--config", str(copy / "pyproject.toml")], cwd=copy, capture_output=True,
+    proc = subprocess.run([str(lint), "--no-cache", "--config", str(copy / "pyproject.toml")], cwd=copy, capture_output=True,
                           text=True, timeout=300, env={"PYTHONPATH": str(copy), "PATH": ""})
     assert proc.returncode != 0 and "ndustria.task -> ndustria.pipeline" in proc.stdout, proc.stdout
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import write_script
+from support import AS_IN_A_TERMINAL, write_script
 
 from ndustria import Pipeline
 from ndustria.store.entries import Store
@@ -48,17 +48,10 @@ pipe.close()
 """
 
 
-def default_sigint() -> None:
-    """In the child: Ctrl-C raises KeyboardInterrupt, even if this test runs where SIGINT is ignored
-    (a shell's background job inherits SIGINT ignored, and Python then installs no handler)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def start(tmp_path: Path, backend: str, **popen) -> subprocess.Popen:
     script = write_script(tmp_path / "crash.py", SCRIPT.replace("SIZE", str(SIZE)))
     return subprocess.Popen([sys.executable, str(script), str(tmp_path / "calls.txt"), backend],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
-                            **popen)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
 def wait_for_write(cache: Path, proc: subprocess.Popen) -> tuple[int, int]:
@@ -136,7 +129,7 @@ def test_sigkill_of_loky_worker_while_writing(tmp_path: Path, cache_dir: Path) -
 
 @pytest.mark.parametrize("backend", ["serial", "processes"])
 def test_ctrl_c_while_writing(tmp_path: Path, cache_dir: Path, backend: str) -> None:
-    proc = start(tmp_path, backend, start_new_session=True)
+    proc = start(tmp_path, backend, start_new_session=True, **AS_IN_A_TERMINAL)
     wait_for_write(cache_dir, proc)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     out, err = proc.communicate(timeout=120)

@@ -15,6 +15,7 @@ import time
 
 import ipyparallel as ipp  # installed by scripts/test.sh: missing is a failure, not a skip
 import pytest
+from support import AS_IN_A_TERMINAL
 
 from ndustria import Pipeline, TaskError, TaskNotComputedError
 from ndustria.run import backends
@@ -394,7 +395,7 @@ def test_ctrl_c_cancels_the_run_and_stops_the_cluster_ndustria_started(cache_dir
     script.write_text(INTERRUPTED)
     marker = tmp_path / "engine.pid"
     proc = subprocess.Popen([sys.executable, str(script), str(marker)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+                            stderr=subprocess.PIPE, text=True, env=os.environ.copy(), **AS_IN_A_TERMINAL)
     try:
         deadline = time.monotonic() + 120
         while not marker.exists() or not marker.read_text():

@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+from ndustria.atomic import temp_name
 from ndustria.config import resolve_cache_dir
 from ndustria.errors import CorruptEntryError, NdustriaError
 from ndustria.record.catalog import Catalog
@@ -181,10 +182,10 @@ def _listed_entries(store: Store, rows: dict[str, Any]) -> tuple[list[dict[str, 
 def _write_bundle(target: Path, store: Store, manifest: dict[str, Any], tables: dict[str, Any],
                   listed: list[dict[str, Any]], bar: Progress) -> None:
     """Stream the bundle into a temporary file beside ``target``, fsync it, then rename it into place."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = temp_name(target)  # unique: two packs of one name (even from two hosts) never share it
     compressed = not target.name.endswith(".tar")
     try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600), "wb") as raw:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600), "wb") as raw:
             options: dict[str, Any] = {"compresslevel": _LEVEL} if compressed else {}
             with tarfile.open(fileobj=raw, mode="w:gz" if compressed else "w", format=tarfile.PAX_FORMAT,
                               copybufsize=_CHUNK, **options) as tar:

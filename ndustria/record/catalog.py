@@ -33,75 +33,15 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
+from ndustria.atomic import PATIENCE
+from ndustria.errors import CacheError
+from ndustria.record.schema import TASK_COLUMNS, prepare
 from ndustria.store.blobs import retry_locked
 
 if TYPE_CHECKING:
     from ndustria.records import TaskReport
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS entries (
-    key TEXT PRIMARY KEY, task TEXT, function TEXT, pipeline TEXT,
-    size INTEGER, checksum TEXT, created REAL, last_used REAL, run_id INTEGER
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id INTEGER PRIMARY KEY AUTOINCREMENT, pipeline TEXT, started REAL, ended REAL,
-    state TEXT, backend TEXT, workers INTEGER, n_tasks INTEGER, n_cached INTEGER,
-    n_done INTEGER, n_failed INTEGER, n_skipped INTEGER, host TEXT, pid INTEGER, options TEXT
-);
-CREATE TABLE IF NOT EXISTS task_runs (
-    run_id INTEGER, key TEXT, task TEXT, function TEXT, status TEXT,
-    engine TEXT, host TEXT, pid INTEGER, start REAL, end REAL, wall_s REAL, cpu_s REAL,
-    error TEXT, metrics TEXT, store_key TEXT,
-    PRIMARY KEY (run_id, key)
-);
-CREATE TABLE IF NOT EXISTS profiles (
-    run_id INTEGER, key TEXT, task TEXT, function TEXT, file TEXT, func_name TEXT, func_lineno INTEGER,
-    lineno INTEGER, hits INTEGER, time_s REAL, source TEXT
-);
-CREATE TABLE IF NOT EXISTS run_members (
-    run_id INTEGER PRIMARY KEY, digest TEXT, n_cached INTEGER, same_as INTEGER, folded INTEGER DEFAULT 0,
-    keys TEXT, tasks TEXT, functions TEXT, store_keys TEXT, deps TEXT, cached BLOB
-);
-CREATE TABLE IF NOT EXISTS file_digests (
-    path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, ctime_ns INTEGER,
-    digest BLOB, checked_ns INTEGER
-);
-CREATE INDEX IF NOT EXISTS profiles_key ON profiles (key, run_id);
-CREATE INDEX IF NOT EXISTS task_runs_key ON task_runs (key);
-DROP INDEX IF EXISTS task_runs_function;
-CREATE INDEX IF NOT EXISTS task_runs_recent ON task_runs (function, status, run_id);
-CREATE INDEX IF NOT EXISTS runs_pipeline ON runs (pipeline, started);
-"""
-
-TASK_STATES = ("queued", "running", "done", "failed", "cached", "skipped")
 TOUCH_GRAIN = 600.0  # seconds: how precisely an entry's last use is kept (eviction is least recently used first)
-_TASK_COLUMNS = ("run_id", "key", "task", "function", "status", "engine", "host", "pid", "start", "end", "wall_s",
-                 "cpu_s", "error", "metrics", "store_key")
-
-
-def _prepare(db: sqlite3.Connection) -> None:
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    with db:
-        db.executescript(_SCHEMA)
-        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-    _add_column(db, "task_runs", "store_key", "TEXT")  # the cache key of a task's result (catalogs before 2026-12)
-    _add_column(db, "run_members", "deps", "TEXT")  # the run's graph (catalogs of early 2026-12 development)
-
-
-def _add_column(db: sqlite3.Connection, table: str, column: str, kind: str) -> None:
-    """Add ``column`` to ``table`` of a catalog written before it existed."""
-    if column in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
-        return
-    try:
-        with db:
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-    except sqlite3.OperationalError as exc:
-        if "duplicate column" not in str(exc):  # another process added it first
-            raise
 
 
 class Catalog:
@@ -113,12 +53,29 @@ class Catalog:
         self._depth = 0  # nesting of open transactions (batch() around single writes)
         self._readonly = readonly
         if readonly:
-            uri = f"file:{self.path}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+            self._db = self._open_readonly()
         else:
             self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            retry_locked(lambda: _prepare(self._db))
+            retry_locked(lambda: prepare(self._db))
         self._db.row_factory = sqlite3.Row
+
+    def _open_readonly(self, patience: float = PATIENCE) -> sqlite3.Connection:
+        """A read-only connection to a catalog whose tables exist. A catalog another process is creating
+        has no tables yet, or cannot be opened read-only until it is in WAL mode: wait for a moment."""
+        deadline, delay = time.monotonic() + patience, 0.002
+        while True:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+            try:
+                db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchall()
+                return db
+            except sqlite3.DatabaseError as exc:
+                db.close()
+                if time.monotonic() >= deadline:
+                    raise CacheError(f"cannot read the ndustria catalog {self.path}: {exc}. If no pipeline is "
+                                     "creating it right now, it is not an ndustria catalog: move it away and "
+                                     "run a pipeline to make a new one") from exc
+            time.sleep(delay)
+            delay = min(2 * delay, 0.1)
 
     def close(self) -> None:
         with self._lock:
@@ -362,7 +319,7 @@ class Catalog:
         if members is None:
             return table
         by_key = {r["key"]: r for r in table}
-        return [by_key.get(key) or {**dict.fromkeys(_TASK_COLUMNS), "run_id": run_id, "key": key, "task": task,
+        return [by_key.get(key) or {**dict.fromkeys(TASK_COLUMNS), "run_id": run_id, "key": key, "task": task,
                                     "function": function, "status": "cached", "store_key": store_key or None}
                 for key, task, function, store_key, _ in members]
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ndustria.atomic import publish_whole
 from ndustria.install import require
 from ndustria.show.reports import group_profile
 from ndustria.units import human_bytes, human_seconds
@@ -147,6 +148,6 @@ def write_html(figures: Sequence[Any], path: str | Path) -> Path:
     """Write figures into one self-contained HTML file (plotly.js inlined once)."""
     path = Path(path)
     divs = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
-    path.write_text("<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>ndustria report</title></head>"
-                    "<body>\n" + "\n".join(divs) + "\n</body></html>\n", encoding="utf-8")
-    return path
+    publish_whole(path, "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>ndustria report</title></head>"
+                  "<body>\n" + "\n".join(divs) + "\n</body></html>\n", replace=True, mode=0o644)  # a browser
+    return path  # reloading it sees the old report or the new one

@@ -3,24 +3,24 @@
 :data:`ndustria.show.console.LOG_LINES` lines; ``ndustria -l NAME``).
 
 Written once per run by the process that scheduled it (never by engines or MPI
-ranks), from the catalog, atomically (a temporary file renamed into place).
+ranks), from the catalog, whole (a temporary file, fsynced, renamed into place): a reader such as
+``ndustria -l`` sees the previous file or the new one, also while other processes replace it.
 Each holds the latest execution of every task of the pipeline, so a cached
 task keeps the numbers of the run that computed it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ndustria.atomic import publish_whole
 from ndustria.record.catalog import Catalog
 from ndustria.show.reports import (
     MEMORY_COLUMNS,
@@ -36,7 +36,8 @@ log = logging.getLogger("ndustria")
 
 
 def write_run_files(catalog: Catalog, cache_dir: str | os.PathLike, name: str, keys: Iterable[str], *,
-                    timeit: bool = False, memcheck: bool = False, profiling: bool = False) -> list[Path]:
+                    timeit: bool = False, memcheck: bool = False, profiling: bool = False,
+                    fsync: bool = True) -> list[Path]:
     """Write the report files the flags ask for; returns their paths. Never raises for I/O errors."""
     if not (timeit or memcheck or profiling):
         return []
@@ -52,7 +53,7 @@ def write_run_files(catalog: Catalog, cache_dir: str | os.PathLike, name: str, k
         jobs.append((root / f"{name}_profile.txt", lambda: profile_text(profile_rows(catalog, keys))))
     for path, make in jobs:
         try:
-            written.append(write_atomic(path, make()))
+            written.append(write_atomic(path, make(), fsync=fsync))
         except OSError as exc:
             log.warning("could not write %s: %s", path, exc)
     return written
@@ -80,7 +81,8 @@ def latest_log(cache_dir: str | os.PathLike) -> tuple[str, Path] | None:
 
 
 def write_log(cache_dir: str | os.PathLike, name: str, lines: Sequence[str], *, run_id: int | None,
-              started: float, state: str, max_lines: int = 10_000, left_out: int = 0) -> Path | None:
+              started: float, state: str, max_lines: int = 10_000, left_out: int = 0,
+              fsync: bool = True) -> Path | None:
     """Replace ``<name>_log.txt`` with a header and ``lines`` (the last ``max_lines`` of them, each cut
     to 2,000 characters), whole: written to a temporary file, then renamed. ``left_out``: lines the
     console already let go. Never raises for I/O errors."""
@@ -96,7 +98,7 @@ def write_log(cache_dir: str | os.PathLike, name: str, lines: Sequence[str], *, 
         head.append(f"[... {gone} earlier lines left out: the log keeps the last {max_lines}]")
     path = log_path(cache_dir, name)
     try:
-        return write_atomic(path, "\n".join(head + text) + "\n")
+        return write_atomic(path, "\n".join(head + text) + "\n", fsync=fsync)
     except OSError as exc:
         log.warning("could not write %s: %s", path, exc)
         return None
@@ -119,15 +121,10 @@ def csv_text(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary file next to ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def write_atomic(path: Path, text: str, *, fsync: bool = True) -> Path:
+    """Replace ``path`` with ``text`` whole (:func:`ndustria.atomic.publish_whole`): a reader sees the
+    previous file or this one. The temporary file is made in the cache's ``tmp/`` when ``path`` is in a
+    cache (a killed writer's one is cleaned with the others), else beside ``path``."""
+    tmp_dir = path.parent / "tmp"
+    publish_whole(path, text, replace=True, tmp_dir=tmp_dir if tmp_dir.is_dir() else None, fsync=fsync)
     return path

@@ -45,6 +45,7 @@ from typing import Any, BinaryIO
 
 import xxhash
 
+from ndustria.atomic import publish_whole, read_whole
 from ndustria.errors import (
     CacheError,
     CacheWriteError,
@@ -183,17 +184,18 @@ class Store:
 
     def _check_format(self) -> None:
         fmt = self.root / "FORMAT"
-        try:
-            text = fmt.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            tmp = self._tmp_path("FORMAT")
-            Path(tmp).write_text(f"{_STORE_TAG} {FORMAT_VERSION}\n", encoding="utf-8")
-            os.replace(tmp, fmt)
-            return
-        tag, _, version = text.partition(" ")
-        if tag != _STORE_TAG or not version.isdigit():
-            raise CacheError(f"{self.root} is not an ndustria store (FORMAT reads {text[:40]!r})")
-        if int(version) > FORMAT_VERSION:
+        if not fmt.exists():  # a new cache: the first process to publish its FORMAT wins, every one reads it
+            publish_whole(fmt, f"{_STORE_TAG} {FORMAT_VERSION}\n", tmp_dir=self._tmp, mode=0o644, fsync=self.fsync)
+
+        def parse(data: bytes) -> int:
+            text = data.decode("utf-8", errors="replace").strip()
+            tag, _, version = text.partition(" ")
+            if tag != _STORE_TAG or not version.isdigit():
+                raise ValueError(f"FORMAT reads {text[:40]!r}")
+            return int(version)
+
+        version = read_whole(fmt, parse, fail=lambda exc: CacheError(f"{self.root} is not an ndustria store ({exc})"))
+        if version > FORMAT_VERSION:
             raise CacheError(
                 f"cache directory {self.root} was written by a newer ndustria (store format {version}); "
                 "upgrade ndustria or use another cache directory"

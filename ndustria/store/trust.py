@@ -15,7 +15,6 @@ user unpickle bytes that no trusted key signed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import platformdirs
 
+from ndustria.atomic import publish_whole, read_whole
 from ndustria.config import read_config_file
 from ndustria.errors import ConfigError, NdustriaWarning
 
@@ -49,15 +49,23 @@ def key_id(key: bytes) -> str:
 
 
 def read_key(path: Path) -> bytes:
-    """Read a key file (hex text); raises ConfigError if it is not one."""
+    """Read a key file (hex text); raises ConfigError if it is not one (after reading it again for a
+    moment, in case another process is still writing it)."""
+    def parse(data: bytes) -> bytes:
+        key = bytes.fromhex(data.decode("ascii").strip())
+        if len(key) < 16:
+            raise ValueError(f"holds {len(key)} bytes; a key has at least 16")
+        return key
+
+    def fail(exc: ValueError) -> ConfigError:
+        why = str(exc) if str(exc).startswith("holds") else f"is not a key ({exc})"
+        return ConfigError(f"the ndustria key file {path} {why}. A key file holds one line of hex; your own "
+                           "is made on first use (remove a damaged one to get a new key)")
+
     try:
-        text = path.read_text().strip()
-        key = bytes.fromhex(text)
-    except (OSError, ValueError) as exc:
+        return read_whole(path, parse, fail=fail)
+    except OSError as exc:
         raise ConfigError(f"cannot read the ndustria key file {path}: {exc}") from exc
-    if len(key) < 16:
-        raise ConfigError(f"the ndustria key file {path} holds {len(key)} bytes; a key has at least 16")
-    return key
 
 
 def _own_key(path: Path) -> bytes:
@@ -73,20 +81,10 @@ def _own_key(path: Path) -> bytes:
 
 def _create_key(path: Path) -> None:
     """Write a new key whole, then publish it with link(): a process starting at the same moment sees
-    either no key file or a complete one, never an empty one, and the first writer wins."""
+    either no key file or a complete one, never an empty one, and the first writer wins (the others
+    read its key)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        with contextlib.suppress(FileExistsError):  # another process published its key first: use that one
-            os.link(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    publish_whole(path, secrets.token_hex(32) + "\n", mode=0o600)
 
 
 def _trusted_files() -> list[Path]:
@@ -97,7 +95,9 @@ def _trusted_files() -> list[Path]:
     files: list[Path] = []
     for item in items:
         path = Path(os.path.expandvars(str(item))).expanduser()
-        files += sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        # In a folder, hidden files are not keys: a key being made there is a hidden temporary file first.
+        files += sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) \
+            if path.is_dir() else [path]
     return files
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ndustria.errors import NdustriaError
-from ndustria.record.catalog import TASK_STATES, Catalog
+from ndustria.record.catalog import Catalog
+from ndustria.record.schema import TASK_STATES
 from ndustria.store.entries import Store
 
 _NO_CACHE = ("No ndustria cache at {dir} yet: run a pipeline first (`python my_pipeline.py`), "
