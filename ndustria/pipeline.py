@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import sys
 import time
 import warnings
@@ -52,6 +53,8 @@ from ndustria.task import TaskFunction, TaskHandle, iter_handles, replace_handle
 
 log = logging.getLogger("ndustria")
 _SEQUENCE = itertools.count()
+_SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})  # values that cannot change
+_NONE: dict[str, Any] = {}
 
 
 def default_name() -> str:
@@ -114,7 +117,7 @@ class Pipeline:
         self._pending: dict[str, TaskHandle] = {}
         self._unlooked: list[TaskHandle] = []  # declared, not looked up in the cache yet (see look_up)
         self._keys = KeyMaker()
-        self._keys.hasher.file_token = FileDigests(lambda: self.catalog)  # File digests remembered in the catalog
+        self._files = self._keys.hasher.file_token = FileDigests(lambda: self.catalog)  # digests kept in the catalog
         self._store: Store | None = None
         self._catalog: Catalog | None = None
         self._backend: Backend | None = None
@@ -156,18 +159,30 @@ class Pipeline:
         if existing is not None:
             return existing
         deps: dict[str, TaskHandle] = {}
-        for value in (*bound_args, *bound_kwargs.values()):
-            for handle in iter_handles(value):
-                deps.setdefault(handle.id, handle)
-        # File arguments pinned to the snapshot the key was made from (checked on the engine); O(1) without Files
-        bound_args, bound_kwargs, arguments, files = pin_files(self._keys.hasher, function.signature, bound_args,
-                                                               bound_kwargs, arguments)
-        handle = TaskHandle(function, bound_args, bound_kwargs, arguments, task_id, list(deps.values()),
-                            function.rerun)
+        plain = True  # every argument a scalar or a task handle (the usual call): nothing to pin or re-check
+        for value in arguments.values():
+            if type(value) is TaskHandle:
+                deps.setdefault(value.id, value)
+            elif type(value) not in _SCALARS:
+                plain = False
+        if not plain:
+            for value in (*bound_args, *bound_kwargs.values()):
+                for handle in iter_handles(value):
+                    deps.setdefault(handle.id, handle)
+        files = False
+        if not plain or self._files.pending:  # (a File read through a global leaves its snapshot pending)
+            # File arguments pinned to the snapshot the key was made from (checked on the engine)
+            bound_args, bound_kwargs, arguments, files = pin_files(self._keys.hasher, function.signature, bound_args,
+                                                                   bound_kwargs, arguments)
+        inputs = tuple(deps.values())
+        if len(inputs) == len(bound_args) and all(map(operator.is_, inputs, bound_args)):  # one tuple for both
+            inputs = bound_args
+        handle = TaskHandle(function, bound_args, bound_kwargs, task_id, inputs, function.rerun)
         handle.has_files = files
-        handle.written = (args, kwargs)
+        if args is not bound_args or kwargs:  # else the call as written is the bound one (no object kept)
+            handle.written = (args, kwargs)
         handle.seq = next(_SEQUENCE)
-        handle.fixed = fixed = self._keys.fixed(function, arguments, record)  # re-checked in _payload
+        handle.fixed = fixed = self._keys.fixed(function, _NONE if plain else arguments, record)  # see _payload
         if fixed is not None and fixed.values:
             handle.name  # noqa: B018 - the call as declared, before its values can change
         self.tasks.append(handle)
@@ -315,10 +330,12 @@ class Pipeline:
             else:
                 self.store.flush()
         catalog.finish_run(run_id, "failed" if state.failed else "done")
-        write_run_files(catalog, self.cache_dir, self.name, [h.id for h in self.tasks],
-                        timeit=self.timeit, memcheck=self.memcheck, profiling=self.profiling, fsync=self.fsync)
-        keep = {h.key for h in (*handles.values(), *self.tasks) if h.key}
-        enforce_limit(self.store, catalog, self.max_cache_size, keep=keep)
+        if self.timeit or self.memcheck or self.profiling:
+            write_run_files(catalog, self.cache_dir, self.name, [h.id for h in self.tasks], timeit=self.timeit,
+                            memcheck=self.memcheck, profiling=self.profiling, fsync=self.fsync)
+        if self.max_cache_size is not None:
+            keep = {h.key for h in (*handles.values(), *self.tasks) if h.key}
+            enforce_limit(self.store, catalog, self.max_cache_size, keep=keep)
         summary = RunSummary(run_id, len(state.done), n_cached, len(state.failed), len(state.skipped),
                              time.perf_counter() - t0)
         if state.failed:

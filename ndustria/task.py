@@ -91,15 +91,14 @@ class TaskHandle:
     """
 
     # A script may declare hundreds of thousands: no per-handle __dict__.
-    __slots__ = ("function", "args", "kwargs", "arguments", "id", "key", "checksum", "deps", "rerun", "seq",
+    __slots__ = ("function", "args", "kwargs", "id", "key", "checksum", "deps", "rerun", "seq",
                  "_status", "looked_up", "error", "path", "_call", "written", "fixed", "has_files", "__weakref__")
 
     def __init__(self, function: TaskFunction, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 arguments: dict[str, Any], task_id: str, deps: list[TaskHandle], rerun: bool) -> None:
+                 task_id: str, deps: tuple[TaskHandle, ...], rerun: bool) -> None:
         self.function = function
         self.args = args  # as bound by the signature (defaults applied); may contain handles
         self.kwargs = kwargs
-        self.arguments = arguments
         self.id = task_id
         self.key: str | None = None if deps else task_id
         self.checksum = ""  # content checksum of the stored result, once it is known
@@ -111,7 +110,8 @@ class TaskHandle:
         self.error: BaseException | None = None
         self.path: str = ""
         self._call = ""
-        self.written: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})  # the call's arguments as written
+        # the call's arguments as written, when they differ from the bound ones (keyword arguments, defaults)
+        self.written: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         self.fixed: Any = None  # keys.maker.Fixed: what must be unchanged when the task is dispatched
         self.has_files = False  # its arguments hold pinned Files (keys.files.pin_files): checked on the engine
 
@@ -128,10 +128,15 @@ class TaskHandle:
         self._status = value
 
     @property
+    def arguments(self) -> dict[str, Any]:
+        """The arguments by parameter name, defaults applied (made when asked: no dict kept per task)."""
+        return self.function.bind(self.args, self.kwargs)[2]
+
+    @property
     def name(self) -> str:
         """The call as it was written, e.g. ``matrix_parameters(matrix_multiplication(N=1024))``."""
         if not self._call:
-            self._call = format_call(self.function.name, *self.written)
+            self._call = format_call(self.function.name, *(self.written or (self.args, self.kwargs)))
         return self._call
 
     @property

@@ -833,3 +833,116 @@ def test_source_of_reads_a_file_edited_and_reloaded_in_this_process(tmp_path, mo
     os.utime(module, (stamp, stamp))  # a new mtime even on a coarse clock
     importlib.reload(edited_mod)
     assert "x + 2" in source_of(edited_mod.f.__code__)
+
+
+_TRICKY_ENDINGS = '''
+import abc
+
+
+class Base(abc.ABC):
+    @abc.abstractmethod
+    def only_doc(self):
+        """A body of one docstring."""
+
+    @abc.abstractmethod
+    def only_doc_long(self):
+        """A docstring
+        over lines."""
+
+
+def trailing_pass(x):
+    if x:
+        return 1
+    pass
+
+
+def trailing_string(x):
+    y = x
+    """
+text at column 0
+"""
+
+
+def trailing_comment(x):
+    return x
+    # a comment under the body
+
+
+def trailing_annotation(x):
+    print(x)
+    y: int
+
+
+def one_liner(x): return x
+
+
+def closing_at_column_0(x):
+    return max(x,
+1,
+)
+
+
+def nested_last(x):
+    def inner(y):
+        return y
+    return inner
+
+
+def header_over_lines(
+    a,
+    b=2,
+):
+    return a + b
+
+
+def try_pass(x):
+    try:
+        return x()
+    except ValueError:
+        pass
+
+
+async def coroutine(x):
+    return x
+'''
+
+
+def test_source_of_gives_the_statements_inspect_getsource_gives(tmp_path, monkeypatch):
+    """The block of a function is found from its instructions' positions (no tokenizer); a block whose end
+    they cannot tell (a trailing no-op, a string) goes to inspect.getblock. Differential: the parsed
+    statements are those of inspect.getsource for awkward endings and every function of a few modules."""
+    import ast
+    import importlib
+    import inspect
+    import json
+    import logging
+    import types
+
+    import ndustria.keys.fingerprint
+    import ndustria.pipeline
+    from ndustria.keys.code import _loaded_matches_file, _parse_source, source_of
+
+    (tmp_path / "tricky_endings.py").write_text(_TRICKY_ENDINGS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tricky = importlib.import_module("tricky_endings")
+    codes = []
+    for module in (tricky, inspect, json.decoder, logging, argparse_module(), ndustria.pipeline,
+                   ndustria.keys.fingerprint):
+        for value in vars(module).values():
+            for obj in (list(vars(value).values()) if isinstance(value, type) else [value]):
+                code = getattr(getattr(obj, "__func__", obj), "__code__", None)
+                if isinstance(code, types.CodeType) and code.co_filename == getattr(module, "__file__", None):
+                    codes.append(code)
+    codes = [c for c in codes if _loaded_matches_file(c)]  # (a file edited since it was imported has no block)
+    assert len(codes) > 300
+    for code in codes:
+        expected, got = inspect.getsource(code), source_of(code)
+        assert ast.dump(_parse_source(got)) == ast.dump(_parse_source(expected)), (code.co_filename, code.co_name)
+    assert "y: int" in source_of(tricky.trailing_annotation.__code__)
+    assert "text at column 0" in source_of(tricky.trailing_string.__code__)
+
+
+def argparse_module():
+    import argparse
+
+    return argparse

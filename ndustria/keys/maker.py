@@ -49,6 +49,7 @@ class KeyMaker:
         self.fingerprinter = Fingerprinter(self.hasher)
         # id(function) -> (function, its last digest, digest -> its parts): what changed can be named
         self._parts: dict[int, tuple[Any, bytes, dict[bytes, dict[str, bytes] | None]]] = {}
+        self._code_only: dict[bytes, Fixed] = {}
 
     def function_digest(self, function: TaskFunction) -> bytes:
         """The code identity of a task function (or its explicit ``version=``)."""
@@ -106,9 +107,14 @@ class KeyMaker:
             digest = self.hasher.digest(replace_handles(value, _handle_marker, _is_handle)) if marked else record[name]
             values.append((name, value, digest, marked))
         code = None if function.version is not None else record[CODE]
-        if code is None and not values:
+        if values:
+            return Fixed(code, tuple(values))
+        if code is None:
             return None
-        return Fixed(code, tuple(values))
+        shared = self._code_only.get(code)  # most tasks only pin the code: one record per digest, not per task
+        if shared is None:
+            shared = self._code_only[code] = Fixed(code, ())
+        return shared
 
     def check_fixed(self, function: TaskFunction, task: str, fixed: Fixed | None) -> None:
         """Raise InputChangedError if an argument, global or closure value changed since ``fixed`` was taken."""
@@ -174,6 +180,7 @@ class KeyMaker:
         stake; arrays and frames are never memoized across calls) and the remembered fingerprint parts."""
         self.hasher.clear()
         self._parts.clear()
+        self._code_only.clear()
 
 
 def _copy_hint(name: str, value: Any) -> str:

@@ -26,7 +26,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,32 +185,36 @@ class Catalog:
         return rows[0] if rows else None
 
     # -- task runs -----------------------------------------------------------------
-    def add_tasks(self, run_id: int, rows: Iterable[tuple[str, ...]],
-                  deps: dict[str, list[str]] | None = None) -> None:
+    def add_tasks(self, run_id: int, rows: Iterable[tuple[Any, ...]], deps: dict[str, list[str]] | None = None,
+                  names: Callable[[], list[str]] | None = None) -> None:
         """Register the tasks of a run as (key, task, function, status[, store_key]) before anything runs;
         ``store_key``: the cache key of a cached task's result (a completed task's comes with its report);
         ``deps``: {key: keys of its task inputs}, the edges of the run's graph. The list goes in one
-        ``run_members`` row; the tasks that will run get a ``task_runs`` row each."""
-        keys, tasks, functions, store_keys, cached, table = [], [], [], [], bytearray(), []
+        ``run_members`` row; the tasks that will run get a ``task_runs`` row each.
+
+        With ``names`` (every row's call, in order, made when asked), a row's ``task`` may be None where
+        the call follows from its key (its arguments as bound): a re-run of the same tasks, as its
+        pipeline's previous run had them, then refers to that run without making the calls' names."""
         rows = list(rows)
         index = {row[0]: i for i, row in enumerate(rows)}
-        inputs = []
-        for row in rows:
+        keys, given, functions, store_keys, inputs = [], [], [], [], []
+        cached, todo = bytearray(), []
+        for i, row in enumerate(rows):
             key, task, function, status = row[:4]
             if deps is not None:  # its inputs by their place in the list (a run holds every input)
                 inputs.append(",".join(str(index[d]) for d in deps.get(key, ()) if d in index))
-            store_key = (row[4] if len(row) > 4 else None) or ""
             keys.append(key)
-            tasks.append(task)
+            given.append(task)
             functions.append(function)
-            store_keys.append(store_key)
+            store_keys.append((row[4] if len(row) > 4 else None) or "")
             cached.append(status == "cached")
             if status != "cached":
-                table.append((run_id, key, task, function, status, store_key or None))
-        columns = ("\n".join(keys), json.dumps(tasks), json.dumps(functions), "\n".join(store_keys),
-                   "\n".join(inputs) if deps is not None else None, bytes(cached))
+                todo.append(i)
+        columns = ["\n".join(keys), json.dumps(given), json.dumps(functions), "\n".join(store_keys),
+                   "\n".join(inputs) if deps is not None else None, bytes(cached)]
         digest = xxhash.xxh3_128_hexdigest("\0".join(c or "" for c in columns[:5]).encode("utf-8", "surrogatepass")
                                            + columns[5])
+        tasks = names() if names is not None and todo else None  # the tasks that run have a row with their call
         with self._tx() as db:
             previous = db.execute(
                 "SELECT m.run_id, m.same_as, m.digest FROM run_members m JOIN runs r ON r.run_id = m.run_id"
@@ -220,11 +224,16 @@ class Catalog:
                 db.execute("INSERT OR REPLACE INTO run_members (run_id, digest, n_cached, same_as) VALUES (?, ?, ?, ?)",
                            (run_id, digest, sum(cached), previous[1] or previous[0]))
             else:
+                if tasks is None:
+                    tasks = names() if names is not None else given
+                columns[1] = json.dumps(tasks)
                 db.execute("INSERT OR REPLACE INTO run_members (run_id, digest, n_cached, keys, tasks, functions,"
                            " store_keys, deps, cached) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (run_id, digest, sum(cached), *columns))
             db.executemany("INSERT OR REPLACE INTO task_runs (run_id, key, task, function, status, store_key)"
-                           " VALUES (?, ?, ?, ?, ?, ?)", table)
+                           " VALUES (?, ?, ?, ?, ?, ?)",
+                           [(run_id, keys[i], (tasks or given)[i], functions[i], rows[i][3], store_keys[i] or None)
+                            for i in todo])
 
     def _members_row(self, run_id: int) -> tuple[Any, ...] | None:
         """The run_members columns (keys, tasks, functions, store_keys, deps, cached) of a run (through

@@ -70,10 +70,13 @@ class RunRecorder:
         if self.rows_written:
             return
         self.rows_written = True
-        handles, run_ids = self.handles.values(), self.run_ids
-        self.catalog.add_tasks(self.run_id, [(h.id, h.name, h.function.name, row_status(h, run_ids),
-                                              None if h.id in run_ids else h.key) for h in handles],
-                               deps={h.id: [d.id for d in h.deps] for h in handles})
+        handles, run_ids = list(self.handles.values()), self.run_ids
+        # a call written as bound is named by its key: its name is only made if the run's list is written
+        self.catalog.add_tasks(self.run_id, [(h.id, None if h.written is None else h.name, h.function.name,
+                                              row_status(h, run_ids), None if h.id in run_ids else h.key)
+                                             for h in handles],
+                               deps={h.id: [d.id for d in h.deps] for h in handles if h.deps},
+                               names=lambda: [h.name for h in handles])
 
     def submitted(self, ids: list[str]) -> None:
         for task_id in ids:
