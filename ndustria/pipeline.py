@@ -188,8 +188,11 @@ class Pipeline:
         self.tasks.append(handle)
         self._pending[task_id] = handle
         if handle.deps:
-            if self._unlooked and any(not d.looked_up for d in handle.deps):
-                self.look_up()
+            if self._unlooked:
+                for dep in handle.deps:
+                    if not dep.looked_up:
+                        self.look_up()
+                        break
             handle.key = dependent_key(handle, self.store)  # None while an input is still to be computed
         handle.looked_up = False
         self._unlooked.append(handle)
@@ -203,12 +206,14 @@ class Pipeline:
         if not handles:
             return
         found = self.store.known_checksums([h.key for h in handles if not h.rerun and h.key is not None])
+        verbose = self.console.verbose
         for handle in handles:
             handle.looked_up = True
             if not handle.rerun and handle.key in found:
                 handle.status, handle.checksum = "cached", found[handle.key]
-                self.console.cache_hit(handle)
-            else:
+                if verbose:
+                    self.console.cache_hit(handle)
+            elif verbose:
                 self.console.added(handle)
 
     def pending(self) -> list[TaskHandle]:

@@ -113,3 +113,52 @@ def test_tables_print_without_plotly_figures_need_it_only_with_html(tmp_path, ca
     proc = subprocess.run([sys.executable, "-c", NO_PLOTLY.format(args=["-t", "compute", "--html", "t.html"])],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2 and "needs plotly" in proc.stderr and "pip install plotly" in proc.stderr
+
+
+WRITTEN = """
+from ndustria import Pipeline
+
+pipe = Pipeline(name="written", verbose=False)
+
+@pipe.AddFunction()
+def scale(n, factor=2):
+    return n * factor
+
+@pipe.AddFunction()
+def total(a, b):
+    return a + b
+
+total(scale(1), {second})
+pipe.run()
+"""
+
+
+def test_a_rerun_lists_its_tasks_as_it_wrote_them(tmp_path, cache_dir):
+    """A warm re-run of the same calls refers to the previous run's task list (one small row, no names
+    made); the same tasks written differently (a keyword, a default spelled out) are listed as written."""
+    import sqlite3
+
+    def run(second: str) -> list[str]:
+        path = write_script(tmp_path / "written.py", WRITTEN.format(second=second))
+        proc = run_python(path, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        catalog = Catalog(cache_dir, readonly=True)
+        try:
+            latest = catalog.runs("written", limit=1)[0]["run_id"]
+            return sorted(row["task"] for row in catalog.tasks(latest))
+        finally:
+            catalog.close()
+
+    first = run("scale(2)")
+    assert first == ["scale(1)", "scale(2)", "total(scale(1), scale(2))"]
+    assert run("scale(2)") == first  # all cache hits, named as the first run named them
+    assert run("scale(2)") == first  # the same hits again: the list of the run before
+    assert run("scale(n=2)") == ["scale(1)", "scale(n=2)", "total(scale(1), scale(n=2))"]
+    assert run("scale(2, factor=2)") == ["scale(1)", "scale(2, factor=2)", "total(scale(1), scale(2, factor=2))"]
+    assert run("scale(2, factor=2)")[1] == "scale(2, factor=2)"
+    db = sqlite3.connect(cache_dir / "catalog.sqlite")
+    try:
+        same_as = [row[0] for row in db.execute("SELECT same_as FROM run_members ORDER BY run_id")]
+    finally:
+        db.close()
+    assert same_as == [None, None, 2, None, None, 5]  # identical warm re-runs refer to the run before

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 KEY_FORMAT = b"ndustria-key-1"
 CODE = "<code>"  # the function digest's entry in a task_key() record (never a parameter name)
+_PREFIXES: dict[str, bytes] = {}  # parameter name -> its length and bytes, as a key feeds them
 _IMMUTABLE = frozenset({int, float, complex, bool, type(None), str, bytes})
 _PARTS_MAX = 256  # remembered digests (with their parts) per function object
 _UNNAMED = "a global, closure value or helper it reads"
@@ -171,8 +172,11 @@ class KeyMaker:
                 ) from exc
             if record is not None:
                 record[name] = digest
-            encoded = name.encode()
-            h.update(len(encoded).to_bytes(4, "little") + encoded + digest)
+            prefix = _PREFIXES.get(name)
+            if prefix is None:
+                encoded = name.encode()
+                prefix = _PREFIXES[name] = len(encoded).to_bytes(4, "little") + encoded
+            h.update(prefix + digest)
         return h.hexdigest()
 
     def clear(self) -> None:
@@ -203,8 +207,5 @@ RESULT_KEY_FORMAT = b"ndustria-result-key-1"
 def result_key(task_id: str, inputs: list[tuple[str, str]]) -> str:
     """The cache key of a dependent: its call ``task_id`` and, for each task input in order, the
     input's id and the content checksum of the result it produced."""
-    h = xxhash.xxh3_128(RESULT_KEY_FORMAT)
-    h.update(task_id.encode())
-    for dep_id, checksum in inputs:
-        h.update(b"\0" + dep_id.encode() + b"\0" + checksum.encode())
-    return h.hexdigest()
+    text = task_id + "".join(f"\0{dep_id}\0{checksum}" for dep_id, checksum in inputs)
+    return xxhash.xxh3_128_hexdigest(RESULT_KEY_FORMAT + text.encode())

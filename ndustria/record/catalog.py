@@ -185,55 +185,47 @@ class Catalog:
         return rows[0] if rows else None
 
     # -- task runs -----------------------------------------------------------------
-    def add_tasks(self, run_id: int, rows: Iterable[tuple[Any, ...]], deps: dict[str, list[str]] | None = None,
-                  names: Callable[[], list[str]] | None = None) -> None:
-        """Register the tasks of a run as (key, task, function, status[, store_key]) before anything runs;
-        ``store_key``: the cache key of a cached task's result (a completed task's comes with its report);
-        ``deps``: {key: keys of its task inputs}, the edges of the run's graph. The list goes in one
-        ``run_members`` row; the tasks that will run get a ``task_runs`` row each.
+    def add_tasks(self, run_id: int, keys: list[str], functions: list[str], cached: bytes,
+                  store_keys: list[str], inputs: list[str] | None, names: Callable[[], list[str]],
+                  given: list[str | None] | None = None, statuses: dict[str, str] | None = None) -> None:
+        """Register the tasks of a run before anything runs, as columns in declaration order: their ids,
+        function names, whether each is a cache hit (one byte each), cache keys (of the hits; "" for
+        the others: a completed task's comes with its report), inputs (each task's task inputs by their
+        place in the list, comma-separated; None: not known) and ``names()``, every task's call, made
+        only when needed. The list goes in one ``run_members`` row; the tasks that will run get a
+        ``task_runs`` row each, with the status ``statuses`` gives (default "queued").
 
-        With ``names`` (every row's call, in order, made when asked), a row's ``task`` may be None where
-        the call follows from its key (its arguments as bound): a re-run of the same tasks, as its
-        pipeline's previous run had them, then refers to that run without making the calls' names."""
-        rows = list(rows)
-        index = {row[0]: i for i, row in enumerate(rows)}
-        keys, given, functions, store_keys, inputs = [], [], [], [], []
-        cached, todo = bytearray(), []
-        for i, row in enumerate(rows):
-            key, task, function, status = row[:4]
-            if deps is not None:  # its inputs by their place in the list (a run holds every input)
-                inputs.append(",".join(str(index[d]) for d in deps.get(key, ()) if d in index))
-            keys.append(key)
-            given.append(task)
-            functions.append(function)
-            store_keys.append((row[4] if len(row) > 4 else None) or "")
-            cached.append(status == "cached")
-            if status != "cached":
-                todo.append(i)
-        columns = ["\n".join(keys), json.dumps(given), json.dumps(functions), "\n".join(store_keys),
-                   "\n".join(inputs) if deps is not None else None, bytes(cached)]
+        ``given``: the calls known without making them, None where a call follows from its id (its
+        arguments as bound); a re-run of the same tasks as its pipeline's previous run then refers
+        to that run, and no name is made."""
+        todo = [i for i, hit in enumerate(cached) if not hit]
+        known = given if given is not None else [None] * len(keys)
+        columns = ["\n".join(keys), json.dumps(known), json.dumps(functions), "\n".join(store_keys),
+                   "\n".join(inputs) if inputs is not None else None, bytes(cached)]
         digest = xxhash.xxh3_128_hexdigest("\0".join(c or "" for c in columns[:5]).encode("utf-8", "surrogatepass")
                                            + columns[5])
-        tasks = names() if names is not None and todo else None  # the tasks that run have a row with their call
+        tasks = names() if todo else None  # the tasks that run have a row with their call
+        statuses = statuses or {}
         with self._tx() as db:
             previous = db.execute(
                 "SELECT m.run_id, m.same_as, m.digest FROM run_members m JOIN runs r ON r.run_id = m.run_id"
                 " WHERE r.pipeline = (SELECT pipeline FROM runs WHERE run_id = ?) AND m.run_id < ?"
                 " ORDER BY m.run_id DESC LIMIT 1", (run_id, run_id)).fetchone()
+            n_cached = len(keys) - len(todo)
             if previous is not None and previous[2] == digest:  # a re-run of the same tasks: refer to them
                 db.execute("INSERT OR REPLACE INTO run_members (run_id, digest, n_cached, same_as) VALUES (?, ?, ?, ?)",
-                           (run_id, digest, sum(cached), previous[1] or previous[0]))
+                           (run_id, digest, n_cached, previous[1] or previous[0]))
             else:
-                if tasks is None:
-                    tasks = names() if names is not None else given
+                tasks = tasks if tasks is not None else names()
                 columns[1] = json.dumps(tasks)
                 db.execute("INSERT OR REPLACE INTO run_members (run_id, digest, n_cached, keys, tasks, functions,"
                            " store_keys, deps, cached) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           (run_id, digest, sum(cached), *columns))
-            db.executemany("INSERT OR REPLACE INTO task_runs (run_id, key, task, function, status, store_key)"
-                           " VALUES (?, ?, ?, ?, ?, ?)",
-                           [(run_id, keys[i], (tasks or given)[i], functions[i], rows[i][3], store_keys[i] or None)
-                            for i in todo])
+                           (run_id, digest, n_cached, *columns))
+            if tasks is not None:
+                db.executemany("INSERT OR REPLACE INTO task_runs (run_id, key, task, function, status, store_key)"
+                               " VALUES (?, ?, ?, ?, ?, ?)",
+                               [(run_id, keys[i], tasks[i], functions[i], statuses.get(keys[i], "queued"),
+                                 store_keys[i] or None) for i in todo])
 
     def _members_row(self, run_id: int) -> tuple[Any, ...] | None:
         """The run_members columns (keys, tasks, functions, store_keys, deps, cached) of a run (through

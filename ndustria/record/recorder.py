@@ -35,13 +35,6 @@ class RunConsole(Protocol):
     def progress_step(self) -> None: ...
 
 
-def row_status(handle: TaskHandle, run_ids: set[str]) -> str:
-    """A task's status in the catalog when its run's rows are written (some may already be running)."""
-    if handle.id not in run_ids:
-        return "cached"
-    return "running" if handle.status == "running" else "queued"
-
-
 class RunRecorder:
     """The scheduler's hooks for one run of ``pipeline`` (catalog run ``run_id``).
 
@@ -71,12 +64,17 @@ class RunRecorder:
             return
         self.rows_written = True
         handles, run_ids = list(self.handles.values()), self.run_ids
-        # a call written as bound is named by its key: its name is only made if the run's list is written
-        self.catalog.add_tasks(self.run_id, [(h.id, None if h.written is None else h.name, h.function.name,
-                                              row_status(h, run_ids), None if h.id in run_ids else h.key)
-                                             for h in handles],
-                               deps={h.id: [d.id for d in h.deps] for h in handles if h.deps},
-                               names=lambda: [h.name for h in handles])
+        place = {h.id: i for i, h in enumerate(handles)}
+        # Columns, not a tuple per task (30,000 tuples alive at once cost garbage-collector passes), and a
+        # call written as bound is named by its id: names are made only if the run's list is written.
+        self.catalog.add_tasks(
+            self.run_id, [h.id for h in handles], [h.function.name for h in handles],
+            bytes(h.id not in run_ids for h in handles),
+            ["" if h.id in run_ids else h.key or "" for h in handles],
+            [",".join([str(place[d.id]) for d in h.deps if d.id in place]) if h.deps else "" for h in handles],
+            names=lambda: [h.name for h in handles],
+            given=[None if h.written is None else h.name for h in handles],
+            statuses={h.id: "running" for h in handles if h.id in run_ids and h.status == "running"})
 
     def submitted(self, ids: list[str]) -> None:
         for task_id in ids:
