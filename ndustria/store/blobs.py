@@ -5,10 +5,12 @@ row: the same bytes a file would hold (header, checksums, signature: :mod:`ndust
 so loading, verifying and packing treat both kinds alike. SQLite stores and reads blobs this small
 faster than the filesystem creates and opens files (bench/bench_scale.py, BENCHMARKS.md).
 
-**Group commit.** Rows are written inside one open transaction per process and cache, committed
-when :data:`COMMIT_ROWS` rows wait, :data:`COMMIT_AFTER` seconds after the transaction began (a timer
-commits it if no later write does), or when asked (:meth:`Blobs.commit`): a batch of tiny tasks
-pays one commit, not one per result. Until then the rows are visible to this process only; whatever
+**Group commit.** Rows wait in memory and are written together in one short transaction when
+:data:`COMMIT_ROWS` rows wait, :data:`COMMIT_AFTER` seconds after the first of them (a timer commits
+them if no later write does), or when asked (:meth:`Blobs.commit`): a batch of tiny tasks pays one
+commit, not one per result. No write transaction stays open while tasks compute, so processes
+saving into one cache (two engines) take turns for milliseconds, not for a whole group. Until the
+commit the rows are visible to this process only (every read here consults them first); whatever
 must wait for the commit -- releasing a key's compute lock, so that another process finds the entry
 instead of computing it again -- is handed to :meth:`Blobs.after_commit`. A commit does not fsync
 (WAL, ``synchronous=NORMAL``): :meth:`Blobs.sync` makes every committed row durable.
@@ -16,8 +18,8 @@ instead of computing it again -- is handed to :meth:`Blobs.after_commit`. A comm
 Crashes: a killed process loses only rows it had not committed, whose tasks it had not reported
 (batches report after their commit); after a power loss the database is consistent (WAL), each row
 whole or absent, and an entry absent is computed again. Several processes share the database
-(SQLite's locking; a writer waits up to 30 s for another's transaction, which lasts at most
-:data:`COMMIT_AFTER` seconds plus one row).
+(SQLite's locking; a writer waits up to 30 s for another's commit, which writes at most
+:data:`COMMIT_ROWS` rows).
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ class Blobs:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         retry_locked(self._prepare)
-        self._open_since = 0.0  # time.monotonic() when the open transaction began; 0: none open
-        self._rows = 0
+        self._open_since = 0.0  # time.monotonic() when the oldest uncommitted row was put; 0: none waits
+        self._pending: dict[str, tuple[bytes, float, str]] = {}  # key -> (data, created, checksum), uncommitted
         self._waiting: list[Callable[[], None]] = []
         self._opened = threading.Condition(self._lock)
         threading.Thread(target=self._committer, name="ndustria-commit", daemon=True).start()
@@ -98,21 +100,21 @@ class Blobs:
     # -- writes ---------------------------------------------------------------------------
     def put(self, key: str, data: bytes, created: float, checksum: str, *, commit: bool = True) -> None:
         """Store ``data`` under ``key`` (``created`` and ``checksum`` as its header says, so that looking an
-        entry up needs no parsing); with ``commit=False`` it joins the open transaction (see module doc)."""
+        entry up needs no parsing); with ``commit=False`` it waits for the group's commit (see module doc)."""
         with self._lock:
-            self._begin()
-            self._db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?)", (key, data, created, checksum))
-            self._rows += 1
-            if commit or self._rows >= COMMIT_ROWS or time.monotonic() - self._open_since >= COMMIT_AFTER:
+            if not self._open_since:
+                self._open_since = time.monotonic()
+                self._opened.notify()
+            self._pending[key] = (data, created, checksum)
+            if commit or len(self._pending) >= COMMIT_ROWS or time.monotonic() - self._open_since >= COMMIT_AFTER:
                 self.commit()
 
     def delete(self, key: str) -> bool:
         """Remove ``key``'s row now (committed); False if there was none."""
         with self._lock:
-            self._begin()
-            gone = self._db.execute("DELETE FROM blobs WHERE key = ?", (key,)).rowcount > 0
-            self.commit()
-            return gone
+            waiting = self._pending.pop(key, None) is not None
+            gone = retry_locked(lambda: self._db.execute("DELETE FROM blobs WHERE key = ?", (key,)).rowcount > 0)
+            return gone or waiting
 
     def after_commit(self, job: Callable[[], None]) -> None:
         """Run ``job()`` once the rows written so far are committed (or at once if none wait)."""
@@ -123,26 +125,28 @@ class Blobs:
         job()
 
     def commit(self) -> None:
-        """Commit the open transaction (if any); then run the jobs that waited for it."""
+        """Write the waiting rows in one transaction; then run the jobs that waited for it. If the write
+        fails, the rows are dropped (their tasks are not reported saved) and the error is raised."""
         with self._lock:
             waiting, self._waiting = self._waiting, []
+            rows, self._pending, self._open_since = self._pending, {}, 0.0
             try:
-                if self._open_since:
-                    self._open_since, self._rows = 0.0, 0
-                    self._db.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
+                if rows:
+                    retry_locked(lambda: self._write(rows))
             finally:  # locks are released whether the rows made it or not: never leave another process waiting
                 for job in waiting:
                     job()
 
-    def _begin(self) -> None:
-        if self._open_since:
-            return
-        retry_locked(lambda: self._db.execute("BEGIN IMMEDIATE"))
-        self._open_since = time.monotonic()
-        self._opened.notify()
+    def _write(self, rows: dict[str, tuple[bytes, float, str]]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?)",
+                                 [(key, *row) for key, row in rows.items()])
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def _committer(self) -> None:
         """Commit every transaction at most :data:`COMMIT_AFTER` seconds after it began, whether or not
@@ -162,11 +166,6 @@ class Blobs:
         with contextlib.suppress(sqlite3.Error):  # the next explicit commit (a batch's flush) reports it
             self.commit()
 
-    def _rollback(self) -> None:
-        self._open_since, self._rows = 0.0, 0
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
-
     def sync(self) -> None:
         """Make every committed row durable: fsync the write-ahead log (rows a checkpoint already moved
         into the database file were synced by that checkpoint)."""
@@ -183,17 +182,25 @@ class Blobs:
     # -- reads ----------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
         with self._lock:
+            waiting = self._pending.get(key)
+            if waiting is not None:
+                return waiting[0]
             row = self._db.execute("SELECT data FROM blobs WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
     def lookup(self, key: str) -> tuple[int, str, float] | None:
         """(size, checksum, when written) of ``key``'s row, None if there is none; the data is not read."""
         with self._lock:
+            waiting = self._pending.get(key)
+            if waiting is not None:
+                return len(waiting[0]), waiting[2], waiting[1]
             return self._db.execute("SELECT length(data), checksum, created FROM blobs WHERE key = ?",
                                     (key,)).fetchone()
 
     def has(self, key: str) -> bool:
         with self._lock:
+            if key in self._pending:
+                return True
             return self._db.execute("SELECT 1 FROM blobs WHERE key = ?", (key,)).fetchone() is not None
 
     def checksums(self, keys: list[str]) -> dict[str, str]:
@@ -207,13 +214,18 @@ class Blobs:
                 marks = ",".join("?" * len(chunk))
                 out.update(self._db.execute(
                     f"SELECT key, checksum FROM blobs INDEXED BY blobs_checksums WHERE key IN ({marks})", chunk))
+            if self._pending:
+                out.update({key: self._pending[key][2] for key in keys if key in self._pending})
         return out
 
     def keys(self) -> Iterator[str]:
         with self._lock:
             rows = self._db.execute("SELECT key FROM blobs").fetchall()
+            stored = {key for (key,) in rows} if self._pending else set()
+            waiting = [key for key in self._pending if key not in stored]
         for (key,) in rows:
             yield key
+        yield from waiting
 
     def stats(self, key: str | None = None) -> dict[str, tuple[int, float]]:
         """{key: (size in bytes, when written)} of ``key``'s row, or of every row."""
@@ -221,4 +233,8 @@ class Blobs:
         if key is not None:
             sql, params = sql + " WHERE key = ?", (key,)
         with self._lock:
-            return {k: (n, t or 0.0) for k, n, t in self._db.execute(sql, params)}
+            out = {k: (n, t or 0.0) for k, n, t in self._db.execute(sql, params)}
+            for k, (data, created, _) in self._pending.items():
+                if key is None or k == key:
+                    out[k] = (len(data), created)
+            return out
