@@ -94,6 +94,10 @@ class Blobs:
     def _prepare(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Random keys touch index pages all over: keep them in memory (up to 64 MiB), and checkpoint (which
+        # syncs) every 10,000 pages, not 1,000: a cold run of 300,000 tasks 320 -> 236 us per task.
+        self._db.execute("PRAGMA cache_size=-65536")
+        self._db.execute("PRAGMA wal_autocheckpoint=10000")
         self._db.execute(_SCHEMA)
         self._db.execute(_INDEX)  # (built once on a table of an earlier version)
 
