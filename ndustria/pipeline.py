@@ -165,7 +165,8 @@ class Pipeline:
                 deps.setdefault(value.id, value)
             elif type(value) not in _SCALARS:
                 plain = False
-        if not plain:
+        if not plain:  # handles inside containers too, in the order they are met (a dependent's key lists them)
+            deps = {}
             for value in (*bound_args, *bound_kwargs.values()):
                 for handle in iter_handles(value):
                     deps.setdefault(handle.id, handle)

@@ -132,3 +132,28 @@ def test_a_damaged_input_recomputed_with_another_result_gives_its_dependent_a_ne
     assert d2.result() == 4, "the dependent follows the input's new result, not the old entry"
     assert d2.key != old_key
 
+
+
+@pytest.mark.parametrize("call", ["plain", "nested"])
+def test_a_dependents_key_lists_its_inputs_in_the_order_the_call_holds_them(cache_dir, call):
+    """The key names each input's result in the order the arguments hold them, handles inside a list
+    included (``g([a], b)``: a, then b), as keys made before declaring got a fast path for plain calls."""
+    from ndustria import Pipeline
+    from ndustria.keys.maker import result_key
+
+    pipe = Pipeline(name="order", verbose=False)
+
+    @pipe.AddFunction()
+    def produce(n):
+        return n * 10
+
+    @pipe.AddFunction()
+    def pair(a, b):
+        return (a, b)
+
+    a, b = produce(1), produce(2)
+    h = pair([a], b) if call == "nested" else pair(a, b)
+    assert [d.id for d in h.deps] == [a.id, b.id]
+    pipe.run()
+    assert h.key == result_key(h.id, [(a.id, a.checksum), (b.id, b.checksum)])
+    assert h.result() == (([10], 20) if call == "nested" else (10, 20))
