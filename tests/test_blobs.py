@@ -73,3 +73,30 @@ def test_deleting_a_waiting_row(tmp_path):
     assert blobs.delete("b" * 32) and blobs.delete("a" * 32) and not blobs.delete("f" * 32)
     blobs.commit()
     assert list(blobs.keys()) == [] and not other_process_sees(tmp_path, "a" * 32)
+
+
+def test_rows_the_timer_could_not_write_fail_the_next_commit(tmp_path, monkeypatch):
+    """A batch reports its tasks saved only after its own commit succeeds; if the timer's commit lost
+    some of its rows meanwhile (a full disk), that commit raises instead of reporting them saved."""
+    blobs = Blobs(str(tmp_path))
+    failures = []
+
+    def full_disk(rows):
+        failures.append(len(rows))
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(blobs, "_write", full_disk)
+    blobs.put("a" * 32, b"lost", 1.0, "c" * 32, commit=False)
+    deadline = time.monotonic() + 30
+    while not failures:  # the timer tried to write it, and could not
+        assert time.monotonic() < deadline, "the timer never committed"
+        time.sleep(0.05)
+    monkeypatch.undo()
+    try:
+        blobs.commit()
+    except sqlite3.OperationalError as exc:
+        assert "full" in str(exc)
+    else:
+        raise AssertionError("a commit after the timer lost rows reported success")
+    blobs.commit()  # said once: later commits of new rows are not blamed
+    assert not other_process_sees(tmp_path, "a" * 32)

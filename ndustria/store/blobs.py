@@ -25,7 +25,6 @@ whole or absent, and an entry absent is computed again. Several processes share 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import sqlite3
 import threading
@@ -77,6 +76,7 @@ class Blobs:
         self._open_since = 0.0  # time.monotonic() when the oldest uncommitted row was put; 0: none waits
         self._pending: dict[str, tuple[bytes, float, str]] = {}  # key -> (data, created, checksum), uncommitted
         self._waiting: list[Callable[[], None]] = []
+        self._failed: sqlite3.Error | None = None  # a commit of the timer's that lost its rows
         self._opened = threading.Condition(self._lock)
         threading.Thread(target=self._committer, name="ndustria-commit", daemon=True).start()
         atexit.register(self._commit_quietly)
@@ -134,9 +134,12 @@ class Blobs:
         with self._lock:
             waiting, self._waiting = self._waiting, []
             rows, self._pending, self._open_since = self._pending, {}, 0.0
+            failed, self._failed = self._failed, None
             try:
                 if rows:
                     retry_locked(lambda: self._write(rows))
+                if failed is not None:  # rows the timer could not write: whoever commits next learns it
+                    raise failed
             finally:  # locks are released whether the rows made it or not: never leave another process waiting
                 for job in waiting:
                     job()
@@ -167,8 +170,10 @@ class Blobs:
                 self._commit_quietly()
 
     def _commit_quietly(self) -> None:
-        with contextlib.suppress(sqlite3.Error):  # the next explicit commit (a batch's flush) reports it
+        try:
             self.commit()
+        except sqlite3.Error as exc:  # the next explicit commit (a batch's flush, before it reports) raises it
+            self._failed = exc
 
     def sync(self) -> None:
         """Make every committed row durable: fsync the write-ahead log (rows a checkpoint already moved
