@@ -292,7 +292,7 @@ class Pipeline:
         run_ids = {h.id for h in to_run}
         cached = [h for h in handles.values() if h.id not in run_ids]
         for h in cached:
-            if h.status != "done":
+            if h.status not in ("done", "cached"):
                 h.status = "cached"
         if self.dryrun:
             return self._dry_run(handles, to_run, t0)

@@ -186,24 +186,25 @@ class Catalog:
 
     # -- task runs -----------------------------------------------------------------
     def add_tasks(self, run_id: int, keys: list[str], functions: list[str], cached: bytes,
-                  store_keys: list[str], inputs: list[str] | None, names: Callable[[], list[str]],
+                  store_keys: list[str], inputs: Callable[[], list[str]] | None, names: Callable[[], list[str]],
                   given: list[str | None] | None = None, statuses: dict[str, str] | None = None) -> None:
         """Register the tasks of a run before anything runs, as columns in declaration order: their ids,
         function names, whether each is a cache hit (one byte each), cache keys (of the hits; "" for
-        the others: a completed task's comes with its report), inputs (each task's task inputs by their
-        place in the list, comma-separated; None: not known) and ``names()``, every task's call, made
-        only when needed. The list goes in one ``run_members`` row; the tasks that will run get a
-        ``task_runs`` row each, with the status ``statuses`` gives (default "queued").
+        the others: a completed task's comes with its report), ``inputs()`` (each task's task inputs by
+        their place in the list, comma-separated; None: not known) and ``names()``, every task's call;
+        both made only when needed. The list goes in one ``run_members`` row; the tasks that will run
+        get a ``task_runs`` row each, with the status ``statuses`` gives (default "queued").
 
         ``given``: the calls known without making them, None where a call follows from its id (its
         arguments as bound); a re-run of the same tasks as its pipeline's previous run then refers
-        to that run, and no name is made."""
+        to that run, and no name is made. (The ids name the inputs too, so the list's digest leaves
+        them out.)"""
         todo = [i for i, hit in enumerate(cached) if not hit]
         known = given if given is not None else [None] * len(keys)
-        columns = ["\n".join(keys), json.dumps(known), json.dumps(functions), "\n".join(store_keys),
-                   "\n".join(inputs) if inputs is not None else None, bytes(cached)]
-        digest = xxhash.xxh3_128_hexdigest("\0".join(c or "" for c in columns[:5]).encode("utf-8", "surrogatepass")
-                                           + columns[5])
+        columns: list[Any] = ["\n".join(keys), json.dumps(known), json.dumps(functions), "\n".join(store_keys),
+                              None, bytes(cached)]
+        digest = xxhash.xxh3_128_hexdigest("\0".join(c or "" for c in columns[:4]).encode("utf-8", "surrogatepass")
+                                           + b"\0" + (b"graph" if inputs is not None else b"") + columns[5])
         tasks = names() if todo else None  # the tasks that run have a row with their call
         statuses = statuses or {}
         with self._tx() as db:
@@ -218,6 +219,7 @@ class Catalog:
             else:
                 tasks = tasks if tasks is not None else names()
                 columns[1] = json.dumps(tasks)
+                columns[4] = "\n".join(inputs()) if inputs is not None else None
                 db.execute("INSERT OR REPLACE INTO run_members (run_id, digest, n_cached, keys, tasks, functions,"
                            " store_keys, deps, cached) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (run_id, digest, n_cached, *columns))

@@ -64,17 +64,20 @@ class RunRecorder:
             return
         self.rows_written = True
         handles, run_ids = list(self.handles.values()), self.run_ids
-        place = {h.id: i for i, h in enumerate(handles)}
+
+        def inputs() -> list[str]:  # each task's inputs by their place in the list (an id names its inputs)
+            place = {h.id: i for i, h in enumerate(handles)}
+            return [",".join([str(place[d.id]) for d in h.deps if d.id in place]) if h.deps else "" for h in handles]
+
         # Columns, not a tuple per task (30,000 tuples alive at once cost garbage-collector passes), and a
-        # call written as bound is named by its id: names are made only if the run's list is written.
+        # call written as bound is named by its id: names and inputs are made only if the list is written.
         self.catalog.add_tasks(
             self.run_id, [h.id for h in handles], [h.function.name for h in handles],
-            bytes(h.id not in run_ids for h in handles),
-            ["" if h.id in run_ids else h.key or "" for h in handles],
-            [",".join([str(place[d.id]) for d in h.deps if d.id in place]) if h.deps else "" for h in handles],
-            names=lambda: [h.name for h in handles],
+            bytes(h.id not in run_ids for h in handles) if run_ids else b"\x01" * len(handles),
+            [h.key or "" for h in handles] if not run_ids else ["" if h.id in run_ids else h.key or "" for h in handles],
+            inputs, names=lambda: [h.name for h in handles],
             given=[None if h.written is None else h.name for h in handles],
-            statuses={h.id: "running" for h in handles if h.id in run_ids and h.status == "running"})
+            statuses={i: "running" for i in run_ids if self.handles[i].status == "running"})
 
     def submitted(self, ids: list[str]) -> None:
         for task_id in ids:
