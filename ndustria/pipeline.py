@@ -49,11 +49,10 @@ from ndustria.store.entries import Store
 from ndustria.store.eviction import enforce_limit, resolve_max_size
 from ndustria.store.locks import clean_stale
 from ndustria.store.lookup import dependent_key
-from ndustria.task import TaskFunction, TaskHandle, iter_handles, replace_handles, task_closure
+from ndustria.task import SCALARS, TaskFunction, TaskHandle, iter_handles, replace_handles, task_closure
 
 log = logging.getLogger("ndustria")
 _SEQUENCE = itertools.count()
-_SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})  # values that cannot change
 _NONE: dict[str, Any] = {}
 
 
@@ -163,7 +162,7 @@ class Pipeline:
         for value in arguments.values():
             if type(value) is TaskHandle:
                 deps.setdefault(value.id, value)
-            elif type(value) not in _SCALARS:
+            elif type(value) not in SCALARS:
                 plain = False
         if not plain:  # handles inside containers too, in the order they are met (a dependent's key lists them)
             deps = {}

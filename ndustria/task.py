@@ -207,12 +207,12 @@ def format_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 
 
-_SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})
+SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})  # values that cannot change in place
 
 
 def iter_handles(value: Any) -> Iterator[TaskHandle]:
     """Every task handle inside a value (positional/keyword args, nested builtin containers)."""
-    if type(value) in _SCALARS:
+    if type(value) in SCALARS:
         return
     if isinstance(value, TaskHandle):
         yield value

@@ -53,7 +53,7 @@ import xxhash
 
 from ndustria.errors import UnhashableError
 from ndustria.keys.library import global_name, is_library_module, module_version
-from ndustria.task import TaskHandle
+from ndustria.task import SCALARS, TaskHandle
 
 __all__ = ["MEMO_MIN_BYTES", "ValueHasher", "hash_value", "register", "register_check", "register_lazy"]
 
@@ -91,14 +91,12 @@ def int_bytes(n: int) -> bytes:
     return n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
 
 
-_IMMUTABLE = frozenset({type(None), bool, int, float, complex, str, bytes})
-
 
 def immutable(value: Any, depth: int = 0) -> bool:
     """True for values whose content cannot change: scalars, str, bytes, and tuples/frozensets of them
     (task handles too: a handle is replaced by its stored result, which the store checks)."""
     t = type(value)
-    if t in _IMMUTABLE or t is TaskHandle:
+    if t in SCALARS or t is TaskHandle:
         return True
     if (t is tuple or t is frozenset) and depth < 32:
         return all(immutable(v, depth + 1) for v in value)
@@ -470,8 +468,12 @@ def _task_handle(w: Walk, h: Any, handle: TaskHandle) -> None:
     """A task handle (an input of a task) by its id: the bytes its ``__ndustria_token__`` gives through
     the generic token path (T_TOKEN, its class by name, the token tuple), written in one go: keying
     a task with thousands of inputs must not pay a walk per input."""
+    h.update(_handle_bytes(handle))
+
+
+def _handle_bytes(handle: TaskHandle) -> bytes:
     ident = handle.id.encode()
-    h.update(_HANDLE_TOKEN + T_STR + LEN(len(ident)) + ident)
+    return _HANDLE_TOKEN + T_STR + LEN(len(ident)) + ident
 
 
 _HANDLE_NAME = f"{TaskHandle.__module__}\0{TaskHandle.__qualname__}".encode()
@@ -537,9 +539,8 @@ class ValueHasher:
         if cls is int or cls is str:  # the usual arguments: the same bytes as the walk, in one call
             payload = int_bytes(obj) if cls is int else obj.encode("utf-8", "surrogatepass")  # type: ignore[attr-defined]
             return xxhash.xxh3_128_digest(_FORMAT + (T_INT if cls is int else T_STR) + LEN(len(payload)) + payload)
-        if cls is TaskHandle:  # a task's input: the same bytes as _task_handle writes
-            ident = obj.id.encode()  # type: ignore[attr-defined]
-            return xxhash.xxh3_128_digest(_FORMAT + _HANDLE_TOKEN + T_STR + LEN(len(ident)) + ident)
+        if cls is TaskHandle:  # a task's input: the same bytes as the walk, in one call
+            return xxhash.xxh3_128_digest(_FORMAT + _handle_bytes(obj))  # type: ignore[arg-type]
         h = xxhash.xxh3_128(_FORMAT)
         try:
             Walk(self).feed(h, obj)

@@ -14,7 +14,7 @@ import xxhash
 from ndustria.errors import InputChangedError, InputFileError, UnhashableError
 from ndustria.keys.fingerprint import Fingerprinter
 from ndustria.keys.hashing import ValueHasher, immutable
-from ndustria.task import TaskHandle, format_call, iter_handles, replace_handles
+from ndustria.task import SCALARS, TaskHandle, format_call, iter_handles, replace_handles
 
 if TYPE_CHECKING:
     from ndustria.task import TaskFunction
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 KEY_FORMAT = b"ndustria-key-1"
 CODE = "<code>"  # the function digest's entry in a task_key() record (never a parameter name)
 _PREFIXES: dict[str, bytes] = {}  # parameter name -> its length and bytes, as a key feeds them
-_IMMUTABLE = frozenset({int, float, complex, bool, type(None), str, bytes})
 _PARTS_MAX = 256  # remembered digests (with their parts) per function object
 _UNNAMED = "a global, closure value or helper it reads"
 
@@ -102,7 +101,7 @@ class KeyMaker:
         stored values anyway; a container holding handles is checked with the handles as markers)."""
         values = []
         for name, value in arguments.items():
-            if type(value) in _IMMUTABLE or isinstance(value, TaskHandle) or immutable(value):
+            if type(value) in SCALARS or isinstance(value, TaskHandle) or immutable(value):
                 continue
             marked = next(iter_handles(value), None) is not None
             digest = self.hasher.digest(replace_handles(value, _handle_marker, _is_handle)) if marked else record[name]
@@ -192,7 +191,7 @@ def _copy_hint(name: str, value: Any) -> str:
     t = type(value)
     if t in (list, set, dict):
         items = value.values() if t is dict else value
-        flat = all(type(v) in _IMMUTABLE for v in items)
+        flat = all(type(v) in SCALARS for v in items)
         return f"{t.__name__}({name})" if flat else f"copy.deepcopy({name})"
     if t is bytearray:
         return f"bytes({name})"
