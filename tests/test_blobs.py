@@ -75,9 +75,10 @@ def test_deleting_a_waiting_row(tmp_path):
     assert list(blobs.keys()) == [] and not other_process_sees(tmp_path, "a" * 32)
 
 
-def test_rows_the_timer_could_not_write_fail_the_next_commit(tmp_path, monkeypatch):
-    """A batch reports its tasks saved only after its own commit succeeds; if the timer's commit lost
-    some of its rows meanwhile (a full disk), that commit raises instead of reporting them saved."""
+def test_rows_the_timer_could_not_write_keep_waiting_and_fail_the_next_commit(tmp_path, monkeypatch):
+    """A batch reports its tasks saved only after its own flush succeeds: rows the timer's commit could
+    not write (a full disk) are not dropped; they keep waiting, every commit raises until they are
+    written, and the next commit that can write them does."""
     blobs = Blobs(str(tmp_path))
     failures = []
 
@@ -86,17 +87,18 @@ def test_rows_the_timer_could_not_write_fail_the_next_commit(tmp_path, monkeypat
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(blobs, "_write", full_disk)
-    blobs.put("a" * 32, b"lost", 1.0, "c" * 32, commit=False)
+    blobs.put("a" * 32, b"kept", 1.0, "c" * 32, commit=False)
     deadline = time.monotonic() + 30
     while not failures:  # the timer tried to write it, and could not
         assert time.monotonic() < deadline, "the timer never committed"
         time.sleep(0.05)
-    monkeypatch.undo()
+    assert blobs.get("a" * 32) == b"kept"  # still waiting, still seen by this process
     try:
-        blobs.commit()
+        blobs.commit()  # a batch's flush while the disk is still full
     except sqlite3.OperationalError as exc:
         assert "full" in str(exc)
     else:
-        raise AssertionError("a commit after the timer lost rows reported success")
-    blobs.commit()  # said once: later commits of new rows are not blamed
-    assert not other_process_sees(tmp_path, "a" * 32)
+        raise AssertionError("a commit that could not write its rows reported success")
+    monkeypatch.undo()
+    blobs.commit()
+    assert other_process_sees(tmp_path, "a" * 32)

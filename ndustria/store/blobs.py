@@ -25,6 +25,8 @@ whole or absent, and an entry absent is computed again. Several processes share 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -43,6 +45,7 @@ _SCHEMA = ("CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NO
 # Looking many keys up reads (key, checksum) from this index alone, never the rows' data pages:
 # 20,000 keys of a 30,000-row table took 5.3 us each through the primary key, 1.8 us here (sorted).
 _INDEX = "CREATE INDEX IF NOT EXISTS blobs_checksums ON blobs (key, checksum)"
+log = logging.getLogger("ndustria")
 _REGISTRY: dict[tuple[int, str], Blobs] = {}
 _REGISTRY_LOCK = threading.Lock()
 
@@ -87,10 +90,10 @@ class Blobs:
         self._open_since = 0.0  # time.monotonic() when the oldest uncommitted row was put; 0: none waits
         self._pending: dict[str, tuple[bytes, float, str]] = {}  # key -> (data, created, checksum), uncommitted
         self._waiting: list[Callable[[], None]] = []
-        self._failed: sqlite3.Error | None = None  # a commit of the timer's that lost its rows
         self._opened = threading.Condition(self._lock)
+        self._pid = os.getpid()
         threading.Thread(target=self._committer, name="ndustria-commit", daemon=True).start()
-        atexit.register(self._commit_quietly)
+        atexit.register(self._commit_at_exit)
 
     @classmethod
     def of(cls, root: str) -> Blobs:
@@ -136,19 +139,23 @@ class Blobs:
 
     def commit(self) -> None:
         """Write the waiting rows in one transaction; then run the jobs that waited for it. If the write
-        fails, the rows are dropped (their tasks are not reported saved) and the error is raised."""
+        fails, the error is raised and the rows keep waiting: no row is dropped, so a batch whose rows
+        the timer could not write learns it from its own flush, which raises instead of reporting."""
         with self._lock:
             waiting, self._waiting = self._waiting, []
             rows, self._pending, self._open_since = self._pending, {}, 0.0
-            failed, self._failed = self._failed, None
             try:
                 if rows:
                     retry_locked(lambda: self._write(rows))
-                if failed is not None:  # rows the timer could not write: whoever commits next learns it
-                    raise failed
+            except BaseException:
+                self._pending, self._open_since = rows, time.monotonic()  # (no put ran: the lock is held)
+                raise
             finally:  # locks are released whether the rows made it or not: never leave another process waiting
                 for job in waiting:
-                    job()
+                    try:
+                        job()
+                    except Exception:  # one lock that cannot be released must not keep the others held
+                        log.exception("ndustria: releasing a compute lock after a commit failed")
 
     def _write(self, rows: dict[str, tuple[bytes, float, str]]) -> None:
         self._db.execute("BEGIN IMMEDIATE")
@@ -173,13 +180,16 @@ class Blobs:
                 if left > 0:
                     self._opened.wait(left)
                     continue
-                self._commit_quietly()
+                with contextlib.suppress(Exception):  # the rows keep waiting (tried again in COMMIT_AFTER);
+                    self.commit()  # the next explicit commit, a batch's flush before it reports, raises
 
-    def _commit_quietly(self) -> None:
+    def _commit_at_exit(self) -> None:
+        if os.getpid() != self._pid or not self._pending:  # a forked child must not use its parent's connection
+            return
         try:
             self.commit()
-        except sqlite3.Error as exc:  # the next explicit commit (a batch's flush, before it reports) raises it
-            self._failed = exc
+        except Exception as exc:  # noqa: BLE001 - at exit there is no one left to raise to
+            log.warning("ndustria: %d small results could not be committed at exit: %s", len(self._pending), exc)
 
     def sync(self) -> None:
         """Make every committed row durable: fsync the write-ahead log (rows a checkpoint already moved
@@ -242,14 +252,10 @@ class Blobs:
             yield key
         yield from waiting
 
-    def stats(self, key: str | None = None) -> dict[str, tuple[int, float]]:
-        """{key: (size in bytes, when written)} of ``key``'s row, or of every row."""
-        sql, params = "SELECT key, length(data), created FROM blobs", ()
-        if key is not None:
-            sql, params = sql + " WHERE key = ?", (key,)
+    def stats(self) -> dict[str, tuple[int, float]]:
+        """{key: (size in bytes, when written)} of every row."""
         with self._lock:
-            out = {k: (n, t or 0.0) for k, n, t in self._db.execute(sql, params)}
+            out = {k: (n, t or 0.0) for k, n, t in self._db.execute("SELECT key, length(data), created FROM blobs")}
             for k, (data, created, _) in self._pending.items():
-                if key is None or k == key:
-                    out[k] = (len(data), created)
+                out[k] = (len(data), created)
             return out

@@ -256,8 +256,8 @@ class Store:
             return False
 
     def known_checksums(self, keys: list[str]) -> dict[str, str]:
-        """:meth:`known_checksum` of many keys at once (the stored ones only): one query per 500 small
-        entries, a stat for each other key."""
+        """{key: checksum} of the stored ``keys``: a row's checksum, ``""`` for a file (its header is read
+        only when a dependent's key needs it). One query per 500 small entries, a stat for each other key."""
         found = self.blobs.checksums(keys)
         for key in keys:
             if key not in found:
@@ -292,7 +292,7 @@ class Store:
                 os.unlink(final)  # an earlier, larger value under this key (rerun, a nondeterministic task)
             return EntryInfo(key, self._row_path(key), len(whole), checksum, created)
         size, checksum = self._save_file(key, final, data, views, sync=self.fsync and not defer)
-        if self.blobs.has(key):  # an earlier, smaller value under this key
+        if self.blobs.has(key):  # an earlier, smaller value under this key (kept if the new one fails)
             self.blobs.delete(key)
         return EntryInfo(key, Path(final), size, checksum)
 
@@ -512,31 +512,9 @@ class Store:
             return None
         return EntryInfo(key, path, size, hdr.checksum, hdr.created)
 
-    def known_checksum(self, key: str) -> str | None:
-        """Whether an entry is stored, and its checksum when that costs nothing: the checksum of a row,
-        ``""`` for a file (its header is read only when a dependent's key needs it), None if absent.
-        Hot: one call per declared task."""
-        row = self.blobs.lookup(key)
-        if row is not None:
-            return row[1]
-        try:
-            return "" if _stat.S_ISREG(os.stat(self._file(key)).st_mode) else None
-        except (OSError, ValueError):
-            return None
-
-    def stat(self, key: str) -> tuple[int, float] | None:
-        """(size in bytes, when written) of an entry, None if absent; nothing is read."""
-        row = self.blobs.stats(key).get(key)
-        if row is not None:
-            return row
-        try:
-            st = os.stat(self._file(key))
-        except FileNotFoundError:
-            return None
-        return st.st_size, st.st_mtime
-
     def stats(self) -> dict[str, tuple[int, float]]:
-        """:meth:`stat` of every entry: one query for the small ones, a stat for each file."""
+        """{key: (size in bytes, when written)} of every entry: one query for the small ones, a stat for each
+        file; nothing is read."""
         out = self.blobs.stats()
         for key in self._file_keys():
             if key not in out:
