@@ -170,7 +170,7 @@ class Pipeline:
                 for handle in iter_handles(value):
                     deps.setdefault(handle.id, handle)
         files = False
-        if not plain or self._files.pending:  # (a File read through a global leaves its snapshot pending)
+        if self._files.pending:  # the key read a File (an argument, or one reached through a global)
             # File arguments pinned to the snapshot the key was made from (checked on the engine)
             bound_args, bound_kwargs, arguments, files = pin_files(self._keys.hasher, function.signature, bound_args,
                                                                    bound_kwargs, arguments)
@@ -225,6 +225,7 @@ class Pipeline:
         """Task calls inside the block are declared and looked up (ids, keys, hits) but not kept: their
         handles go to the list this yields, not to the tasks :meth:`run` runs, and nothing is printed.
         The notebook uses it to tell whether a cell's tasks are cached without running anything."""
+        self.look_up()  # tasks declared before the block: their hits are known when tasks inside depend on them
         saved = self.tasks, self._pending, self._unlooked, self.console, self._declaring_only
         declared: list[TaskHandle] = []
         self.tasks, self._pending, self._unlooked = declared, {}, []

@@ -157,3 +157,27 @@ def test_a_dependents_key_lists_its_inputs_in_the_order_the_call_holds_them(cach
     pipe.run()
     assert h.key == result_key(h.id, [(a.id, a.checksum), (b.id, b.checksum)])
     assert h.result() == (([10], 20) if call == "nested" else (10, 20))
+
+
+def test_declaring_only_sees_the_hits_of_inputs_declared_before_it(cache_dir):
+    """A task declared inside ``declaring_only()`` (how the notebook asks whether a cell is cached) on an
+    input declared before the block, not yet looked up, is a hit like the same call outside the block."""
+    from ndustria import Pipeline
+
+    pipe = Pipeline(name="only", verbose=False)
+
+    @pipe.AddFunction()
+    def produce(n):
+        return n + 1
+
+    @pipe.AddFunction()
+    def double(x):
+        return 2 * x
+
+    expected = double(produce(1))
+    pipe.run()
+    a = produce(1)  # declared again: looked up lazily
+    with pipe.declaring_only() as declared:
+        b = double(a)
+    assert declared == [b]
+    assert b.key == expected.key and b.status == "cached"

@@ -155,6 +155,7 @@ def source_of(code: types.CodeType) -> str:
 
 _INDENT = re.compile(r"[ \t]*")
 _DEF_KEYWORD = re.compile(r"\s*(async\s+)?def\s")
+_DEF_OR_DECORATOR = re.compile(r"\s*(@|(async\s+)?def\s)")
 
 
 def _block_end(code: types.CodeType, lines: list[str], lnum: int) -> int | None:
@@ -165,7 +166,7 @@ def _block_end(code: types.CodeType, lines: list[str], lnum: int) -> int | None:
     decides, as it always did."""
     positions = getattr(code, "co_positions", None)
     first = lines[lnum]
-    if positions is None or code.co_name == "<lambda>" or not re.match(r"\s*(@|def\s|async\s+def\s)", first):
+    if positions is None or code.co_name == "<lambda>" or not _DEF_OR_DECORATOR.match(first):
         return None
     end = max((p[1] for c in _codes(code) for p in c.co_positions() if p[1] is not None), default=None)
     header = next((i for i in range(lnum, len(lines)) if _DEF_KEYWORD.match(lines[i])), None)
