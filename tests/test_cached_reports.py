@@ -142,23 +142,59 @@ def test_a_rerun_lists_its_tasks_as_it_wrote_them(tmp_path, cache_dir):
         path = write_script(tmp_path / "written.py", WRITTEN.format(second=second))
         proc = run_python(path, cwd=tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        return sorted(row["task"] for row in tasks_of(-1))
+
+    def tasks_of(index: int) -> list[dict]:
         catalog = Catalog(cache_dir, readonly=True)
         try:
-            latest = catalog.runs("written", limit=1)[0]["run_id"]
-            return sorted(row["task"] for row in catalog.tasks(latest))
+            return catalog.tasks(sorted(r["run_id"] for r in catalog.runs("written"))[index])
         finally:
             catalog.close()
 
     first = run("scale(2)")
     assert first == ["scale(1)", "scale(2)", "total(scale(1), scale(2))"]
     assert run("scale(2)") == first  # all cache hits, named as the first run named them
+    assert {r["status"] for r in tasks_of(0)} == {"done"} and {r["status"] for r in tasks_of(1)} == {"cached"}
+    assert [r["store_key"] for r in tasks_of(0)] == [r["store_key"] for r in tasks_of(1)]
     assert run("scale(2)") == first  # the same hits again: the list of the run before
     assert run("scale(n=2)") == ["scale(1)", "scale(n=2)", "total(scale(1), scale(n=2))"]
     assert run("scale(2, factor=2)") == ["scale(1)", "scale(2, factor=2)", "total(scale(1), scale(2, factor=2))"]
     assert run("scale(2, factor=2)")[1] == "scale(2, factor=2)"
     db = sqlite3.connect(cache_dir / "catalog.sqlite")
     try:
-        same_as = [row[0] for row in db.execute("SELECT same_as FROM run_members ORDER BY run_id")]
+        refers = db.execute("SELECT same_as, hits_as FROM run_members ORDER BY run_id").fetchall()
     finally:
         db.close()
-    assert same_as == [None, None, 2, None, None, 5]  # identical warm re-runs refer to the run before
+    # A list of the same tasks refers to the run that wrote it (the first warm run too: only its hits
+    # differ from the cold run's); the same hits refer to the run that found them first.
+    assert [r[0] for r in refers] == [None, 1, 1, None, None, 5]
+    assert [r[1] for r in refers] == [None, None, 2, 2, 2, 2]
+    assert [{r["status"] for r in tasks_of(i)} for i in range(6)] == [{"done"}] + [{"cached"}] * 5
+
+
+def test_a_list_written_before_hits_were_kept_apart_still_reads(tmp_path):
+    """A catalog row of the earlier layout (a re-run referring to the run before for its list and its
+    hits together, ``hits_as`` unset) reads as it did: the cached tasks and their cache keys."""
+    import sqlite3
+
+    catalog = Catalog(tmp_path)
+    try:
+        for _ in range(2):
+            run_id = catalog.start_run("old", "serial", 1, {})
+            catalog.add_tasks(run_id, ["k1", "k2"], ["f", "f"], b"\x01\x01", ["s1", "s2"], None,
+                              names=lambda: ["f(1)", "f(2)"])
+            catalog.finish_run(run_id, "done")
+    finally:
+        catalog.close()
+    db = sqlite3.connect(tmp_path / "catalog.sqlite")
+    with db:
+        assert db.execute("SELECT same_as, hits_as FROM run_members WHERE run_id = 2").fetchone() == (1, 1)
+        db.execute("UPDATE run_members SET hits = NULL, hits_as = NULL WHERE run_id = 2")
+    db.close()
+    catalog = Catalog(tmp_path, readonly=True)
+    try:
+        rows = catalog.tasks(2)
+    finally:
+        catalog.close()
+    assert [(r["task"], r["status"], r["store_key"]) for r in rows] == [("f(1)", "cached", "s1"),
+                                                                         ("f(2)", "cached", "s2")]

@@ -201,28 +201,31 @@ class Catalog:
         them out.)"""
         todo = [i for i, hit in enumerate(cached) if not hit]
         known = given if given is not None else [None] * len(keys)
-        columns: list[Any] = ["\n".join(keys), json.dumps(known), json.dumps(functions), "\n".join(store_keys),
-                              None, bytes(cached)]
-        digest = xxhash.xxh3_128_hexdigest("\0".join(c or "" for c in columns[:4]).encode("utf-8", "surrogatepass")
-                                           + b"\0" + (b"graph" if inputs is not None else b"") + columns[5])
+        listed = ["\n".join(keys), json.dumps(known), json.dumps(functions)]
+        digest = xxhash.xxh3_128_hexdigest("\0".join(listed).encode("utf-8", "surrogatepass")
+                                           + (b"\0graph" if inputs is not None else b"\0"))
+        found = ["\n".join(store_keys), bytes(cached)]
+        hits = xxhash.xxh3_128_hexdigest(found[0].encode("utf-8", "surrogatepass") + b"\0" + found[1])
         tasks = names() if todo else None  # the tasks that run have a row with their call
         statuses = statuses or {}
         with self._tx() as db:
             previous = db.execute(
-                "SELECT m.run_id, m.same_as, m.digest FROM run_members m JOIN runs r ON r.run_id = m.run_id"
-                " WHERE r.pipeline = (SELECT pipeline FROM runs WHERE run_id = ?) AND m.run_id < ?"
-                " ORDER BY m.run_id DESC LIMIT 1", (run_id, run_id)).fetchone()
-            n_cached = len(keys) - len(todo)
-            if previous is not None and previous[2] == digest:  # a re-run of the same tasks: refer to them
-                db.execute("INSERT OR REPLACE INTO run_members (run_id, digest, n_cached, same_as) VALUES (?, ?, ?, ?)",
-                           (run_id, digest, n_cached, previous[1] or previous[0]))
+                "SELECT m.run_id, m.same_as, m.digest, m.hits, m.hits_as FROM run_members m JOIN runs r"
+                " ON r.run_id = m.run_id WHERE r.pipeline = (SELECT pipeline FROM runs WHERE run_id = ?)"
+                " AND m.run_id < ? ORDER BY m.run_id DESC LIMIT 1", (run_id, run_id)).fetchone()
+            row: dict[str, Any] = {"run_id": run_id, "digest": digest, "n_cached": len(keys) - len(todo), "hits": hits}
+            if previous is not None and previous[2] == digest:  # the same tasks as the run before: refer to them
+                row["same_as"] = previous[1] or previous[0]
             else:
                 tasks = tasks if tasks is not None else names()
-                columns[1] = json.dumps(tasks)
-                columns[4] = "\n".join(inputs()) if inputs is not None else None
-                db.execute("INSERT OR REPLACE INTO run_members (run_id, digest, n_cached, keys, tasks, functions,"
-                           " store_keys, deps, cached) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           (run_id, digest, n_cached, *columns))
+                row.update(keys=listed[0], tasks=json.dumps(tasks), functions=listed[2],
+                           deps="\n".join(inputs()) if inputs is not None else None)
+            if previous is not None and previous[3] == hits:  # and the same hits
+                row["hits_as"] = previous[4] or previous[0]
+            else:
+                row.update(store_keys=found[0], cached=found[1])
+            db.execute(f"INSERT OR REPLACE INTO run_members ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       tuple(row.values()))
             if tasks is not None:
                 db.executemany("INSERT OR REPLACE INTO task_runs (run_id, key, task, function, status, store_key)"
                                " VALUES (?, ?, ?, ?, ?, ?)",
@@ -230,15 +233,23 @@ class Catalog:
                                  store_keys[i] or None) for i in todo])
 
     def _members_row(self, run_id: int) -> tuple[Any, ...] | None:
-        """The run_members columns (keys, tasks, functions, store_keys, deps, cached) of a run (through
-        the run it refers to); None for runs recorded before the list was kept (their cached tasks have rows)."""
+        """The run_members columns (keys, tasks, functions, store_keys, deps, cached) of a run, the
+        list's through the run it refers to (``same_as``), the hits' through theirs (``hits_as``; a
+        row written before hits were kept apart has them with its list); None for runs recorded
+        before the list was kept (their cached tasks have rows)."""
         with self._lock:
-            row = self._db.execute("SELECT same_as FROM run_members WHERE run_id = ?", (run_id,)).fetchone()
-            if row is None:
+            own = self._db.execute("SELECT same_as, hits_as, cached IS NOT NULL FROM run_members WHERE run_id = ?",
+                                   (run_id,)).fetchone()
+            if own is None:
                 return None
-            row = self._db.execute("SELECT keys, tasks, functions, store_keys, deps, cached FROM run_members"
-                                   " WHERE run_id = ?", (row[0] or run_id,)).fetchone()
-        return None if row is None or row[0] is None else tuple(row)
+            listed = self._db.execute("SELECT keys, tasks, functions, deps FROM run_members WHERE run_id = ?",
+                                      (own[0] or run_id,)).fetchone()
+            hits_of = run_id if own[2] else own[1] or own[0]
+            found = self._db.execute("SELECT store_keys, cached FROM run_members WHERE run_id = ?",
+                                     (hits_of,)).fetchone()
+        if listed is None or listed[0] is None or found is None:
+            return None
+        return listed[0], listed[1], listed[2], found[0], listed[3], found[1]
 
     def _members(self, run_id: int) -> list[tuple[str, str, str, str, bool]] | None:
         """(key, task, function, store_key, cached) of every task of a run in declaration order, or None."""

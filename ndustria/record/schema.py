@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS profiles (
 );
 CREATE TABLE IF NOT EXISTS run_members (
     run_id INTEGER PRIMARY KEY, digest TEXT, n_cached INTEGER, same_as INTEGER, folded INTEGER DEFAULT 0,
-    keys TEXT, tasks TEXT, functions TEXT, store_keys TEXT, deps TEXT, cached BLOB
+    keys TEXT, tasks TEXT, functions TEXT, store_keys TEXT, deps TEXT, cached BLOB, hits TEXT, hits_as INTEGER
 );
 CREATE TABLE IF NOT EXISTS file_digests (
     path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, ctime_ns INTEGER,
@@ -67,6 +67,8 @@ def prepare(db: sqlite3.Connection) -> None:
         raise
     add_column(db, "task_runs", "store_key", "TEXT")  # the cache key of a task's result (catalogs before 2026-12)
     add_column(db, "run_members", "deps", "TEXT")  # the run's graph (catalogs of early 2026-12 development)
+    add_column(db, "run_members", "hits", "TEXT")  # hits kept apart from the list (catalogs before 2026-12-03)
+    add_column(db, "run_members", "hits_as", "INTEGER")
 
 
 def add_column(db: sqlite3.Connection, table: str, column: str, kind: str) -> None:
