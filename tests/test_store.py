@@ -432,3 +432,43 @@ def test_the_signed_message_is_the_json_of_what_it_covers(hdr, key) -> None:
     assert entry_format.signed_message(key, hdr) == entry_format.dumps(
         {"format": FORMAT_VERSION, "key": key, "pickle": list(hdr.pickle), "buffers": [list(r) for r in hdr.buffers],
          "pickle_sha256": hdr.pickle_sha256, "pickle_digest": hdr.pickle_digest, "buffers_digest": hdr.buffers_digest})
+
+
+def test_sync_makes_exactly_what_was_written_durable(tmp_path: Path, monkeypatch) -> None:
+    """``sync()`` after deferred saves fsyncs each entry file written since the last sync, its folders
+    and the small entries' table, not the whole filesystem (a syncfs also writes out every other
+    program's dirty files); past ``SYNC_FILES`` files it syncs the filesystem once instead."""
+    store = Store(tmp_path / "cache", fsync=False)
+    synced: list[str] = []
+    real_fsync, real_open = os.fsync, os.open
+    opened: dict[int, str] = {}
+
+    def open_(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        opened[fd] = os.fspath(path)
+        return fd
+
+    def fsync(fd):
+        synced.append(opened.get(fd, "?"))
+        real_fsync(fd)
+
+    filesystem = []
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(store_module, "_SYNCFS", lambda fd: filesystem.append(opened.get(fd)) or 0)
+    big = [np.full(100_000, i, dtype=np.float64) for i in range(3)]
+    infos = [store.save(f"{i:032x}", big[i], defer=True) for i in range(3)]
+    store.save("a" * 32, 7, defer=True)
+    store.sync()
+    files = {os.fspath(info.path) for info in infos}
+    assert files <= set(synced)
+    assert {os.path.dirname(f) for f in files} <= set(synced) and os.fspath(store.root / "objects") in synced
+    assert os.fspath(store.root / "objects.sqlite-wal") in synced and filesystem == []
+    synced.clear()
+    store.sync()  # nothing written since: nothing of the files again
+    assert not files & set(synced)
+    for i in range(store_module.SYNC_FILES + 1):
+        store.save(f"{i + 100:032x}", big[0], defer=True)
+    store.sync()
+    assert filesystem == [os.fspath(store.root)]
+    assert store.load("a" * 32) == 7 and all(np.array_equal(store.load(f"{i:032x}"), big[i]) for i in range(3))
