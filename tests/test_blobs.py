@@ -134,3 +134,25 @@ def test_a_process_folds_its_log_in_at_exit_and_keeps_every_row(tmp_path):
     wal = tmp_path / (FILE + "-wal")
     # the late handler's connection stays open at exit: its log holds at most that one row's pages
     assert not wal.exists() or wal.stat().st_size < 64 << 10
+
+
+def test_syncing_keeps_this_process_reading_what_others_write(tmp_path):
+    """``sync()`` must not drop SQLite's locks (closing a descriptor of the database file would): a
+    reader that closed next took itself for the last connection and removed the log and its index
+    under this one, and this process went on reading a row another process had deleted since
+    (``ndustria cache`` then ``ndustria cache rm`` while a kernel is open)."""
+    blobs = Blobs(str(tmp_path))
+    blobs.put("a" * 32, b"one", 1.0, "c" * 32)
+    blobs.put("b" * 32, b"two", 1.0, "c" * 32)
+    blobs.sync()
+    reader = ("import sqlite3, sys\n"
+              "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+              "db.execute('SELECT COUNT(*) FROM blobs').fetchone()\n"
+              "db.close()\n")
+    remover = reader.replace("'SELECT COUNT(*) FROM blobs').fetchone()", "'DELETE FROM blobs WHERE key = ?', ('a' * 32,))")
+    for script in (reader, remover):
+        proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / FILE)], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / (FILE + "-wal")).exists()  # this process's connection still holds the log
+    assert list(blobs.keys()) == ["b" * 32] and blobs.get("a" * 32) is None

@@ -216,17 +216,20 @@ class Blobs:
                 self._connection = None
 
     def sync(self) -> None:
-        """Make every committed row durable: fsync the write-ahead log (rows a checkpoint already moved
-        into the database file were synced by that checkpoint)."""
-        for path in (self.path + "-wal", self.path):
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        """Make every committed row durable: fsync the write-ahead log. Rows a checkpoint moved into the
+        database file were synced by that checkpoint (synchronous=NORMAL syncs the file after each one).
+
+        Never the database file itself: closing any descriptor of a file drops every POSIX lock this
+        process holds on it, SQLite's among them; another process would then take its connection for
+        the last one, delete the log under it, and this connection would read a stale table."""
+        try:
+            fd = os.open(self.path + "-wal", os.O_RDONLY)  # SQLite locks the database and -shm, never the log
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
