@@ -496,7 +496,7 @@ class Pipeline:
             self._uncached[key] = value
             return "", 0, ""
         self._uncached.pop(key, None)
-        return str(info.path), info.size, info.checksum
+        return info.where, info.size, info.checksum
 
     def _forget(self, key: str) -> None:
         self.store.remove(key)

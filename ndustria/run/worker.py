@@ -169,7 +169,7 @@ def _compute(payload: TaskPayload, store: Store, thread_cpu: bool) -> tuple[Task
 def found_report(payload: TaskPayload, info: Any) -> TaskReport:
     """The report of a task whose entry another process stored (``info``: its EntryInfo)."""
     return TaskReport(key=payload.key, status="done", engine=engine_id(), host=_HOST,
-                      pid=os.getpid(), path=str(info.path), size=info.size, checksum=info.checksum, found=True,
+                      pid=os.getpid(), path=info.where, size=info.size, checksum=info.checksum, found=True,
                       store_key=payload.store_key or payload.key)
 
 
@@ -202,7 +202,7 @@ def _finish(payload: TaskPayload, store: Store, value: Any, report: TaskReport) 
         report.error = f"the result of {payload.name} cannot be stored: {exc}"
         report.exception = CacheWriteError(report.error, exc.errno, exc.path, exc.reason)
         return report
-    report.path, report.size, report.checksum, report.status = str(info.path), info.size, info.checksum, "done"
+    report.path, report.size, report.checksum, report.status = info.where, info.size, info.checksum, "done"
     return report
 
 
