@@ -331,8 +331,8 @@ class Pipeline:
         raise ``TaskError`` if a task failed."""
         catalog = self.catalog
         if state.done:  # what this run reported saved is durable before run() returns
-            if self.fsync:
-                self.store.sync()
+            if self.fsync:  # its files too, whichever process or worker store wrote them
+                self.store.sync(handles[i].path for i in state.done if i in handles)
             else:
                 self.store.flush()
         catalog.finish_run(run_id, "failed" if state.failed else "done")

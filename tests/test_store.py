@@ -439,23 +439,9 @@ def test_sync_makes_exactly_what_was_written_durable(tmp_path: Path, monkeypatch
     and the small entries' table, not the whole filesystem (a syncfs also writes out every other
     program's dirty files); past ``SYNC_FILES`` files it syncs the filesystem once instead."""
     store = Store(tmp_path / "cache", fsync=False)
-    synced: list[str] = []
-    real_fsync, real_open = os.fsync, os.open
-    opened: dict[int, str] = {}
-
-    def open_(path, flags, *args, **kwargs):
-        fd = real_open(path, flags, *args, **kwargs)
-        opened[fd] = os.fspath(path)
-        return fd
-
-    def fsync(fd):
-        synced.append(opened.get(fd, "?"))
-        real_fsync(fd)
-
+    synced = _spy_fsync(monkeypatch)
     filesystem = []
-    monkeypatch.setattr(os, "open", open_)
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(store_module, "_SYNCFS", lambda fd: filesystem.append(opened.get(fd)) or 0)
+    monkeypatch.setattr(store_module, "_SYNCFS", lambda fd: filesystem.append(fd) or 0)
     big = [np.full(100_000, i, dtype=np.float64) for i in range(3)]
     infos = [store.save(f"{i:032x}", big[i], defer=True) for i in range(3)]
     store.save("a" * 32, 7, defer=True)
@@ -469,6 +455,51 @@ def test_sync_makes_exactly_what_was_written_durable(tmp_path: Path, monkeypatch
     assert not files & set(synced)
     for i in range(store_module.SYNC_FILES + 1):
         store.save(f"{i + 100:032x}", big[0], defer=True)
+    before = len(synced)
     store.sync()
-    assert filesystem == [os.fspath(store.root)]
+    assert len(filesystem) == 1 and not [f for f in synced[before:] if os.sep + "objects" in f]
     assert store.load("a" * 32) == 7 and all(np.array_equal(store.load(f"{i:032x}"), big[i]) for i in range(3))
+
+
+def _spy_fsync(monkeypatch) -> list[str]:
+    """The paths this process fsyncs from now on (os.open/os.fsync still do their work)."""
+    synced: list[str] = []
+    opened: dict[int, str] = {}
+    real_fsync, real_open = os.fsync, os.open
+
+    def open_(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        opened[fd] = os.fspath(path)
+        return fd
+
+    def fsync(fd):
+        synced.append(opened.get(fd, "?"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+@pytest.mark.parametrize("backend", ["serial", "processes"])
+def test_run_makes_the_files_its_workers_wrote_durable(tmp_path: Path, monkeypatch, backend: str) -> None:
+    """run() syncs every entry file its tasks wrote, whichever store or worker process wrote it (the
+    workers of local backends save without syncing; the pipeline's one sync covers them)."""
+    from ndustria import Pipeline
+
+    monkeypatch.setattr(store_module, "_SYNCFS", lambda fd: pytest.fail("the whole filesystem was synced"))
+    pipe = Pipeline(name="durable", cache_dir=tmp_path / "cache", backend=backend, verbose=False,
+                    **({"engines": 2} if backend == "processes" else {}))
+
+    @pipe.AddFunction()
+    def big(i):
+        return np.full(50_000, i, dtype=np.float64)
+
+    handles = [big(i) for i in range(4)]
+    synced = _spy_fsync(monkeypatch)
+    pipe.run()
+    pipe.close()
+    files = [h.path for h in handles]
+    assert all(os.path.isfile(f) for f in files) and set(files) <= set(synced)
+    assert os.fspath(tmp_path / "cache" / "objects.sqlite-wal") in synced or not os.path.exists(
+        tmp_path / "cache" / "objects.sqlite-wal")

@@ -38,7 +38,7 @@ import stat as _stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -421,14 +421,20 @@ class Store:
             self._to_sync(final)
         return Path(final)
 
-    def sync(self) -> None:
+    def sync(self, written: Iterable[str] = ()) -> None:
         """Make every entry written so far durable (after saves with ``defer=True`` or ``fsync=False``):
-        commit the small ones and fsync their table, and fsync each entry file written since the last
-        sync with its folders; more than :data:`SYNC_FILES` files take one ``syncfs`` of the cache's
-        filesystem instead (``os.sync()`` where syncfs is unavailable). Not a syncfs every time: it
-        also writes out whatever else is dirty on that filesystem (another program's files), which
-        made a cold run of 3,000 tiny tasks pay 0.1-0.5 s for a benchmark's earlier writes."""
+        commit the small ones and fsync their table, and fsync each entry file this store wrote since
+        the last sync, and those of ``written`` (paths of entries other processes or stores wrote; rows,
+        ``objects.sqlite#<key>``, are in the table), with their folders; more than :data:`SYNC_FILES`
+        files take one ``syncfs`` of the cache's filesystem instead (``os.sync()`` where syncfs is
+        unavailable). Not a syncfs every time: it also writes out whatever else is dirty on that
+        filesystem (another program's files); a cold run of 3,000 tiny tasks paid 0.1-0.5 s for a
+        benchmark's earlier writes."""
         self.flush()
+        row = os.path.join(self._root_str, BLOBS_FILE + "#")
+        for path in written:
+            if path and not path.startswith(row):
+                self._to_sync(path)
         with self._unsynced_lock:
             files, self._unsynced = self._unsynced, set()
         try:
