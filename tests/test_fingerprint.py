@@ -946,3 +946,23 @@ def argparse_module():
     import argparse
 
     return argparse
+
+
+def test_library_roots_are_sysconfigs_found_without_it():
+    """The library folders found without sysconfig.get_paths() (which costs a warm script ~2 ms) are
+    sysconfig's: each of its stdlib, platstdlib, purelib and platlib counts as library code, and no
+    other folder does than site's own."""
+    import site
+    import sysconfig
+
+    from ndustria.keys import library
+
+    roots = set(library.library_roots())
+    paths = sysconfig.get_paths()
+    for name in ("stdlib", "platstdlib", "purelib", "platlib"):
+        assert library._is_library_path(os.path.join(paths[name], "some_module.py")), name
+    expected = {os.path.realpath(paths[n]) + os.sep for n in ("stdlib", "platstdlib", "purelib", "platlib")}
+    expected |= {os.path.realpath(p) + os.sep for p in (*site.getsitepackages(), site.getusersitepackages())}
+    assert roots <= expected
+    assert os.path.realpath(paths["stdlib"]) + os.sep in roots
+    assert os.path.realpath(paths["platstdlib"]) + os.sep in roots

@@ -21,7 +21,6 @@ import os
 import platform
 import site
 import sys
-import sysconfig
 from typing import Any
 
 from ndustria.keys.code import enc
@@ -32,9 +31,20 @@ _OWN_PACKAGES = frozenset({"ndustria", "ndustria_nb"})
 
 
 @functools.cache
-def _library_roots() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    roots = {paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+def library_roots() -> tuple[str, ...]:
+    """The folders of library code, real paths ending in a separator: the standard library and its
+    extension modules (sysconfig's ``stdlib`` and ``platstdlib``) and installed packages (``purelib``,
+    ``platlib``, site's folders). Found without ``sysconfig.get_paths()``, which imports the
+    interpreter's build configuration (~2 ms, a fifth of a warm 3,000-task script's fixed cost): the
+    standard library is the folder of ``os.py`` (CPython finds its prefix by that landmark) and its
+    extension modules' ``lib-dynload`` folder is on ``sys.path``; ``tests/test_fingerprint.py``
+    checks these against sysconfig's."""
+    roots = {os.path.dirname(os.__file__)}
+    roots.update(os.path.dirname(p) for p in sys.path if os.path.basename(p) == "lib-dynload")
+    # sysconfig's platstdlib of a virtual environment: its own lib/pythonX.Y (Lib on Windows)
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    for prefix in (sys.prefix, sys.exec_prefix):
+        roots.add(os.path.join(prefix, "Lib") if os.name == "nt" else os.path.join(prefix, sys.platlibdir, version))
     with contextlib.suppress(AttributeError):  # some virtualenvs ship an old site.py
         roots.update(site.getsitepackages())
         roots.add(site.getusersitepackages())
@@ -46,7 +56,7 @@ def _is_library_path(path: str) -> bool:
     parts = real.split(os.sep)
     if "site-packages" in parts or "dist-packages" in parts:
         return True
-    return real.startswith(_library_roots())
+    return real.startswith(library_roots())
 
 
 _LIBRARY_CACHE: dict[str, bool] = {}

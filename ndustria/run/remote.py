@@ -76,7 +76,7 @@ def execute_batch(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
     task runs (:mod:`ndustria.store.writer`), and holds the task's compute lock until it has.
     Tasks with instruments are saved in line, so the writer's work never shows in their
     measurements. Durability is paid per batch, not per result: each result is written and
-    renamed into place without its own fsync; the writer syncs the cache's filesystem now
+    renamed into place without its own fsync; the writer syncs what it wrote now
     and then while the batch runs, and one last ``Store.sync()`` runs before any report
     leaves. Readers still see whole entries only (rename), and an entry torn by a power loss
     in between fails its checksum and is recomputed.

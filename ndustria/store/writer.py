@@ -8,7 +8,7 @@ numpy); at most ``depth`` results wait in memory, so a batch of large results ca
 pile up. ``close()`` waits for every save, so a batch's reports leave the engine only
 after its results are stored.
 
-With ``flush`` (the store's filesystem sync), the writer also makes what it saved durable
+With ``flush`` (the store's sync of what it wrote), the writer also makes what it saved durable
 every ``every`` seconds while the batch runs, so the one sync a batch must end with
 (before its reports leave) finds little left to write: a sync costs ~30 µs per dirty
 file here, 2-10 ms at the end of a batch of tiny tasks when nothing was flushed before.
