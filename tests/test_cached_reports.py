@@ -198,3 +198,31 @@ def test_a_list_written_before_hits_were_kept_apart_still_reads(tmp_path):
         catalog.close()
     assert [(r["task"], r["status"], r["store_key"]) for r in rows] == [("f(1)", "cached", "s1"),
                                                                          ("f(2)", "cached", "s2")]
+
+
+def test_an_older_catalog_gains_what_it_lacks_and_a_current_one_is_not_rewritten(tmp_path):
+    """Opening a catalog prepares it once: one written before a column existed gets it (and says so in
+    its user_version); one that says it is current is opened without a write."""
+    import sqlite3
+
+    from ndustria.record.schema import PREPARED
+
+    Catalog(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "catalog.sqlite")
+    with db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == PREPARED
+        db.execute("ALTER TABLE run_members DROP COLUMN hits_as")
+        db.execute("PRAGMA user_version = 0")
+    db.close()
+    Catalog(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "catalog.sqlite")
+    try:
+        assert "hits_as" in {row[1] for row in db.execute("PRAGMA table_info(run_members)")}
+        assert db.execute("PRAGMA user_version").fetchone()[0] == PREPARED
+        changes = db.execute("PRAGMA data_version").fetchone()[0]
+        db.execute("BEGIN")  # hold a read transaction: a writer would have to wait, a current catalog does not
+        Catalog(tmp_path).close()
+        db.execute("COMMIT")
+        assert db.execute("PRAGMA data_version").fetchone()[0] == changes
+    finally:
+        db.close()
