@@ -102,14 +102,24 @@ def _write_new(path: Path, raw: bytes, mode: int, fsync: bool) -> None:
 
 def _sync_folder(folder: Path) -> None:
     """Make a publication durable (POSIX: fsync the folder); best effort."""
-    if os.name != "posix":
-        return
     with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(folder)
+
+
+def fsync_path(path: str | os.PathLike[str], *, missing_ok: bool = False) -> None:
+    """fsync a file, or a folder (POSIX only: elsewhere folders cannot be opened), by its path."""
+    if os.name != "posix" and os.path.isdir(path):
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_whole(path: str | os.PathLike[str], parse: Callable[[bytes], T], *,

@@ -91,7 +91,6 @@ def int_bytes(n: int) -> bytes:
     return n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
 
 
-
 def immutable(value: Any, depth: int = 0) -> bool:
     """True for values whose content cannot change: scalars, str, bytes, and tuples/frozensets of them
     (task handles too: a handle is replaced by its stored result, which the store checks)."""

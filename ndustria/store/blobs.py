@@ -34,6 +34,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ndustria.atomic import fsync_path
+
 __all__ = ["COMMIT_AFTER", "COMMIT_ROWS", "SMALL_MAX", "Blobs", "retry_locked", "use_wal"]
 
 FILE = "objects.sqlite"
@@ -222,14 +224,7 @@ class Blobs:
         Never the database file itself: closing any descriptor of a file drops every POSIX lock this
         process holds on it, SQLite's among them; another process would then take its connection for
         the last one, delete the log under it, and this connection would read a stale table."""
-        try:
-            fd = os.open(self.path + "-wal", os.O_RDONLY)  # SQLite locks the database and -shm, never the log
-        except FileNotFoundError:
-            return
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(self.path + "-wal", missing_ok=True)  # SQLite locks the database and -shm, never the log
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:

@@ -45,7 +45,7 @@ from typing import Any, BinaryIO
 
 import xxhash
 
-from ndustria.atomic import publish_whole, read_whole
+from ndustria.atomic import fsync_path, publish_whole, read_whole
 from ndustria.errors import (
     CacheError,
     CacheWriteError,
@@ -139,25 +139,9 @@ def _rename_into_place(tmp: str, final: str) -> None:
         os.replace(tmp, final)
 
 
-def _fsync_path(path: str, missing_ok: bool = False) -> None:
-    """fsync a file or (POSIX) a folder by its path."""
-    if os.name != "posix" and os.path.isdir(path):
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        if missing_ok:
-            return
-        raise
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sync_dir(final: str) -> None:
     """Make the rename of ``final`` durable (POSIX: fsync its folder)."""
-    _fsync_path(os.path.dirname(final))
+    fsync_path(os.path.dirname(final))
 
 
 _TOKEN: tuple[int, str, Iterator[int]] = (0, "", itertools.count())
@@ -247,12 +231,9 @@ class Store:
         instead: see :meth:`info` and :meth:`open_entry`)."""
         return Path(self._file(key))
 
-    def _row_path(self, key: str) -> Path:
+    def _row_name(self, key: str) -> str:
         """Where a small entry is, as reported: the table's file and the key (``objects.sqlite#<key>``),
         which is no file of its own: removing it must go through :meth:`remove`."""
-        return Path(self._row_name(key))
-
-    def _row_name(self, key: str) -> str:
         return os.path.join(self._root_str, f"{BLOBS_FILE}#{key}")
 
     def _file(self, key: str) -> str:
@@ -447,11 +428,11 @@ class Store:
                     os.close(fd)
                 return
             for path in files:
-                _fsync_path(path, missing_ok=True)  # replaced or removed since: nothing of it to keep
+                fsync_path(path, missing_ok=True)  # replaced or removed since: nothing of it to keep
             for folder in {os.path.dirname(path) for path in files}:  # the renames, and a new folder's own entry
-                _fsync_path(folder, missing_ok=True)
+                fsync_path(folder, missing_ok=True)
             if files:
-                _fsync_path(self._objects_str)
+                fsync_path(self._objects_str)
             self.blobs.sync()
         except BaseException:
             with self._unsynced_lock:  # not known durable: the next sync tries again
@@ -475,7 +456,7 @@ class Store:
         path = Path(self._file(key))
         blob = self.blobs.get(key)
         if blob is not None:
-            yield self._row_path(key), io.BytesIO(blob), len(blob)
+            yield Path(self._row_name(key)), io.BytesIO(blob), len(blob)
             return
         try:
             f = open(path, "rb", buffering=0)  # noqa: SIM115 - only a missing file means KeyError
