@@ -73,8 +73,8 @@ class RunRecorder:
         # call written as bound is named by its id: names and inputs are made only if the list is written.
         self.catalog.add_tasks(
             self.run_id, [h.id for h in handles], [h.function.name for h in handles],
-            bytes(h.id not in run_ids for h in handles) if run_ids else b"\x01" * len(handles),
-            [h.key or "" for h in handles] if not run_ids else ["" if h.id in run_ids else h.key or "" for h in handles],
+            bytes(h.id not in run_ids for h in handles),
+            ["" if h.id in run_ids else h.key or "" for h in handles],
             inputs, names=lambda: [h.name for h in handles],
             given=[None if h.written is None else h.name for h in handles],
             statuses={i: "running" for i in run_ids if self.handles[i].status == "running"})
