@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import operator
+import sqlite3
 import sys
 import time
 import warnings
@@ -331,10 +332,7 @@ class Pipeline:
         raise ``TaskError`` if a task failed."""
         catalog = self.catalog
         if state.done:  # what this run reported saved is durable before run() returns
-            if self.fsync:  # its files too, whichever process or worker store wrote them
-                self.store.sync(handles[i].path for i in state.done if i in handles)
-            else:
-                self.store.flush()
+            self._keep_done(state, handles)
         catalog.finish_run(run_id, "failed" if state.failed else "done")
         if self.timeit or self.memcheck or self.profiling:
             write_run_files(catalog, self.cache_dir, self.name, [h.id for h in self.tasks], timeit=self.timeit,
@@ -349,6 +347,14 @@ class Pipeline:
             raise TaskError(list(self._failures.values()))
         self.console.all_done()
         return summary
+
+    def _keep_done(self, state: GraphState, handles: dict[str, TaskHandle]) -> None:
+        """Commit what the run's tasks saved and, with ``fsync``, make it durable: the small entries' table
+        and every file they reported, whichever process or worker store wrote it."""
+        if self.fsync:
+            self.store.sync(handles[i].path for i in state.done if i in handles)
+        else:
+            self.store.flush()
 
     def _schedule(self, state: GraphState, handles: dict[str, TaskHandle], backend: Backend,
                   recorder: RunRecorder, history: dict[str, float]) -> None:
@@ -366,7 +372,10 @@ class Pipeline:
         try:
             scheduler.run(state)
         except BaseException:
-            self.store.flush()  # what completed stays stored (made durable by a later run's sync)
+            try:  # what completed and was reported saved stays stored, durably
+                self._keep_done(state, handles)
+            except (OSError, sqlite3.Error) as exc:
+                log.warning("could not make the results saved before the interruption durable: %s", exc)
             recorder.started()  # the run's task rows, had the interruption come before the first submission left
             self.catalog.finish_run(recorder.run_id, "interrupted")
             if self._backend is not None:  # stop what ndustria started (a local cluster), cancel the rest

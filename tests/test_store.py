@@ -450,6 +450,7 @@ def test_sync_makes_exactly_what_was_written_durable(tmp_path: Path, monkeypatch
     assert files <= set(synced)
     assert {os.path.dirname(f) for f in files} <= set(synced) and os.fspath(store.root / "objects") in synced
     assert os.fspath(store.root / "objects.sqlite-wal") in synced and filesystem == []
+    assert os.fspath(store.root) in synced  # the log's own name (each process makes a new log)
     synced.clear()
     store.sync()  # nothing written since: nothing of the files again
     assert not files & set(synced)
@@ -503,3 +504,59 @@ def test_run_makes_the_files_its_workers_wrote_durable(tmp_path: Path, monkeypat
     assert all(os.path.isfile(f) for f in files) and set(files) <= set(synced)
     assert os.fspath(tmp_path / "cache" / "objects.sqlite-wal") in synced or not os.path.exists(
         tmp_path / "cache" / "objects.sqlite-wal")
+
+
+def test_a_sync_returns_only_once_what_another_sync_took_is_durable(tmp_path: Path, monkeypatch) -> None:
+    """Threads sharing a store (a thread-pool executor's batches) each sync before they report: a sync
+    that finds the list empty because another sync took it waits for that sync's fsyncs."""
+    store = Store(tmp_path / "cache", fsync=False)
+    info = store.save("b" * 32, np.zeros(100_000), defer=True)
+    taken, done = threading.Event(), []
+    real_fsync, real_open = os.fsync, os.open
+    opened: dict[int, str] = {}
+
+    def open_(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        opened[fd] = os.fspath(path)
+        return fd
+
+    def slow_fsync(fd):
+        if opened.get(fd) == info.where:
+            taken.set()
+            time.sleep(0.5)
+            done.append(time.monotonic())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    first = threading.Thread(target=store.sync)
+    first.start()
+    assert taken.wait(30)
+    store.sync()  # the file is the first sync's to write: this one must not return before it is
+    returned = time.monotonic()
+    first.join()
+    assert done and returned >= done[0]
+
+
+def test_an_interrupted_run_makes_what_it_reported_saved_durable(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C during run(): the results the run reported saved before it are synced before it ends
+    (no later run syncs them: they are cache hits there)."""
+    from ndustria import Pipeline
+
+    pipe = Pipeline(name="interrupted", cache_dir=tmp_path / "cache", verbose=False)
+
+    @pipe.AddFunction()
+    def big(i):
+        return np.full(50_000, i, dtype=np.float64)
+
+    @pipe.AddFunction()
+    def stop(a):
+        raise KeyboardInterrupt
+
+    first = big(1)
+    stop(first)
+    synced = _spy_fsync(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        pipe.run()
+    pipe.close()
+    assert first.status == "done" and os.path.isfile(first.path) and first.path in synced

@@ -52,6 +52,7 @@ class Catalog:
         self._lock = threading.RLock()
         self._depth = 0  # nesting of open transactions (batch() around single writes)
         self._readonly = readonly
+        self._has_hits_as = False  # known to have run_members.hits_as (see _hits_apart)
         if readonly:
             self._db = self._open_readonly()
         else:
@@ -238,7 +239,8 @@ class Catalog:
         row written before hits were kept apart has them with its list); None for runs recorded
         before the list was kept (their cached tasks have rows)."""
         with self._lock:
-            own = self._db.execute("SELECT same_as, hits_as, cached IS NOT NULL FROM run_members WHERE run_id = ?",
+            hits_as = "hits_as" if self._hits_apart() else "NULL"
+            own = self._db.execute(f"SELECT same_as, {hits_as}, cached IS NOT NULL FROM run_members WHERE run_id = ?",
                                    (run_id,)).fetchone()
             if own is None:
                 return None
@@ -250,6 +252,13 @@ class Catalog:
         if listed is None or listed[0] is None or found is None:
             return None
         return listed[0], listed[1], listed[2], found[0], listed[3], found[1]
+
+    def _hits_apart(self) -> bool:
+        """Whether ``run_members`` has its ``hits_as`` column: a catalog of an earlier version opened read-only
+        (the CLI, the lab's server) has not been given it yet. Once there, a column stays."""
+        if not self._has_hits_as:
+            self._has_hits_as = "hits_as" in {row[1] for row in self._db.execute("PRAGMA table_info(run_members)")}
+        return self._has_hits_as
 
     def _members(self, run_id: int) -> list[tuple[str, str, str, str, bool]] | None:
         """(key, task, function, store_key, cached) of every task of a run in declaration order, or None."""

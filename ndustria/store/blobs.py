@@ -218,13 +218,16 @@ class Blobs:
                 self._connection = None
 
     def sync(self) -> None:
-        """Make every committed row durable: fsync the write-ahead log. Rows a checkpoint moved into the
+        """Make every committed row durable: fsync the write-ahead log and its folder. Rows a checkpoint moved into the
         database file were synced by that checkpoint (synchronous=NORMAL syncs the file after each one).
 
         Never the database file itself: closing any descriptor of a file drops every POSIX lock this
         process holds on it, SQLite's among them; another process would then take its connection for
         the last one, delete the log under it, and this connection would read a stale table."""
         fsync_path(self.path + "-wal", missing_ok=True)  # SQLite locks the database and -shm, never the log
+        # The log's name too: each process makes a new log (the last to close removes it), and SQLite
+        # syncs its folder only at a checkpoint under synchronous=NORMAL.
+        fsync_path(os.path.dirname(self.path))
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:

@@ -170,6 +170,7 @@ class Store:
         self._tmp_str = os.fspath(self._tmp)
         self._unsynced: set[str] | None = set()  # entry files written without their own fsync, for sync()
         self._unsynced_lock = threading.Lock()
+        self._syncing = threading.Lock()  # one sync at a time: a second caller waits for the first's fsyncs
         try:
             existed = self.root.is_dir()
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -416,6 +417,12 @@ class Store:
         for path in written:
             if path and not path.startswith(row):
                 self._to_sync(path)
+        with self._syncing:
+            self._sync_taken()
+
+    def _sync_taken(self) -> None:
+        """Sync the files listed so far (under ``_syncing``: a caller returns only once what it listed,
+        and what another caller took before it, is durable)."""
         with self._unsynced_lock:
             files, self._unsynced = self._unsynced, set()
         try:
@@ -433,7 +440,7 @@ class Store:
                 fsync_path(folder, missing_ok=True)
             if files:
                 fsync_path(self._objects_str)
-            self.blobs.sync()
+            self.blobs.sync()  # and the cache's folder (a new log's name)
         except BaseException:
             with self._unsynced_lock:  # not known durable: the next sync tries again
                 self._unsynced = None if files is None or self._unsynced is None else self._unsynced | files
