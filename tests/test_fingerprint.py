@@ -948,7 +948,7 @@ def argparse_module():
     return argparse
 
 
-def test_library_roots_are_sysconfigs_found_without_it():
+def test_library_roots_are_sysconfigs_found_without_it(monkeypatch):
     """The library folders found without sysconfig.get_paths() (which costs a warm script ~2 ms) are
     sysconfig's: each of its stdlib, platstdlib, purelib and platlib counts as library code, and no
     other folder does than site's own."""
@@ -966,3 +966,10 @@ def test_library_roots_are_sysconfigs_found_without_it():
     assert roots <= expected
     assert os.path.realpath(paths["stdlib"]) + os.sep in roots
     assert os.path.realpath(paths["platstdlib"]) + os.sep in roots
+    monkeypatch.delattr(os, "__file__")  # a standard library frozen into the interpreter: sysconfig says
+    library.library_roots.cache_clear()
+    try:
+        assert expected - {os.path.realpath(p) + os.sep for p in site.getsitepackages()} <= set(library.library_roots())
+    finally:
+        monkeypatch.undo()
+        library.library_roots.cache_clear()

@@ -39,7 +39,14 @@ def library_roots() -> tuple[str, ...]:
     standard library is the folder of ``os.py`` (CPython finds its prefix by that landmark) and its
     extension modules' ``lib-dynload`` folder is on ``sys.path``; ``tests/test_fingerprint.py``
     checks these against sysconfig's."""
-    roots = {os.path.dirname(os.__file__)}
+    stdlib = getattr(os, "__file__", None)  # None in an interpreter whose standard library is frozen in
+    if stdlib is None:
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        roots = {paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    else:
+        roots = {os.path.dirname(stdlib)}
     roots.update(os.path.dirname(p) for p in sys.path if os.path.basename(p) == "lib-dynload")
     # sysconfig's platstdlib of a virtual environment: its own lib/pythonX.Y (Lib on Windows)
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
