@@ -264,6 +264,8 @@ def _compute(state: KernelState, key: str, label: str, source: str, cell: str, b
     payload = {"outputs": outputs, "events": _merge(events), "seconds": seconds, "label": label}
     try:
         info = state.pipeline.store.save(key, payload)
+        if state.pipeline.fsync:  # durable when the cell ends, as a run's results are when run() returns
+            state.pipeline.store.sync([info.where])
     except ResultNotPicklableError:
         bad = [n for n, v in outputs.items() if not _picklable(v)]
         print(f"[ndustria] {label}: the cell ran but was not cached: {', '.join(bad) or 'its output'} cannot be "

@@ -102,3 +102,34 @@ def test_status_counts_distinct_tasks(ip: Any, capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert "pipeline 'twice': 2 tasks declared, 0 waiting to run" in out
     assert "2 cached" in out  # the second run found both
+
+
+def test_a_task_cells_saved_outputs_are_durable_when_the_cell_ends(ip: Any, monkeypatch) -> None:
+    """A %%task cell's entry (here a file: a large output) is synced before the cell ends, as a
+    run's results are before run() returns."""
+    import os
+
+    import numpy as np
+
+    synced: list[str] = []
+    opened: dict[int, str] = {}
+    real_fsync, real_open = os.fsync, os.open
+
+    def open_(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        opened[fd] = os.fspath(path)
+        return fd
+
+    def fsync(fd):
+        synced.append(opened.get(fd, "?"))
+        real_fsync(fd)
+
+    ip.user_ns["np"] = np
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "fsync", fsync)
+    ip.run_cell("%%task big\narr = np.arange(200_000, dtype=np.float64)")
+    monkeypatch.undo()
+    store = get_state(ip).pipeline.store
+    files = [f for f in synced if f.startswith(os.fspath(store.root / "objects") + os.sep)]
+    assert any(os.path.isfile(f) for f in files)  # the entry file (and its folder)
+    assert os.fspath(store.root / "objects.sqlite-wal") in synced or not (store.root / "objects.sqlite-wal").exists()
