@@ -113,3 +113,31 @@ class StoredEntry:
         raw = bytearray(self.read_bytes())
         raw[offset] ^= 0x5A
         self.write_bytes(bytes(raw))
+
+
+def spy_fsync(monkeypatch, delay_for: str | None = None, done: list[float] | None = None) -> list[str]:
+    """The paths this process fsyncs from now on (os.open and os.fsync still do their work). With
+    ``delay_for``, an fsync of that path first waits 0.5 s and then appends its end (monotonic) to ``done``."""
+    import time
+
+    synced: list[str] = []
+    opened: dict[int, str] = {}
+    real_fsync, real_open = os.fsync, os.open
+
+    def open_(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        opened[fd] = os.fspath(path)
+        return fd
+
+    def fsync(fd):
+        path = opened.get(fd, "?")
+        synced.append(path)
+        if path == delay_for:
+            time.sleep(0.5)
+            if done is not None:
+                done.append(time.monotonic())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced

@@ -10,6 +10,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import get_ipython
+from support import spy_fsync
 
 import ndustria
 from ndustria_nb.analysis import analyze, normalized
@@ -111,22 +112,8 @@ def test_a_task_cells_saved_outputs_are_durable_when_the_cell_ends(ip: Any, monk
 
     import numpy as np
 
-    synced: list[str] = []
-    opened: dict[int, str] = {}
-    real_fsync, real_open = os.fsync, os.open
-
-    def open_(path, flags, *args, **kwargs):
-        fd = real_open(path, flags, *args, **kwargs)
-        opened[fd] = os.fspath(path)
-        return fd
-
-    def fsync(fd):
-        synced.append(opened.get(fd, "?"))
-        real_fsync(fd)
-
     ip.user_ns["np"] = np
-    monkeypatch.setattr(os, "open", open_)
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = spy_fsync(monkeypatch)
     ip.run_cell("%%task big\narr = np.arange(200_000, dtype=np.float64)")
     monkeypatch.undo()
     store = get_state(ip).pipeline.store

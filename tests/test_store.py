@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xxhash
-from support import Canary, StoredEntry
+from support import Canary, StoredEntry, spy_fsync
 
 import ndustria.store.entries as store_module
 from ndustria.errors import CacheError, CorruptEntryError, ResultNotPicklableError
@@ -439,7 +439,7 @@ def test_sync_makes_exactly_what_was_written_durable(tmp_path: Path, monkeypatch
     and the small entries' table, not the whole filesystem (a syncfs also writes out every other
     program's dirty files); past ``SYNC_FILES`` files it syncs the filesystem once instead."""
     store = Store(tmp_path / "cache", fsync=False)
-    synced = _spy_fsync(monkeypatch)
+    synced = spy_fsync(monkeypatch)
     filesystem = []
     monkeypatch.setattr(store_module, "_SYNCFS", lambda fd: filesystem.append(fd) or 0)
     big = [np.full(100_000, i, dtype=np.float64) for i in range(3)]
@@ -462,26 +462,6 @@ def test_sync_makes_exactly_what_was_written_durable(tmp_path: Path, monkeypatch
     assert store.load("a" * 32) == 7 and all(np.array_equal(store.load(f"{i:032x}"), big[i]) for i in range(3))
 
 
-def _spy_fsync(monkeypatch) -> list[str]:
-    """The paths this process fsyncs from now on (os.open/os.fsync still do their work)."""
-    synced: list[str] = []
-    opened: dict[int, str] = {}
-    real_fsync, real_open = os.fsync, os.open
-
-    def open_(path, flags, *args, **kwargs):
-        fd = real_open(path, flags, *args, **kwargs)
-        opened[fd] = os.fspath(path)
-        return fd
-
-    def fsync(fd):
-        synced.append(opened.get(fd, "?"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "open", open_)
-    monkeypatch.setattr(os, "fsync", fsync)
-    return synced
-
-
 @pytest.mark.parametrize("backend", ["serial", "processes"])
 def test_run_makes_the_files_its_workers_wrote_durable(tmp_path: Path, monkeypatch, backend: str) -> None:
     """run() syncs every entry file its tasks wrote, whichever store or worker process wrote it (the
@@ -497,7 +477,7 @@ def test_run_makes_the_files_its_workers_wrote_durable(tmp_path: Path, monkeypat
         return np.full(50_000, i, dtype=np.float64)
 
     handles = [big(i) for i in range(4)]
-    synced = _spy_fsync(monkeypatch)
+    synced = spy_fsync(monkeypatch)
     pipe.run()
     pipe.close()
     files = [h.path for h in handles]
@@ -511,27 +491,14 @@ def test_a_sync_returns_only_once_what_another_sync_took_is_durable(tmp_path: Pa
     that finds the list empty because another sync took it waits for that sync's fsyncs."""
     store = Store(tmp_path / "cache", fsync=False)
     info = store.save("b" * 32, np.zeros(100_000), defer=True)
-    taken, done = threading.Event(), []
-    real_fsync, real_open = os.fsync, os.open
-    opened: dict[int, str] = {}
-
-    def open_(path, flags, *args, **kwargs):
-        fd = real_open(path, flags, *args, **kwargs)
-        opened[fd] = os.fspath(path)
-        return fd
-
-    def slow_fsync(fd):
-        if opened.get(fd) == info.where:
-            taken.set()
-            time.sleep(0.5)
-            done.append(time.monotonic())
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "open", open_)
-    monkeypatch.setattr(os, "fsync", slow_fsync)
+    done: list[float] = []
+    synced = spy_fsync(monkeypatch, delay_for=info.where, done=done)
     first = threading.Thread(target=store.sync)
     first.start()
-    assert taken.wait(30)
+    deadline = time.monotonic() + 30
+    while info.where not in synced:  # the first sync has taken the file and is writing it
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     store.sync()  # the file is the first sync's to write: this one must not return before it is
     returned = time.monotonic()
     first.join()
@@ -555,7 +522,7 @@ def test_an_interrupted_run_makes_what_it_reported_saved_durable(tmp_path: Path,
 
     first = big(1)
     stop(first)
-    synced = _spy_fsync(monkeypatch)
+    synced = spy_fsync(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         pipe.run()
     pipe.close()
