@@ -85,7 +85,7 @@ class StoredEntry:
         self.store, self.key = store, key
         store.flush()
         with sqlite3.connect(store.root / "objects.sqlite") as db:
-            self.small = db.execute("SELECT 1 FROM blobs WHERE key = ?", (key,)).fetchone() is not None
+            self.small = db.execute("SELECT 1 FROM blob_keys WHERE key = ?", (key,)).fetchone() is not None
         self.path = store.path(key)
 
     def read_bytes(self) -> bytes:
@@ -102,7 +102,7 @@ class StoredEntry:
             self.path.write_bytes(data)
             return
         with sqlite3.connect(self.store.root / "objects.sqlite", timeout=30) as db:
-            db.execute("UPDATE blobs SET data = ? WHERE key = ?", (data, self.key))
+            db.execute("UPDATE blob_data SET data = ? WHERE id = (SELECT id FROM blob_keys WHERE key = ?)", (data, self.key))
 
     @property
     def size(self) -> int:

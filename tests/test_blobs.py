@@ -5,10 +5,13 @@ group to fill (it did: two ipyparallel engines took turns for 0.1 s each, bench_
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
 import time
+
+from support import run_python, write_script
 
 from ndustria.store.blobs import COMMIT_ROWS, FILE, Blobs
 
@@ -16,7 +19,7 @@ from ndustria.store.blobs import COMMIT_ROWS, FILE, Blobs
 def other_process_sees(root, key: str) -> bool:
     db = sqlite3.connect(root / FILE)
     try:
-        return db.execute("SELECT 1 FROM blobs WHERE key = ?", (key,)).fetchone() is not None
+        return db.execute("SELECT 1 FROM blob_keys WHERE key = ?", (key,)).fetchone() is not None
     finally:
         db.close()
 
@@ -44,7 +47,8 @@ def test_another_process_writes_at_once_while_rows_wait(tmp_path):
         "import sqlite3, sys\n"
         "db = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
         "db.execute('BEGIN IMMEDIATE')\n"  # fails at once with 'database is locked' if a group holds the lock
-        "db.execute('INSERT INTO blobs VALUES (?, ?, ?, ?)', ('b' * 32, b'other', 2.0, 'd' * 32))\n"
+        "db.execute('INSERT INTO blob_data VALUES (1000, ?)', (b'other',))\n"
+        "db.execute('INSERT INTO blob_keys VALUES (?, ?, ?, ?, ?)', ('b' * 32, 'd' * 32, 2.0, 5, 1000))\n"
         "db.execute('COMMIT')\n"
     )
     proc = subprocess.run([sys.executable, "-c", writer, str(tmp_path / FILE)], capture_output=True, text=True,
@@ -128,7 +132,7 @@ def test_a_process_folds_its_log_in_at_exit_and_keeps_every_row(tmp_path):
     assert proc.stderr == ""
     db = sqlite3.connect(tmp_path / FILE)
     try:
-        assert db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0] == 2001
+        assert db.execute("SELECT COUNT(*) FROM blob_keys").fetchone()[0] == 2001
     finally:
         db.close()
     wal = tmp_path / (FILE + "-wal")
@@ -147,12 +151,132 @@ def test_syncing_keeps_this_process_reading_what_others_write(tmp_path):
     blobs.sync()
     reader = ("import sqlite3, sys\n"
               "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-              "db.execute('SELECT COUNT(*) FROM blobs').fetchone()\n"
+              "db.execute('SELECT COUNT(*) FROM blob_keys').fetchone()\n"
               "db.close()\n")
-    remover = reader.replace("'SELECT COUNT(*) FROM blobs').fetchone()", "'DELETE FROM blobs WHERE key = ?', ('a' * 32,))")
+    remover = reader.replace("'SELECT COUNT(*) FROM blob_keys').fetchone()",
+                             "'DELETE FROM blob_keys WHERE key = ?', ('a' * 32,))")
     for script in (reader, remover):
         proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / FILE)], capture_output=True, text=True,
                               timeout=60)
         assert proc.returncode == 0, proc.stderr
     assert (tmp_path / (FILE + "-wal")).exists()  # this process's connection still holds the log
     assert list(blobs.keys()) == ["b" * 32] and blobs.get("a" * 32) is None
+
+
+# The layout before this one: one table, the bytes with the key, and a covering index of (key, checksum).
+OLD_LAYOUT = ("CREATE TABLE blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL, created REAL, checksum TEXT);"
+              "CREATE INDEX blobs_checksums ON blobs (key, checksum);")
+
+
+def to_old_layout(path) -> None:
+    """Rewrite a table of this layout as an older ndustria wrote it (``blobs``), keeping every row."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.executescript("BEGIN;" + OLD_LAYOUT + "INSERT INTO blobs SELECT k.key, d.data, k.created, k.checksum"
+                         " FROM blob_keys k JOIN blob_data d ON d.id = k.id; DROP TABLE blob_keys;"
+                         " DROP TABLE blob_data; COMMIT;")
+    finally:
+        db.close()
+
+
+def table_names(path) -> set[str]:
+    db = sqlite3.connect(path)
+    try:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        db.close()
+
+
+def row_counts(path) -> tuple[int, int]:
+    db = sqlite3.connect(path)
+    try:
+        return tuple(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("blob_keys", "blob_data"))
+    finally:
+        db.close()
+
+
+def test_rows_of_the_old_layout_are_moved_over_when_the_table_is_opened(tmp_path):
+    db = sqlite3.connect(tmp_path / FILE, isolation_level=None)
+    db.executescript(OLD_LAYOUT)
+    db.executemany("INSERT INTO blobs VALUES (?, ?, ?, ?)",
+                   [("a" * 32, b"data-a", 1.5, "c" * 32), ("b" * 32, b"bb", 2.5, "d" * 32)])
+    db.close()
+    blobs = Blobs(str(tmp_path))
+    assert blobs.get("a" * 32) == b"data-a" and blobs.get("b" * 32) == b"bb"
+    assert blobs.lookup("a" * 32) == (6, "c" * 32, 1.5)
+    assert blobs.checksums(["a" * 32, "b" * 32, "e" * 32]) == {"a" * 32: "c" * 32, "b" * 32: "d" * 32}
+    assert blobs.stats() == {"a" * 32: (6, 1.5), "b" * 32: (2, 2.5)}
+    assert "blobs" not in table_names(tmp_path / FILE) and row_counts(tmp_path / FILE) == (2, 2)
+    blobs.put("c" * 32, b"new", 3.0, "f" * 32)  # new rows go after the moved ones
+    assert blobs.get("c" * 32) == b"new" and blobs.get("a" * 32) == b"data-a"
+
+
+def test_rows_an_older_version_writes_after_the_move_are_moved_at_the_next_open(tmp_path):
+    """An older ndustria sharing the cache makes its table again and writes there; the next open moves
+    those rows too (the later one of a key wins, as a rerun's would), leaving no bytes without a key."""
+    blobs = Blobs(str(tmp_path))
+    blobs.put("a" * 32, b"first", 1.0, "c" * 32)
+    db = sqlite3.connect(tmp_path / FILE, isolation_level=None)
+    db.executescript(OLD_LAYOUT)
+    db.executemany("INSERT INTO blobs VALUES (?, ?, ?, ?)",
+                   [("a" * 32, b"later", 2.0, "d" * 32), ("b" * 32, b"other", 2.0, "e" * 32)])
+    db.close()
+    again = Blobs(str(tmp_path))
+    assert again.get("a" * 32) == b"later" and again.lookup("a" * 32) == (5, "d" * 32, 2.0)
+    assert again.get("b" * 32) == b"other"
+    assert row_counts(tmp_path / FILE) == (2, 2)
+
+
+def test_replacing_or_deleting_a_row_leaves_no_bytes_behind(tmp_path):
+    blobs = Blobs(str(tmp_path))
+    for value in (b"one", b"two", b"three"):  # a rerun's value replaces the one before
+        blobs.put("a" * 32, value, 1.0, "c" * 32)
+    blobs.put("b" * 32, b"bee", 1.0, "c" * 32)
+    assert blobs.get("a" * 32) == b"three" and blobs.lookup("a" * 32)[0] == 5
+    assert row_counts(tmp_path / FILE) == (2, 2)
+    assert blobs.delete("a" * 32)
+    assert row_counts(tmp_path / FILE) == (1, 1) and blobs.get("b" * 32) == b"bee"
+    db = sqlite3.connect(tmp_path / FILE, isolation_level=None)  # ``ndustria cache rm`` of another process
+    db.execute("DELETE FROM blob_keys WHERE key = ?", ("b" * 32,))
+    db.close()
+    assert row_counts(tmp_path / FILE) == (0, 0)
+
+
+UPGRADE = """
+import json, sys
+from ndustria import Pipeline
+pipe = Pipeline(name="upgrade", verbose=False)
+
+@pipe.AddFunction()
+def square(i):
+    return {"i": i, "square": i * i}
+
+@pipe.AddFunction()
+def total(parts):
+    return sum(p["square"] for p in parts)
+
+parts = [square(i) for i in range(50)]
+answer = total(parts)
+summary = pipe.run()
+print(json.dumps({"executed": summary.executed, "answer": answer.result(), "first": parts[7].result()}))
+"""
+
+
+def test_a_cache_of_the_old_layout_answers_a_script_as_before(tmp_path):
+    """Upgrading ndustria keeps a cache's small results: a script run on a cache of the old layout finds
+    every task cached and gets what it got when it computed them."""
+    script = write_script(tmp_path / "upgrade.py", UPGRADE)
+    env = {"NDUSTRIA_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run() -> dict:
+        proc = run_python(script, cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    cold = run()
+    to_old_layout(tmp_path / "cache" / FILE)
+    runs = [cold, run(), run()]  # the first after the upgrade moves the rows; the next finds them moved
+    assert [r["executed"] for r in runs] == [51, 0, 0]
+    assert runs[0]["answer"] == runs[1]["answer"] == runs[2]["answer"] == sum(i * i for i in range(50))
+    assert runs[0]["first"] == runs[1]["first"] == {"i": 7, "square": 49}
+    assert "blobs" not in table_names(tmp_path / "cache" / FILE)
