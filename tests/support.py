@@ -103,6 +103,7 @@ class StoredEntry:
             return
         with sqlite3.connect(self.store.root / "objects.sqlite", timeout=30) as db:
             db.execute("UPDATE blob_data SET data = ? WHERE id = (SELECT id FROM blob_keys WHERE key = ?)", (data, self.key))
+            db.execute("UPDATE blob_keys SET size = ? WHERE key = ?", (len(data), self.key))
 
     @property
     def size(self) -> int:

@@ -13,7 +13,7 @@ import time
 
 from support import run_python, write_script
 
-from ndustria.store.blobs import COMMIT_ROWS, FILE, Blobs
+from ndustria.store.blobs import COMMIT_ROWS, FILE, Blobs, _move_old_rows
 
 
 def other_process_sees(root, key: str) -> bool:
@@ -179,10 +179,10 @@ def to_old_layout(path) -> None:
         db.close()
 
 
-def table_names(path) -> set[str]:
+def old_rows(path) -> int:
     db = sqlite3.connect(path)
     try:
-        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0]
     finally:
         db.close()
 
@@ -206,25 +206,62 @@ def test_rows_of_the_old_layout_are_moved_over_when_the_table_is_opened(tmp_path
     assert blobs.lookup("a" * 32) == (6, "c" * 32, 1.5)
     assert blobs.checksums(["a" * 32, "b" * 32, "e" * 32]) == {"a" * 32: "c" * 32, "b" * 32: "d" * 32}
     assert blobs.stats() == {"a" * 32: (6, 1.5), "b" * 32: (2, 2.5)}
-    assert "blobs" not in table_names(tmp_path / FILE) and row_counts(tmp_path / FILE) == (2, 2)
+    assert old_rows(tmp_path / FILE) == 0 and row_counts(tmp_path / FILE) == (2, 2)
     blobs.put("c" * 32, b"new", 3.0, "f" * 32)  # new rows go after the moved ones
     assert blobs.get("c" * 32) == b"new" and blobs.get("a" * 32) == b"data-a"
 
 
 def test_rows_an_older_version_writes_after_the_move_are_moved_at_the_next_open(tmp_path):
-    """An older ndustria sharing the cache makes its table again and writes there; the next open moves
-    those rows too (the later one of a key wins, as a rerun's would), leaving no bytes without a key."""
+    """An older ndustria sharing the cache goes on writing the old table; the next open moves those rows
+    too. Of two rows of one key the later written stays, whichever table it was in, and no bytes are
+    left without a key."""
     blobs = Blobs(str(tmp_path))
     blobs.put("a" * 32, b"first", 1.0, "c" * 32)
+    blobs.put("n" * 32, b"newer", 5.0, "c" * 32)
     db = sqlite3.connect(tmp_path / FILE, isolation_level=None)
     db.executescript(OLD_LAYOUT)
     db.executemany("INSERT INTO blobs VALUES (?, ?, ?, ?)",
-                   [("a" * 32, b"later", 2.0, "d" * 32), ("b" * 32, b"other", 2.0, "e" * 32)])
+                   [("a" * 32, b"later", 2.0, "d" * 32), ("b" * 32, b"other", 2.0, "e" * 32),
+                    ("n" * 32, b"older", 4.0, "d" * 32)])
     db.close()
     again = Blobs(str(tmp_path))
     assert again.get("a" * 32) == b"later" and again.lookup("a" * 32) == (5, "d" * 32, 2.0)
-    assert again.get("b" * 32) == b"other"
-    assert row_counts(tmp_path / FILE) == (2, 2)
+    assert again.get("b" * 32) == b"other" and again.get("n" * 32) == b"newer"
+    assert row_counts(tmp_path / FILE) == (3, 3) and old_rows(tmp_path / FILE) == 0
+
+
+def test_an_older_version_still_running_keeps_working_after_the_move(tmp_path):
+    """A kernel of an older ndustria, open on the cache while a script of this one moves the old table's
+    rows, must go on reading and writing: the emptied table is kept (dropping it failed every statement
+    of that process with "no such table"). What it writes is moved at the next open."""
+    db = sqlite3.connect(tmp_path / FILE, isolation_level=None)
+    db.executescript(OLD_LAYOUT)
+    db.execute("INSERT INTO blobs VALUES (?, ?, ?, ?)", ("a" * 32, b"data-a", 1.0, "c" * 32))
+    older = sqlite3.connect(tmp_path / FILE, isolation_level=None)  # the older process's connection, open
+    assert older.execute("SELECT data FROM blobs WHERE key = ?", ("a" * 32,)).fetchone() == (b"data-a",)
+    assert Blobs(str(tmp_path)).get("a" * 32) == b"data-a"  # moved
+    assert older.execute("SELECT data FROM blobs WHERE key = ?", ("a" * 32,)).fetchone() is None  # a miss
+    older.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?)", ("b" * 32, b"data-b", 2.0, "d" * 32))
+    assert older.execute("SELECT data FROM blobs WHERE key = ?", ("b" * 32,)).fetchone() == (b"data-b",)
+    older.close()
+    db.close()
+    assert Blobs(str(tmp_path)).get("b" * 32) == b"data-b"
+
+
+def test_a_large_old_table_is_moved_a_chunk_per_transaction(tmp_path):
+    db = sqlite3.connect(tmp_path / FILE, isolation_level=None)
+    db.executescript(OLD_LAYOUT)
+    db.executemany("INSERT INTO blobs VALUES (?, ?, ?, ?)", [(f"{i:032x}", b"x" * i, float(i), "c" * 32)
+                                                              for i in range(7)])
+    Blobs(str(tmp_path))  # makes the new tables (and moves the rows)
+    db.executemany("INSERT INTO blobs VALUES (?, ?, ?, ?)", [(f"{i:032x}", b"y" * i, 10.0 + i, "d" * 32)
+                                                              for i in range(3, 12)])
+    _move_old_rows(db, chunk=2)
+    db.close()
+    blobs = Blobs(str(tmp_path))
+    assert blobs.stats() == {f"{i:032x}": (i, float(i) if i < 3 else 10.0 + i) for i in range(12)}
+    assert all(blobs.get(f"{i:032x}") == (b"x" if i < 3 else b"y") * i for i in range(12))
+    assert row_counts(tmp_path / FILE) == (12, 12) and old_rows(tmp_path / FILE) == 0
 
 
 def test_replacing_or_deleting_a_row_leaves_no_bytes_behind(tmp_path):
@@ -279,4 +316,4 @@ def test_a_cache_of_the_old_layout_answers_a_script_as_before(tmp_path):
     assert [r["executed"] for r in runs] == [51, 0, 0]
     assert runs[0]["answer"] == runs[1]["answer"] == runs[2]["answer"] == sum(i * i for i in range(50))
     assert runs[0]["first"] == runs[1]["first"] == {"i": 7, "square": 49}
-    assert "blobs" not in table_names(tmp_path / "cache" / FILE)
+    assert old_rows(tmp_path / "cache" / FILE) == 0

@@ -59,7 +59,7 @@ CREATE TRIGGER IF NOT EXISTS blob_keys_replaced AFTER UPDATE OF id ON blob_keys 
 """
 _ON_CONFLICT = (" ON CONFLICT (key) DO UPDATE SET checksum = excluded.checksum, created = excluded.created,"
                 " size = excluded.size, id = excluded.id")
-_OLD = "blobs"  # the old layout's table (caches written before this one, or by an older ndustria): moved over
+_OLD = "blobs"  # the old layout's table (caches written before this one, or by an older ndustria): see _move_old_rows
 log = logging.getLogger("ndustria")
 _REGISTRY: dict[tuple[int, str], Blobs] = {}
 _REGISTRY_LOCK = threading.Lock()
@@ -96,22 +96,34 @@ def use_wal(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA wal_autocheckpoint=50000")
 
 
-def _move_old_rows(db: sqlite3.Connection) -> None:
-    """Move the rows of the old layout's table into this one, in one transaction (a row of the same key
-    already here is replaced: the old table's was written last, by an older ndustria sharing the cache)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_OLD,)).fetchone():
-            offset = db.execute("SELECT coalesce(max(id), 0) FROM blob_data").fetchone()[0]
-            db.execute(f"INSERT INTO blob_data (id, data) SELECT rowid + ?, data FROM {_OLD}", (offset,))
-            db.execute(f"INSERT INTO blob_keys SELECT key, checksum, created, length(data), rowid + ? FROM {_OLD}"
-                       f" WHERE true{_ON_CONFLICT}", (offset,))  # (WHERE: SQLite's upsert-from-select syntax)
-            db.execute(f"DROP TABLE {_OLD}")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
+def _move_old_rows(db: sqlite3.Connection, chunk: int = 5000) -> None:
+    """Move the rows of the old layout's table into this one, ``chunk`` rows per transaction (a cache of
+    gigabytes must not hold the write lock for minutes; a crash between chunks leaves the rest for the next
+    open). Of two rows of one key, the later written stays. The emptied table is kept: a process of an
+    older ndustria still running on this cache reads and writes it until it exits, and the rows it writes
+    are moved at a later open."""
+    while True:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            last = db.execute(f"SELECT max(rowid) FROM (SELECT rowid FROM {_OLD} ORDER BY rowid LIMIT ?)",
+                              (chunk,)).fetchone()[0]
+            if last is not None:
+                db.execute(f"DELETE FROM {_OLD} WHERE rowid <= ? AND EXISTS (SELECT 1 FROM blob_keys k WHERE"
+                           f" k.key = {_OLD}.key AND k.created > coalesce({_OLD}.created, 0))", (last,))
+                offset = db.execute("SELECT coalesce(max(id), 0) FROM blob_data").fetchone()[0]
+                db.execute(f"INSERT INTO blob_data (id, data) SELECT rowid + ?, data FROM {_OLD} WHERE rowid <= ?",
+                           (offset, last))
+                db.execute(f"INSERT INTO blob_keys SELECT key, checksum, created, length(data), rowid + ? FROM {_OLD}"
+                           f" WHERE rowid <= ?{_ON_CONFLICT}", (offset, last))
+                db.execute(f"DELETE FROM {_OLD} WHERE rowid <= ?", (last,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        if last is None:
+            return
+
 
 class Blobs:
     """The small-entry table of one cache directory, shared by every :class:`~ndustria.store.Store`
@@ -158,7 +170,8 @@ class Blobs:
     def _prepare(db: sqlite3.Connection) -> None:
         use_wal(db)
         db.executescript(_SCHEMA)
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_OLD,)).fetchone():
+        old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_OLD,)).fetchone()
+        if old and db.execute(f"SELECT 1 FROM {_OLD} LIMIT 1").fetchone():
             _move_old_rows(db)
 
     # -- writes ---------------------------------------------------------------------------
