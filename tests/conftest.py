@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,3 +32,26 @@ def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def cache_dir(isolated_config: Path) -> Path:
     return isolated_config
+
+
+@pytest.fixture
+def ip(cache_dir: Path) -> Iterator[Any]:
+    """The process's IPython shell with ndustria's extension loaded. The shell is shared by every test of
+    the process, so the names a test binds in its namespace are removed after it and the ones it rebinds
+    are restored (a test's ``data = File('missing.txt')`` made the next test's cell uncacheable)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.testing.globalipapp import get_ipython
+
+    import ndustria
+
+    shell = get_ipython() or InteractiveShell.instance()  # the global app starts once per process
+    before = dict(shell.user_ns)
+    shell.run_line_magic("load_ext", "ndustria")
+    try:
+        yield shell
+    finally:
+        shell.run_line_magic("unload_ext", "ndustria")
+        ndustria.set_default_pipeline(None)
+        for name in [name for name in shell.user_ns if name not in before]:
+            del shell.user_ns[name]
+        shell.user_ns.update(before)

@@ -7,15 +7,8 @@ states are asked with the notebook's cells as the frontend sends them (ndustria_
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing.globalipapp import get_ipython
-
-import ndustria
 from ndustria_nb import cellstate
 from ndustria_nb.kernel import get_state
 
@@ -54,17 +47,6 @@ class Notebook:
 
     def why(self, cell_id: str) -> str:
         return " / ".join(self.ask()["cells"][cell_id]["why"])
-
-
-@pytest.fixture
-def ip(cache_dir: Path) -> Iterator[Any]:
-    shell = get_ipython() or InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "ndustria")
-    yield shell
-    shell.run_line_magic("unload_ext", "ndustria")
-    ndustria.set_default_pipeline(None)
-    for name in ("n", "data", "total", "z", "helper", "SCALE", "sq", "r", "f", "g", "t", "u"):
-        shell.user_ns.pop(name, None)
 
 
 CHAIN = [("a", "n = 3"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -306,18 +305,10 @@ def test_the_key_of_a_file_is_its_kind_and_content_never_its_path(tmp_path: Path
 
 
 @pytest.fixture
-def ip(cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from IPython.core.interactiveshell import InteractiveShell
-    from IPython.testing.globalipapp import get_ipython
-
-    import ndustria
-
+def ip(ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The shared shell (conftest.py), working in this test's folder (its cells read relative paths)."""
     monkeypatch.chdir(tmp_path)
-    shell = get_ipython() or InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "ndustria")
-    yield shell
-    shell.run_line_magic("unload_ext", "ndustria")
-    ndustria.set_default_pipeline(None)
+    return ip
 
 
 def test_a_task_cell_is_keyed_by_the_content_of_the_files_it_reads(ip: Any, tmp_path: Path, cache_dir: Path,

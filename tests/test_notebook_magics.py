@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing.globalipapp import get_ipython
 from support import spy_fsync
 
 import ndustria
 from ndustria_nb.analysis import analyze, normalized
 from ndustria_nb.kernel import get_state
-
-
-@pytest.fixture
-def ip(cache_dir: Path) -> Iterator[Any]:
-    shell = get_ipython() or InteractiveShell.instance()  # the global app starts once per process
-    shell.run_line_magic("load_ext", "ndustria")
-    yield shell
-    shell.run_line_magic("unload_ext", "ndustria")
-    ndustria.set_default_pipeline(None)
 
 
 def test_reads_and_binds_follow_scopes_and_order() -> None:
