@@ -103,26 +103,33 @@ def _move_old_rows(db: sqlite3.Connection, chunk: int = 5000) -> None:
     older ndustria still running on this cache reads and writes it until it exits, and the rows it writes
     are moved at a later open."""
     while True:
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(db):
             last = db.execute(f"SELECT max(rowid) FROM (SELECT rowid FROM {_OLD} ORDER BY rowid LIMIT ?)",
                               (chunk,)).fetchone()[0]
-            if last is not None:
-                db.execute(f"DELETE FROM {_OLD} WHERE rowid <= ? AND EXISTS (SELECT 1 FROM blob_keys k WHERE"
-                           f" k.key = {_OLD}.key AND k.created > coalesce({_OLD}.created, 0))", (last,))
-                offset = db.execute("SELECT coalesce(max(id), 0) FROM blob_data").fetchone()[0]
-                db.execute(f"INSERT INTO blob_data (id, data) SELECT rowid + ?, data FROM {_OLD} WHERE rowid <= ?",
-                           (offset, last))
-                db.execute(f"INSERT INTO blob_keys SELECT key, checksum, created, length(data), rowid + ? FROM {_OLD}"
-                           f" WHERE rowid <= ?{_ON_CONFLICT}", (offset, last))
-                db.execute(f"DELETE FROM {_OLD} WHERE rowid <= ?", (last,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        if last is None:
-            return
+            if last is None:
+                return
+            db.execute(f"DELETE FROM {_OLD} WHERE rowid <= ? AND EXISTS (SELECT 1 FROM blob_keys k WHERE"
+                       f" k.key = {_OLD}.key AND k.created > coalesce({_OLD}.created, 0))", (last,))
+            offset = db.execute("SELECT coalesce(max(id), 0) FROM blob_data").fetchone()[0]
+            db.execute(f"INSERT INTO blob_data (id, data) SELECT rowid + ?, data FROM {_OLD} WHERE rowid <= ?",
+                       (offset, last))
+            db.execute(f"INSERT INTO blob_keys SELECT key, checksum, created, length(data), rowid + ? FROM {_OLD}"
+                       f" WHERE rowid <= ?{_ON_CONFLICT}", (offset, last))
+            db.execute(f"DELETE FROM {_OLD} WHERE rowid <= ?", (last,))
+
+
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction taking the write lock at once: committed when the block ends, rolled back if the
+    block or the commit raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 class Blobs:
@@ -222,19 +229,13 @@ class Blobs:
                         log.exception("ndustria: releasing a compute lock after a commit failed")
 
     def _write(self, rows: dict[str, tuple[bytes, float, str]]) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(self._db):
             first = self._db.execute("SELECT coalesce(max(id), 0) + 1 FROM blob_data").fetchone()[0]
             self._db.executemany("INSERT INTO blob_data VALUES (?, ?)",
                                  [(i, row[0]) for i, row in enumerate(rows.values(), first)])
             self._db.executemany("INSERT INTO blob_keys VALUES (?, ?, ?, ?, ?)" + _ON_CONFLICT,
                                  [(key, checksum, created, len(data), i)
                                   for i, (key, (data, created, checksum)) in enumerate(rows.items(), first)])
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
 
     def _committer(self) -> None:
         """Commit every transaction at most :data:`COMMIT_AFTER` seconds after it began, whether or not

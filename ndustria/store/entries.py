@@ -163,7 +163,7 @@ class Store:
         self.root = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
         self.fsync = fsync
         self._keyring = keyring
-        self._root_str = os.fspath(self.root)
+        self._row_prefix = os.path.join(os.fspath(self.root), BLOBS_FILE + "#")  # a small entry's reported path
         self._objects = self.root / "objects"
         self._objects_str = os.fspath(self._objects)
         self._tmp = self.root / "tmp"
@@ -235,7 +235,7 @@ class Store:
     def _row_name(self, key: str) -> str:
         """Where a small entry is, as reported: the table's file and the key (``objects.sqlite#<key>``),
         which is no file of its own: removing it must go through :meth:`remove`."""
-        return os.path.join(self._root_str, f"{BLOBS_FILE}#{key}")
+        return self._row_prefix + key
 
     def _file(self, key: str) -> str:
         key = self._valid(key)
@@ -413,9 +413,8 @@ class Store:
         filesystem (another program's files); a cold run of 3,000 tiny tasks paid 0.1-0.5 s for a
         benchmark's earlier writes."""
         self.flush()
-        row = os.path.join(self._root_str, BLOBS_FILE + "#")
         for path in written:
-            if path and not path.startswith(row):
+            if path and not path.startswith(self._row_prefix):
                 self._to_sync(path)
         with self._syncing:
             self._sync_taken()
