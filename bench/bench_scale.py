@@ -3,7 +3,8 @@
 The workload (issue 16): N tasks, two thirds tiny producers ``produce(i)`` and one third consumers
 ``combine(a, b)`` of two producers each. Every measurement runs in a fresh interpreter (as a script
 would) and times everything after the imports: declaring, looking up, running, storing durably and
-reading one result back.
+reading one result back. Each round of samples measures every size in turn (medians of the rounds are
+printed), so that the growth compares sizes measured in the same minutes.
 
 - cold: a new cache; ndustria computes and stores every task, joblib.Memory makes its first calls;
 - warm: the same script again; every task is a cache hit (joblib: every call is a hit);
@@ -115,30 +116,39 @@ def run(folder: Path, script: str, *args: str, cache: Path | None = None) -> dic
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure(folder: Path, n: int, repeats: int, joblib: bool = True) -> dict[str, float]:
-    """Median seconds per task of each case at size ``n`` (fresh caches for every cold sample); without
+def sample(folder: Path, n: int, r: int, joblib: bool = True) -> dict[str, float]:
+    """One sample of each case at size ``n`` (seconds per task; a fresh cache for the cold runs); without
     ``joblib`` its cases are left out (they take ~4 minutes per sample at 300,000 tasks)."""
-    samples: dict[str, list[float]] = {k: [] for k in ("nd_cold", "nd_warm", "jl_cold", "jl_warm")}
-    memory = 0.0
-    for r in range(repeats):
-        cache, jl = folder / f"nd-{n}-{r}", folder / f"jl-{n}-{r}"
+    cache, jl = folder / f"nd-{n}-{r}", folder / f"jl-{n}-{r}"
+    try:
         cold = run(folder, "nd.py", str(n), "serial", "0", cache=cache)
         assert cold["executed"] == n, cold
         warm = run(folder, "nd.py", str(n), "serial", "0", cache=cache)
         assert warm["executed"] == 0 and warm["value"] == cold["value"], warm
-        samples["nd_cold"].append(cold["seconds"] / n)
-        samples["nd_warm"].append(warm["seconds"] / n)
+        out = {"nd_cold": cold["seconds"] / n, "nd_warm": warm["seconds"] / n}
         if joblib:
             j_cold, j_warm = (run(folder, "jl.py", str(n), str(jl), "serial") for _ in range(2))
             assert j_cold["value"] == j_warm["value"] == cold["value"]
-            samples["jl_cold"].append(j_cold["seconds"] / n)
-            samples["jl_warm"].append(j_warm["seconds"] / n)
-        if r == 0:
-            memory = run(folder, "nd.py", str(n), "serial", "1", cache=folder / f"nd-mem-{n}")["memory"] / n
+            out |= {"jl_cold": j_cold["seconds"] / n, "jl_warm": j_warm["seconds"] / n}
+        return out
+    finally:
         shutil.rmtree(cache, ignore_errors=True)
         shutil.rmtree(jl, ignore_errors=True)
-    out = {k: statistics.median(v) for k, v in samples.items() if v}
-    out["memory"] = memory
+
+
+def measure(folder: Path, sizes: list[int], repeats: int, joblib: bool = True) -> dict[int, dict[str, float]]:
+    """Median seconds per task of each case at each size, and memory per declared task. The sizes take turns
+    within each round of samples, so that a machine getting busier or quieter during the minutes the bench
+    takes shifts every size alike instead of the growth."""
+    samples: dict[int, dict[str, list[float]]] = {n: {} for n in sizes}
+    for r in range(repeats):
+        for n in sizes:
+            for case, value in sample(folder, n, r, joblib).items():
+                samples[n].setdefault(case, []).append(value)
+    out = {n: {case: statistics.median(values) for case, values in samples[n].items()} for n in sizes}
+    for n in sizes:
+        out[n]["memory"] = run(folder, "nd.py", str(n), "serial", "1", cache=folder / f"nd-mem-{n}")["memory"] / n
+        shutil.rmtree(folder / f"nd-mem-{n}", ignore_errors=True)
     return out
 
 
@@ -173,9 +183,9 @@ def main() -> None:
     try:
         for name, text in (("work.py", FUNCTIONS), ("nd.py", NDUSTRIA), ("jl.py", JOBLIB), ("ndp.py", PROCESSES)):
             (folder / name).write_text(textwrap.dedent(text))
-        results = {}
+        results = measure(folder, sizes, args.repeats, joblib=not args.no_joblib)
         for n in sizes:
-            r = results[n] = measure(folder, n, args.repeats, joblib=not args.no_joblib)
+            r = results[n]
             if args.no_joblib:
                 print(f"[{n:,} tasks] ndustria cold {us(r['nd_cold'])}/task, warm {us(r['nd_warm'])}/task")
             else:

@@ -5,6 +5,7 @@ State (plain sets and dicts, changed only by the small methods of
 
 - ``available``: keys whose results are in the store (cached or done in this run)
 - ``waiting``: key -> the input keys it still waits for
+- ``dependents``: key -> the keys that take its result
 - ``ready``: a heap of keys whose inputs all exist, ordered by priority
 - ``running``, ``done``, ``failed``, ``skipped``
 
@@ -48,14 +49,18 @@ class GraphState:
 
     Ready keys wait in one heap per group (``group_of``: a key's function, the unit of batching), so
     counting and taking the ready tasks of a function costs their number, not all that are ready.
+
+    ``waiting`` and ``dependents`` hold their key sets as dicts of None: the garbage collector does not
+    track a dict of strings, while it walks every set at each full collection. A run of 300,000 tasks
+    kept 200,000 such sets alive and its full collections took 8 us per task instead of 4 at 3,000.
     """
 
     deps: Mapping[str, tuple[str, ...]]  # every key the run knows -> its input keys
     available: set[str]
     priority: dict[str, float] = field(default_factory=dict)
     order: dict[str, int] = field(default_factory=dict)  # declaration order, the tie-breaker
-    waiting: dict[str, set[str]] = field(default_factory=dict)
-    dependents: dict[str, set[str]] = field(default_factory=dict)
+    waiting: dict[str, dict[str, None]] = field(default_factory=dict)
+    dependents: dict[str, dict[str, None]] = field(default_factory=dict)
     running: set[str] = field(default_factory=set)
     done: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
@@ -67,9 +72,10 @@ class GraphState:
     def add(self, keys: Iterable[str]) -> None:
         """Schedule ``keys`` to run (they wait for inputs that are not available yet)."""
         for key in keys:
-            for dep in self.deps[key]:
-                self.dependents.setdefault(dep, set()).add(key)
-            missing = {d for d in self.deps[key] if d not in self.available}
+            deps = self.deps[key]
+            for dep in deps:
+                self.dependents.setdefault(dep, {})[key] = None
+            missing = {d: None for d in deps if d not in self.available} if deps else None
             self.done.discard(key)
             if missing:
                 self.waiting[key] = missing
@@ -137,7 +143,7 @@ class GraphState:
             missing = self.waiting.get(child)
             if missing is None:
                 continue
-            missing.discard(key)
+            missing.pop(key, None)
             if not missing:
                 del self.waiting[child]
                 self._push(child)
@@ -180,15 +186,26 @@ class GraphState:
 def longest_path_priority(deps: Mapping[str, tuple[str, ...]], to_run: Iterable[str],
                           duration: Callable[[str], float]) -> dict[str, float]:
     """Expected time from a task's start to the end of its longest chain of dependents."""
-    to_run = set(to_run)
-    if not any(dep in to_run for key in to_run for dep in deps[key]):  # independent tasks: no chains
-        return {key: duration(key) for key in to_run}
+    order = list(dict.fromkeys(to_run))
+    place = {key: i for i, key in enumerate(order)}
+    if all(place.get(dep, -1) < i for i, key in enumerate(order) for dep in deps[key]):
+        # Inputs come before their dependents (as declared): one pass from the last, in order (a set's
+        # order jumps around memory: 6 us per task at 300,000 tasks, 2.4 at 3,000), no list per task.
+        rank: dict[str, float] = {}
+        longest: dict[str, float] = {}  # key -> the longest rank among its dependents seen so far
+        for key in reversed(order):
+            here = rank[key] = duration(key) + longest.get(key, 0.0)
+            for dep in deps[key]:
+                if dep in place and longest.get(dep, 0.0) < here:
+                    longest[dep] = here
+        return rank
+    to_run = set(order)
     children: dict[str, list[str]] = {k: [] for k in to_run}
     for key in to_run:
         for dep in deps[key]:
             if dep in to_run:
                 children[dep].append(key)
-    rank: dict[str, float] = {}
+    rank = {}
     for key in _reverse_topological(to_run, children):
         rank[key] = duration(key) + max((rank[c] for c in children[key]), default=0.0)
     return rank
