@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 
 from ndustria.run.scheduler import GraphState, longest_path_priority
@@ -87,3 +88,16 @@ def test_priority_is_the_same_whether_or_not_inputs_come_first():
         declared = longest_path_priority(deps, to_run, cost.__getitem__)
         assert declared == longest_path_priority(deps, to_run[::-1], cost.__getitem__)
         assert set(declared) == set(to_run)
+
+
+def test_the_key_sets_of_a_large_graph_are_not_walked_by_the_garbage_collector():
+    """``waiting`` and ``dependents`` hold strings only, in containers the garbage collector does not
+    track: with a set per key, every full collection of a 300,000-task run walked 200,000 more objects."""
+    deps = {f"p{i}": () for i in range(100)} | {f"c{i}": (f"p{i}", f"p{(i + 1) % 100}") for i in range(100)}
+    state = GraphState(deps=deps, available=set(), order={k: i for i, k in enumerate(deps)})
+    state.add(list(deps))
+    gc.collect()
+    assert len(state.dependents) == 100 and len(state.waiting) == 100
+    assert not any(gc.is_tracked(keys) for keys in (*state.dependents.values(), *state.waiting.values()))
+    state.repair("c0", ["p0"])  # changed later, still untracked
+    assert not any(gc.is_tracked(keys) for keys in (*state.dependents.values(), *state.waiting.values()))
