@@ -51,8 +51,9 @@ class GraphState:
     counting and taking the ready tasks of a function costs their number, not all that are ready.
 
     ``waiting`` and ``dependents`` hold their key sets as dicts of None: the garbage collector does not
-    track a dict of strings, while it walks every set at each full collection. A run of 300,000 tasks
-    kept 200,000 such sets alive and its full collections took 8 us per task instead of 4 at 3,000.
+    track a dict of strings, while it walks every set at each full collection. With sets, a cold run of
+    300,000 tasks kept 200,000 of them alive: its full collections walked 18.9 objects per task instead
+    of 10.1 and took 7.6 us per task instead of 4.5.
     """
 
     deps: Mapping[str, tuple[str, ...]]  # every key the run knows -> its input keys
