@@ -527,3 +527,43 @@ def test_an_interrupted_run_makes_what_it_reported_saved_durable(tmp_path: Path,
         pipe.run()
     pipe.close()
     assert first.status == "done" and os.path.isfile(first.path) and first.path in synced
+
+
+NUMPY_LATE = '''
+import sys
+from ndustria import Pipeline
+pipe = Pipeline(name="late", verbose=False)
+
+@pipe.AddFunction()
+def small(i):
+    return i + 1
+
+@pipe.AddFunction()
+def big(i):
+    return bytes([i]) * 200_000  # more than a small entry holds: a file of its own
+
+handles = [small(i) for i in range(20)]
+pipe.run()
+print(sum(h.result() for h in handles), "numpy" in sys.modules)
+if sys.argv[1] == "big":
+    b = big(7)
+    pipe.run()
+    print(b.result() == bytes([7]) * 200_000, "numpy" in sys.modules)
+'''
+
+
+def test_numpy_is_imported_only_when_a_file_entry_is_loaded(tmp_path: Path) -> None:
+    """A script whose results are all small never imports numpy (a worker of tiny tasks started ~0.1 s
+    sooner); loading a file entry imports it then and reads the same bytes, in a fresh process too."""
+    script = tmp_path / "late.py"
+    script.write_text(NUMPY_LATE)
+    env = {"NDUSTRIA_CACHE_DIR": str(tmp_path / "cache")}
+    outputs = []
+    for run in ("small", "small", "big", "big"):  # cold, warm; a file entry computed, then found
+        out = subprocess.run([sys.executable, str(script), run], capture_output=True, text=True,
+                             env={**os.environ, **env}, cwd=tmp_path, timeout=120)
+        assert out.returncode == 0, out.stderr
+        outputs.append(out.stdout.split())
+    assert outputs[:2] == [["210", "False"]] * 2
+    assert outputs[2][:3] == ["210", "False", "True"]  # computed: the value as returned
+    assert outputs[3] == ["210", "False", "True", "True"]  # found: read from its file, numpy imported then

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import io
 import itertools
@@ -73,11 +74,6 @@ from ndustria.store.format import (
 )
 from ndustria.store.trust import Keyring, load_keyring
 
-try:
-    import numpy as _np
-except ImportError:  # pragma: no cover - numpy is optional
-    _np = None
-
 __all__ = ["FORMAT_VERSION", "EntryInfo", "Store"]
 
 _PAGE = 4096
@@ -118,15 +114,27 @@ class EntryInfo:
         return Path(self.where)
 
 
+@functools.cache
+def _numpy() -> Any:
+    """numpy, imported when a file entry is first loaded (None without numpy): a process that only
+    reads and writes small entries (a worker of many tiny tasks) never pays its ~50-150 ms import."""
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover - numpy is optional
+        return None
+    return numpy
+
+
 def _buffer(n: int) -> memoryview:
     """A writable buffer of ``n`` bytes, not zero-filled when numpy is present.
 
     Page-aligned, like the file: the kernel copies file pages much more slowly into memory
     whose offset within a page differs (numpy's own allocations start 16 bytes in).
     """
-    if _np is None:
+    np = _numpy()
+    if np is None:
         return memoryview(bytearray(n))
-    raw = _np.empty(n + _PAGE, _np.uint8)
+    raw = np.empty(n + _PAGE, np.uint8)
     start = -raw.ctypes.data % _PAGE
     return memoryview(raw[start : start + n])
 
