@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xxhash
-from support import Canary, StoredEntry, spy_fsync
+from support import Canary, StoredEntry, run_python, spy_fsync
 
 import ndustria.store.entries as store_module
 from ndustria.errors import CacheError, CorruptEntryError, ResultNotPicklableError
@@ -532,16 +532,15 @@ def test_an_interrupted_run_makes_what_it_reported_saved_durable(tmp_path: Path,
 NUMPY_LATE = '''
 import sys
 from ndustria import Pipeline
-pipe = Pipeline(name="late", verbose=False)
 
-@pipe.AddFunction()
 def small(i):
     return i + 1
 
-@pipe.AddFunction()
 def big(i):
     return bytes([i]) * 200_000  # more than a small entry holds: a file of its own
 
+pipe = Pipeline(name="late", verbose=False)
+small, big = (pipe.AddFunction()(f) for f in (small, big))
 handles = [small(i) for i in range(20)]
 pipe.run()
 print(sum(h.result() for h in handles), "numpy" in sys.modules)
@@ -560,8 +559,7 @@ def test_numpy_is_imported_only_when_a_file_entry_is_loaded(tmp_path: Path) -> N
     env = {"NDUSTRIA_CACHE_DIR": str(tmp_path / "cache")}
     outputs = []
     for run in ("small", "small", "big", "big"):  # cold, warm; a file entry computed, then found
-        out = subprocess.run([sys.executable, str(script), run], capture_output=True, text=True,
-                             env={**os.environ, **env}, cwd=tmp_path, timeout=120)
+        out = run_python(script, run, cwd=tmp_path, env=env, timeout=120)
         assert out.returncode == 0, out.stderr
         outputs.append(out.stdout.split())
     assert outputs[:2] == [["210", "False"]] * 2
