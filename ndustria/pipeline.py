@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ndustria import gcfreeze
 from ndustria.config import resolve_cache_dir
 from ndustria.errors import (
     CacheWriteError,
@@ -81,7 +82,8 @@ class Pipeline:
                  cache_dir: str | Path | None = None, backend: str | None = None, engines: int | None = None,
                  *, executor: Executor | None = None, cluster: Any = None, retries: int = 1,
                  shared_cache: bool = True, fsync: bool = True, verbose: bool = True,
-                 max_cache_size: int | str | None = None, on_cache_error: str = "error") -> None:
+                 max_cache_size: int | str | None = None, on_cache_error: str = "error",
+                 freeze_gc: bool = True) -> None:
         self.name = name or default_name()
         self.dryrun = dryrun
         self.parallel = parallel
@@ -102,6 +104,8 @@ class Pipeline:
         if on_cache_error not in ("error", "warn"):
             raise NdustriaError(f"on_cache_error must be 'error' or 'warn', not {on_cache_error!r}")
         self.on_cache_error = on_cache_error  # "warn": results that cannot be written stay in memory
+        self.freeze_gc = freeze_gc  # large graphs out of the garbage collector's walks (ndustria.gcfreeze)
+        self._freeze_next = gcfreeze.FREEZE_AT  # pending tasks at which the graph is frozen next
         self._uncached: dict[str, Any] = {}
         self.cluster = cluster  # an ipp.Cluster / ipp.Client / profile name / cluster id to attach to
         self.check_options()  # before anything starts (under mpiexec: before an uncaught error aborts the job)
@@ -188,6 +192,10 @@ class Pipeline:
             handle.name  # noqa: B018 - the call as declared, before its values can change
         self.tasks.append(handle)
         self._pending[task_id] = handle
+        if len(self._pending) >= self._freeze_next:
+            self._freeze_next *= 2
+            if self.freeze_gc:
+                gcfreeze.freeze()
         if handle.deps:
             if self._unlooked:
                 for dep in handle.deps:
@@ -253,11 +261,13 @@ class Pipeline:
         self.look_up()
         handles = task_closure(list(self._pending.values()))
         self._pending.clear()
+        self._freeze_next = gcfreeze.FREEZE_AT
         started, state, self._run_id = time.time(), "done", None
         try:
-            if self._mpi:
-                return self._run_collective(handles)
-            return self._run_handles(handles)
+            with gcfreeze.running():
+                if self._mpi:
+                    return self._run_collective(handles)
+                return self._run_handles(handles)
         except BaseException as exc:
             state = "failed" if isinstance(exc, TaskError) else f"ended by {type(exc).__name__}"
             self.console.log_error(exc)
@@ -309,6 +319,8 @@ class Pipeline:
         state = GraphState(deps={}, available=set(), order={})
         if backend is not None:  # tasks to run: the scheduler writes the rows once the first ones left
             state, by_fn = self._plan(handles, to_run, cached)
+            if self.freeze_gc and len(handles) >= gcfreeze.FREEZE_AT:  # the graph and the run's state of it
+                gcfreeze.freeze()
             self._schedule(state, handles, backend, recorder, history=by_fn)
         recorder.started()  # the task rows, had nothing run
         return self._finish_run(run_id, handles, state, len(cached), t0)
@@ -553,7 +565,9 @@ class Pipeline:
             self._backend = None
 
     def close(self) -> None:
-        """Release the backend (a cluster or process pool this pipeline started) and the catalog."""
+        """Release the backend (a cluster or process pool this pipeline started) and the catalog, and give
+        the garbage collector back a graph frozen while it was declared (:mod:`ndustria.gcfreeze`)."""
+        gcfreeze.thaw()
         self.release_backend()
         if self._catalog is not None:
             self._catalog.close()
