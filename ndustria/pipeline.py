@@ -192,10 +192,10 @@ class Pipeline:
             handle.name  # noqa: B018 - the call as declared, before its values can change
         self.tasks.append(handle)
         self._pending[task_id] = handle
-        if len(self._pending) >= self._freeze_next:
+        if len(self._pending) >= self._freeze_next and not self._declaring_only:
             self._freeze_next *= 2
             if self.freeze_gc:
-                gcfreeze.freeze()
+                gcfreeze.freeze_declared()
         if handle.deps:
             if self._unlooked:
                 for dep in handle.deps:
@@ -320,7 +320,7 @@ class Pipeline:
         if backend is not None:  # tasks to run: the scheduler writes the rows once the first ones left
             state, by_fn = self._plan(handles, to_run, cached)
             if self.freeze_gc and len(handles) >= gcfreeze.FREEZE_AT:  # the graph and the run's state of it
-                gcfreeze.freeze()
+                gcfreeze.freeze_run()
             self._schedule(state, handles, backend, recorder, history=by_fn)
         recorder.started()  # the task rows, had nothing run
         return self._finish_run(run_id, handles, state, len(cached), t0)
@@ -501,7 +501,8 @@ class Pipeline:
         handle.checksum = ""
         self.console.recomputing(handle.name, reason)
         handle.status = "queued"
-        self._run_handles(task_closure([handle]))
+        with gcfreeze.running():
+            self._run_handles(task_closure([handle]))
         return self.store.load(handle.key, mmap=mmap)
 
     def _save_or_keep(self, key: str, value: Any) -> tuple[str, int, str]:
@@ -567,7 +568,7 @@ class Pipeline:
     def close(self) -> None:
         """Release the backend (a cluster or process pool this pipeline started) and the catalog, and give
         the garbage collector back a graph frozen while it was declared (:mod:`ndustria.gcfreeze`)."""
-        gcfreeze.thaw()
+        gcfreeze.thaw_declared()
         self.release_backend()
         if self._catalog is not None:
             self._catalog.close()
