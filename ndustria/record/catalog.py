@@ -37,6 +37,7 @@ from ndustria.atomic import PATIENCE
 from ndustria.errors import CacheError
 from ndustria.record.schema import TASK_COLUMNS, prepare
 from ndustria.store.blobs import retry_locked
+from ndustria.store.wal import Checkpointer
 
 if TYPE_CHECKING:
     from ndustria.records import TaskReport
@@ -53,9 +54,11 @@ class Catalog:
         self._depth = 0  # nesting of open transactions (batch() around single writes)
         self._readonly = readonly
         self._has_hits_as = False  # known to have run_members.hits_as (see _hits_apart)
+        self._checkpointer: Checkpointer | None = None
         if readonly:
             self._db = self._open_readonly()
         else:
+            self._checkpointer = Checkpointer(self.path)
             self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             retry_locked(lambda: prepare(self._db))
         self._db.row_factory = sqlite3.Row
@@ -80,6 +83,8 @@ class Catalog:
 
     def close(self) -> None:
         with self._lock:
+            if self._checkpointer is not None:  # first: this connection must be the last to close (see store.wal)
+                self._checkpointer.close()
             self._db.close()
 
     @contextmanager
@@ -94,6 +99,8 @@ class Catalog:
                     yield self._db
                 finally:
                     self._depth -= 1
+            if self._checkpointer is not None:
+                self._checkpointer.wrote()
 
     def batch(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """Make every write inside the block one transaction (one commit instead of one per call)."""

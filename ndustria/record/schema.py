@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from ndustria.store.blobs import use_wal
+from ndustria.store.wal import use_wal
 
 SCHEMA_VERSION = 1
 

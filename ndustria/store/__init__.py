@@ -5,6 +5,8 @@
 - :mod:`~ndustria.store.format` encodes an entry's bytes (framing, checksums, signature) and checks them;
 - :mod:`~ndustria.store.entries` reads and writes entries (``Store``: small ones as rows of
   :mod:`~ndustria.store.blobs`, committed in groups; others as files: temp file, rename);
+- :mod:`~ndustria.store.wal` sets up ndustria's SQLite files (this one and the catalog) and checkpoints
+  their write-ahead logs from a thread of their own;
 - :mod:`~ndustria.store.trust` signs entries and decides whose entries may be unpickled;
 - :mod:`~ndustria.store.locks` gives each key a compute lock shared by every process;
 - :mod:`~ndustria.store.writer` saves results on a background thread with grouped syncs;

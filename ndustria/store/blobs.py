@@ -35,8 +35,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ndustria.atomic import fsync_path
+from ndustria.store.wal import Checkpointer, use_wal
 
-__all__ = ["COMMIT_AFTER", "COMMIT_ROWS", "SMALL_MAX", "Blobs", "retry_locked", "use_wal"]
+__all__ = ["COMMIT_AFTER", "COMMIT_ROWS", "SMALL_MAX", "Blobs", "retry_locked"]
 
 FILE = "objects.sqlite"
 SMALL_MAX = 64 << 10  # bytes: larger entries (and any with array buffers) are files
@@ -80,20 +81,6 @@ def retry_locked(step: Callable[[], Any], patience: float = 30.0) -> Any:
                 raise
             time.sleep(delay)
             delay = min(2 * delay, 0.25)
-
-
-def use_wal(db: sqlite3.Connection) -> None:
-    """The settings of ndustria's SQLite databases (this table and the catalog): WAL, commits that do not
-    fsync (syncs are explicit), and, because random keys touch index pages all over, those pages kept in
-    memory (up to 64 MiB) and a checkpoint (which syncs) every 50,000 pages, not 1,000. A checkpoint copies
-    each page the log holds once, however often it was written since the last one: a cold run of 300,000
-    tasks took 320 us per task with the default, 236 with 10,000 pages, 196-200 (12.5 KB written per
-    task, not 14.6) with 50,000. The log then grows to ~200 MB in such a run (it is folded in and removed
-    when the last connection closes; 3,000 tasks never reach a checkpoint)."""
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA cache_size=-65536")
-    db.execute("PRAGMA wal_autocheckpoint=50000")
 
 
 def _move_old_rows(db: sqlite3.Connection, chunk: int = 5000) -> None:
@@ -146,6 +133,7 @@ class Blobs:
         self._waiting: list[Callable[[], None]] = []
         self._opened = threading.Condition(self._lock)
         self._pid = os.getpid()
+        self._checkpointer = Checkpointer(self.path)
         threading.Thread(target=self._committer, name="ndustria-commit", daemon=True).start()
         atexit.register(self._close_at_exit)
 
@@ -218,6 +206,7 @@ class Blobs:
             try:
                 if rows:
                     retry_locked(lambda: self._write(rows))
+                    self._checkpointer.wrote()
             except BaseException:
                 self._pending, self._open_since = rows, time.monotonic()  # (no put ran: the lock is held)
                 raise
@@ -264,6 +253,7 @@ class Blobs:
                     self.commit()
             except Exception as exc:  # noqa: BLE001 - at exit there is no one left to raise to
                 log.warning("ndustria: %d small results could not be committed at exit: %s", len(self._pending), exc)
+            self._checkpointer.close()
             if self._connection is not None:
                 with contextlib.suppress(sqlite3.Error):
                     self._connection.close()
