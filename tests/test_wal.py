@@ -167,3 +167,38 @@ def test_a_forked_child_checkpoints_with_a_thread_of_its_own(tmp_path, monkeypat
     assert not checkpointer._thread.is_alive()
     assert checkpointer.checkpoints >= 1
     blobs._close_at_exit()
+
+
+def test_a_reader_on_an_old_snapshot_is_waited_for_not_hammered(tmp_path, monkeypatch):
+    """While another connection keeps a read transaction open, the log cannot start over: the thread tries
+    again only once the log grew by a quarter of the threshold (each try may hold writers back for
+    ``RESTART_PATIENCE``), and once the reader is gone the log starts over and is cut back."""
+    monkeypatch.setattr(wal, "CHECKPOINT_AT", SMALL)
+    monkeypatch.setattr(wal, "LOG_KEEP", KEEP)
+    blobs = Blobs(str(tmp_path))
+    blobs.put("0" * 32, b"first", 1.0, "c" * 32)
+    log = tmp_path / (FILE + "-wal")
+    reader = sqlite3.connect(tmp_path / FILE, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT COUNT(*) FROM blob_keys").fetchone() == (1,)  # holds this snapshot
+    commits = 0
+    for i in range(1, 3001):
+        blobs.put(f"{i:032x}", os.urandom(1000), 1.0, "c" * 32, commit=i % 100 == 0)
+        if i % 100 == 0:
+            commits += 1
+            time.sleep(0.02)
+    grown = log.stat().st_size
+    assert grown > 3 * SMALL  # the log could not start over
+    tries = blobs._checkpointer.checkpoints / 2  # two passive passes per try
+    assert 1 <= tries <= (grown - SMALL) / (SMALL // 4) + 2 < commits
+    reader.execute("COMMIT")
+    reader.close()
+    for i in range(3001, 4001):
+        blobs.put(f"{i:032x}", os.urandom(1000), 1.0, "c" * 32, commit=i % 100 == 0)
+        if i % 100 == 0:
+            time.sleep(0.02)
+            if log.stat().st_size < SMALL:
+                break
+    assert log.stat().st_size < SMALL  # started over and cut back once the reader let go
+    assert len(list(blobs.keys())) == i + 1
+    blobs._close_at_exit()

@@ -4,7 +4,7 @@ Both databases of a cache (the small entries, ``objects.sqlite``, and the catalo
 mode: a commit appends pages to ``<db>-wal`` and a *checkpoint* later copies them into the database
 file and syncs it. SQLite's default runs that checkpoint inside the commit that crosses its threshold,
 so the writer stops for it: in a cold run of 300,000 tiny tasks, each database checkpointed 50,000
-pages (200 MB) about seven times, ~0.1-0.2 s each, two syncs included (~10 us per task in all, nothing
+pages (200 MB) about seven times, ~0.1-0.2 s each, two syncs included (1.6 s of syncs alone; nothing
 at 3,000 tasks). A :class:`Checkpointer` does it from a thread of its own with a connection of its own
 (SQLite lets a passive checkpoint run while the writer goes on appending; the thread spends its time
 in SQLite and in syncs, without the GIL), so a commit never waits for one.
@@ -14,7 +14,8 @@ that copied every page, the writer's next commit starts the log over from its be
 file to :data:`LOG_KEEP` bytes (``journal_size_limit``), so the file's size says how much the log
 holds. A writer appending faster than a passive checkpoint copies would never let the log start over;
 then a ``RESTART`` checkpoint, which holds new writers back for at most :data:`RESTART_PATIENCE`
-seconds, finishes the job. The writers' own checkpoint stays as a safety net at :data:`FALLBACK_PAGES`,
+seconds, finishes the job. A log that still cannot start over (a reader in another process on an old
+snapshot) is checkpointed again only after it grew by a quarter of :data:`CHECKPOINT_AT`. The writers' own checkpoint stays as a safety net at :data:`FALLBACK_PAGES`,
 four times later than the thread's: a thread that cannot keep up (or a process that exits before it
 ran) still bounds the log.
 
@@ -95,10 +96,13 @@ class Checkpointer:
 
     def due(self) -> bool:
         """Whether the log has grown past :data:`CHECKPOINT_AT` bytes."""
+        return self._log_size() >= CHECKPOINT_AT
+
+    def _log_size(self) -> int:
         try:
-            return os.stat(self._wal).st_size >= CHECKPOINT_AT
+            return os.stat(self._wal).st_size
         except OSError:
-            return False
+            return 0
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the thread (waiting up to ``timeout`` seconds for a checkpoint in progress) and close its
@@ -111,14 +115,19 @@ class Checkpointer:
 
     def _loop(self) -> None:
         db: sqlite3.Connection | None = None
+        tried = 0  # the log's size after the last checkpoint, while it has not started over since
         try:
             while True:
                 self._wake.wait()
                 self._wake.clear()
                 if self._stopping:
                     return
-                if not self.due():
+                size = self._log_size()
+                if size < CHECKPOINT_AT:
+                    tried = 0
                     continue
+                if tried and size < tried + CHECKPOINT_AT // 4:  # the log did not start over last time (a
+                    continue  # reader of another process still on an old snapshot): wait for it to grow
                 with self._lock:
                     if self._stopping:
                         return
@@ -131,6 +140,7 @@ class Checkpointer:
                         self._checkpoint(db)
                     except sqlite3.Error as exc:  # busy, or a database going away: the next commit tries again
                         log.debug("ndustria: checkpoint of %s: %s", self.path, exc)
+                    tried = self._log_size()
         finally:
             if db is not None:
                 with contextlib.suppress(sqlite3.Error):
