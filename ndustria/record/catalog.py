@@ -58,7 +58,7 @@ class Catalog:
         if readonly:
             self._db = self._open_readonly()
         else:
-            self._checkpointer = Checkpointer(self.path)
+            self._checkpointer = Checkpointer(self.path, writer_lock=self._lock)
             self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             retry_locked(lambda: prepare(self._db))
         self._db.row_factory = sqlite3.Row
@@ -82,9 +82,9 @@ class Catalog:
             delay = min(2 * delay, 0.1)
 
     def close(self) -> None:
+        if self._checkpointer is not None:  # first: this connection must be the last to close (see store.wal);
+            self._checkpointer.close()  # not holding the lock, which its thread may be waiting for
         with self._lock:
-            if self._checkpointer is not None:  # first: this connection must be the last to close (see store.wal)
-                self._checkpointer.close()
             self._db.close()
 
     @contextmanager

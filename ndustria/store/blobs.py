@@ -133,7 +133,7 @@ class Blobs:
         self._waiting: list[Callable[[], None]] = []
         self._opened = threading.Condition(self._lock)
         self._pid = os.getpid()
-        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer = Checkpointer(self.path, writer_lock=self._lock)
         threading.Thread(target=self._committer, name="ndustria-commit", daemon=True).start()
         atexit.register(self._close_at_exit)
 
@@ -247,13 +247,13 @@ class Blobs:
         every process that opens the table next reads all of it first (44 ms for 30,000 rows)."""
         if os.getpid() != self._pid:  # a forked child must not use its parent's connection
             return
+        self._checkpointer.close()  # not holding the lock, which its thread may be waiting for
         with self._lock:
             try:
                 if self._pending:
                     self.commit()
             except Exception as exc:  # noqa: BLE001 - at exit there is no one left to raise to
                 log.warning("ndustria: %d small results could not be committed at exit: %s", len(self._pending), exc)
-            self._checkpointer.close()
             if self._connection is not None:
                 with contextlib.suppress(sqlite3.Error):
                     self._connection.close()
