@@ -155,8 +155,7 @@ class Checkpointer:
                     if db is None:
                         db = sqlite3.connect(self.path, timeout=RESTART_PATIENCE, isolation_level=None,
                                              check_same_thread=False)
-                        db.execute("PRAGMA synchronous=NORMAL")
-                        db.execute(f"PRAGMA journal_size_limit={LOG_KEEP}")  # a connection's own setting
+                        use_wal(db)  # journal_size_limit and synchronous are a connection's own settings
                     restarted = self._checkpoint(db)
                 except sqlite3.Error as exc:  # busy, or a database going away: the next commit tries again
                     log.debug("ndustria: checkpoint of %s: %s", self.path, exc)
