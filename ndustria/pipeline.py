@@ -314,7 +314,8 @@ class Pipeline:
         run_id = self._run_id = catalog.start_run(self.name, backend.name if backend else "none",
                                                   backend.workers if backend else 0, self._options())
         recorder = RunRecorder(catalog, run_id, self.name, handles, run_ids, self.console,
-                               keep=self._save_or_keep, forget=self._forget)
+                               keep=self._save_or_keep, forget=self._forget,
+                               batches_running=not (backend is not None and backend.inline))
         self._failures = recorder.failures
         state = GraphState(deps={}, available=set(), order={})
         if backend is not None:  # tasks to run: the scheduler writes the rows once the first ones left

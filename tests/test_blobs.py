@@ -13,7 +13,8 @@ import time
 
 from support import run_python, write_script
 
-from ndustria.store.blobs import COMMIT_ROWS, FILE, Blobs, _move_old_rows
+from ndustria.store import blobs as blobs_module
+from ndustria.store.blobs import COMMIT_AFTER, COMMIT_ROWS, FILE, Blobs, _move_old_rows
 
 
 def other_process_sees(root, key: str) -> bool:
@@ -68,6 +69,37 @@ def test_a_full_group_commits_and_the_timer_commits_a_lone_row(tmp_path):
     while not other_process_sees(tmp_path, "e" * 32):  # no later write: the timer commits it
         assert time.monotonic() < deadline, "a lone waiting row was never committed"
         time.sleep(0.05)
+
+
+def test_a_held_group_is_left_to_its_batch_by_the_timer_but_not_by_the_row_limit(tmp_path):
+    blobs = Blobs(str(tmp_path))
+    with blobs.held():  # a batch in this thread that commits its rows when it ends
+        blobs.put("a" * 32, b"held", 1.0, "c" * 32, commit=False)
+        time.sleep(4 * COMMIT_AFTER)
+        blobs.put("b" * 32, b"held", 1.0, "c" * 32, commit=False)  # past COMMIT_AFTER: still no commit
+        assert not other_process_sees(tmp_path, "a" * 32), "the clock committed a held group"
+        for i in range(COMMIT_ROWS):
+            blobs.put(f"{i:032x}", b"x", 1.0, "c" * 32, commit=False)
+        assert other_process_sees(tmp_path, "a" * 32), "a full group is written, held or not"
+        blobs.put("d" * 32, b"last", 1.0, "c" * 32, commit=False)
+    blobs.commit()  # as the batch does when it ends
+    assert other_process_sees(tmp_path, "d" * 32)
+    blobs.put("e" * 32, b"lone", 1.0, "c" * 32, commit=False)
+    deadline = time.monotonic() + 30
+    while not other_process_sees(tmp_path, "e" * 32):  # no longer held: the timer commits again
+        assert time.monotonic() < deadline, "the timer stopped committing after a held group"
+        time.sleep(0.05)
+
+
+def test_the_clock_still_commits_a_held_group_that_waits_too_long(tmp_path, monkeypatch):
+    monkeypatch.setattr(blobs_module, "HELD_AFTER", 0.3)  # a task of the batch runs far longer than expected
+    blobs = Blobs(str(tmp_path))
+    with blobs.held():
+        blobs.put("a" * 32, b"held", 1.0, "c" * 32, commit=False)
+        deadline = time.monotonic() + 30
+        while not other_process_sees(tmp_path, "a" * 32):
+            assert time.monotonic() < deadline, "a held row waited for good"
+            time.sleep(0.05)
 
 
 def test_deleting_a_waiting_row(tmp_path):

@@ -421,3 +421,29 @@ def test_a_cached_result_removed_behind_our_back_is_recomputed_on_demand(cache_d
     with pytest.warns(NdustriaWarning, match=r"produce\(4\).*removed"):
         assert list(h.result()) == [0, 1, 2, 3]
     assert CALLS == [("produce", 4)]
+
+
+def test_a_serial_batch_of_tiny_tasks_is_not_marked_running_all_at_once(cache_dir):
+    # The serial backend runs a batch in the scheduler's thread, one task after the other: the catalog
+    # would have called the whole batch "running" while one of them ran (and paid an update per task).
+    seen = CallLog()
+    pipe = Pipeline(name="statuses", backend="serial", verbose=False)
+
+    @pipe.AddFunction()
+    def tiny(i):
+        if i == 150:
+            import sqlite3
+
+            db = sqlite3.connect(cache_dir / "catalog.sqlite")
+            seen.extend(db.execute("SELECT status, count(*) FROM task_runs WHERE run_id = (SELECT max(run_id)"
+                                   " FROM runs) GROUP BY status").fetchall())
+            db.close()
+        return i
+
+    handles = [tiny(i) for i in range(200)]
+    pipe.run()
+    assert pipe.last_scheduler.submissions < 100, "the tiny tasks went in batches"
+    counts = dict(seen)
+    assert counts.get("running", 0) <= 1 and counts.get("queued", 0) > 1, counts
+    assert [h.result() for h in handles[:3]] == [0, 1, 2]
+    assert pipe.catalog.tasks(pipe._run_id) and {t["status"] for t in pipe.catalog.tasks(pipe._run_id)} == {"done"}

@@ -8,11 +8,12 @@ import sys
 import threading
 import time
 
+import pytest
 from support import lock_state
 
 from ndustria.records import TaskPayload
 from ndustria.run import remote
-from ndustria.store import writer
+from ndustria.store import locks, writer
 from ndustria.store.entries import Store
 
 
@@ -148,6 +149,52 @@ def test_a_key_another_process_holds_waits_for_the_end_of_the_batch_and_is_found
     assert max(r.end for r in reports if not r.found) < held_at + 0.9, "the free tasks did not wait for it"
     assert Store(cache_dir).load(payloads[1].key) == "stored by the other process", "computed once, not twice"
     assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}
+
+
+def test_an_inline_batch_looks_its_keys_up_at_once_and_finds_what_was_stored_meanwhile(cache_dir, monkeypatch):
+    payloads = payloads_for(cache_dir)
+    Store(cache_dir).save(payloads[2].key, "stored meanwhile")  # e.g. by another process, after the plan
+    lookups = []
+    real = Store.known_checksums
+    monkeypatch.setattr(Store, "known_checksums", lambda self, keys: (lookups.append(len(keys)), real(self, keys))[1])
+    monkeypatch.setattr(Store, "contains", lambda self, key: pytest.fail("a key looked up alone"))
+    reports = remote.execute_batch_inline(payloads)
+    assert [r.status for r in reports] == ["done"] * 5
+    assert lookups == [5], "one look-up for the batch"
+    assert [r.found for r in reports] == [False, False, True, False, False]
+    assert Store(cache_dir).load(payloads[2].key) == "stored meanwhile", "found, not computed again"
+    assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}
+
+
+def interrupted_at_2(i):
+    if i == 2:
+        raise KeyboardInterrupt
+    return 2 * i
+
+
+def test_an_interrupted_inline_batch_keeps_what_it_saved_and_releases_every_lock(cache_dir):
+    payloads = payloads_for(cache_dir, interrupted_at_2)
+    with pytest.raises(KeyboardInterrupt):
+        remote.execute_batch_inline(payloads)
+    assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}, "no key left locked"
+    listed = subprocess.run([sys.executable, "-c", "import sys; from ndustria.store.entries import Store; "
+                             "print(sorted(Store(sys.argv[1]).keys()))", str(cache_dir)],
+                            capture_output=True, text=True, check=True).stdout
+    assert listed.strip() == str(sorted(p.key for p in payloads[:2])), "the results saved before it, committed"
+
+
+def test_a_key_held_in_this_process_runs_after_the_inline_batch(cache_dir):
+    payloads = payloads_for(cache_dir)
+    held = locks.KeyLock(str(cache_dir), payloads[3].key)
+    assert held.acquire(False)
+    done = threading.Timer(0.5, held.release)  # e.g. another pipeline's thread computing it
+    done.start()
+    try:
+        reports = remote.execute_batch_inline(payloads)
+    finally:
+        done.join()
+    assert [r.status for r in reports] == ["done"] * 5
+    assert reports[3].start > max(r.end for i, r in enumerate(reports) if i != 3), "after the others"
 
 
 def test_code_shipped_by_value_keeps_its_file_for_tracebacks():

@@ -41,11 +41,19 @@ class RunRecorder:
     ``handles`` are the run's tasks by id, ``run_ids`` those that must run; ``keep(key, value)``
     stores a value an engine sent back and returns (path, size, checksum); ``forget(key)`` removes
     a damaged entry. ``failures`` collects each failed task for the closing ``TaskError``.
+
+    ``batches_running=False``: the tasks of a batch keep the status "queued" in the catalog until their
+    reports come, for a backend that runs a batch in this very thread (serial), one task after the
+    other: "running" would be true of one of them at a time, and a batch holds only tasks shorter
+    than a submission's overhead (well under a millisecond), too short for anyone to watch. A task
+    submitted alone is still marked "running". Those updates were ~7 % of a cold run of 300,000
+    tiny tasks (bench/bench_scale.py, BENCHMARKS.md).
     """
 
     def __init__(self, catalog: Catalog, run_id: int, pipeline: str, handles: dict[str, TaskHandle],
                  run_ids: set[str], console: RunConsole, *,
-                 keep: Callable[[str, Any], tuple[str, int, str]], forget: Callable[[str], None]) -> None:
+                 keep: Callable[[str, Any], tuple[str, int, str]], forget: Callable[[str], None],
+                 batches_running: bool = True) -> None:
         self.catalog = catalog
         self.run_id = run_id
         self.pipeline = pipeline
@@ -56,6 +64,7 @@ class RunRecorder:
         self.forget = forget
         self.failures: dict[str, TaskFailure] = {}
         self.rows_written = False
+        self.batches_running = batches_running
         self._recorded: list[tuple[TaskReport, tuple[str, str, str]]] = []  # completed reports of a submission
 
     def started(self) -> None:
@@ -82,7 +91,9 @@ class RunRecorder:
     def submitted(self, ids: list[str]) -> None:
         for task_id in ids:
             self.handles[task_id].status = "running"
-        if self.rows_written:  # the first submissions go before the rows exist, which then say "running"
+        if not self.rows_written:  # the first submissions go before the rows exist, which then say "running"
+            return
+        if len(ids) == 1 or self.batches_running:
             self.catalog.set_status(self.run_id, ids, "running")
 
     @contextlib.contextmanager

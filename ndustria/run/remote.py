@@ -42,7 +42,8 @@ def run_one(payload: TaskPayload) -> TaskReport:
 
 
 def execute_batch_inline(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
-    """A batch run in the scheduler's own thread (the serial backend): claims and saves in line, no
+    """A batch run in the scheduler's own thread (the serial backend): the batch's keys claimed at once
+    (:func:`ndustria.run.worker.claim_batch`: one store query for all of them), saves in line, no
     helper threads (whose handoffs cost more than they overlap when every task holds the GIL), the
     results committed with the batch and the compute locks released after that commit."""
     if len(payloads) < 2:
@@ -52,14 +53,21 @@ def execute_batch_inline(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
         p.grouped = p.shared_cache
     stores = {p.store_root: worker.get_store(p.store_root, p.fsync) for p in grouped if p.shared_cache}
     reports: list[TaskReport | None] = [None] * len(grouped)
+    claims = worker.claim_batch(grouped)
     try:
-        for i, payload in enumerate(grouped):
-            claimed = worker.claim(payload, blocking=False)
-            if claimed is not None:  # a key another process holds waits until this batch holds no lock
-                reports[i] = _run_one(payload, None, claimed)
+        with contextlib.ExitStack() as held:  # the batch's rows go in one commit, below
+            for store in stores.values():
+                held.enter_context(store.held())
+            for i, payload in enumerate(grouped):
+                claimed, claims[i] = claims[i], None  # from here on, running the task releases its lock
+                if claimed is not None:  # a key another process holds waits until this batch holds no lock
+                    reports[i] = _run_one(payload, None, claimed)
     finally:  # commit what was saved (which releases its locks), however the batch ended
-        for store in stores.values():
-            store.flush()
+        try:
+            for store in stores.values():
+                store.flush()
+        finally:  # the locks of tasks an interruption kept from running
+            worker.release_claims(claims)
     for i, payload in enumerate(grouped):
         if reports[i] is None:
             payload.grouped = False

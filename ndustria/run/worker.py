@@ -20,6 +20,7 @@ import pickle
 import socket
 import threading
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,43 @@ def claim(payload: TaskPayload, blocking: bool = True) -> Claim | None:
         raise
 
 
+def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
+    """:func:`claim` without waiting for each of ``payloads``, the store looked in once for all of them:
+    every free lock is taken first, then one query per 500 keys finds what another process stored
+    (a key look-up of its own cost a task ~7 us among 300,000 rows, ~4 us among 3,000). None where
+    another process or thread holds the key, or the same key came earlier in the batch. If anything
+    raises, every lock taken here is released."""
+    claims: list[Claim | None] = [None] * len(payloads)
+    taken: dict[tuple[str, bool], list[tuple[int, str]]] = {}
+    try:
+        for i, payload in enumerate(payloads):
+            if not payload.shared_cache or payload.rerun:
+                claims[i] = Claim(None)
+                continue
+            key = payload.store_key or payload.key
+            lock = KeyLock(get_store(payload.store_root, payload.fsync).root, key)
+            if lock.acquire(False):
+                claims[i] = Claim(lock)
+                taken.setdefault((payload.store_root, payload.fsync), []).append((i, key))
+        for (root, fsync), items in taken.items():
+            store = get_store(root, fsync)
+            present = store.known_checksums([key for _, key in items])
+            for i, key in items:
+                if key in present:
+                    claims[i].found = _info(store, key)  # type: ignore[union-attr]
+    except BaseException:
+        release_claims(claims)
+        raise
+    return claims
+
+
+def release_claims(claims: Sequence[Claim | None]) -> None:
+    """Release the locks of ``claims`` (those released already stay released)."""
+    for claimed in claims:
+        if claimed is not None and claimed.lock is not None:
+            claimed.lock.release()
+
+
 def execute(payload: TaskPayload, writer: ResultWriter | None = None, claimed: Claim | None = None) -> TaskReport:
     """Run one task and store its result. Never raises for a task's own failure.
 
@@ -132,8 +170,12 @@ def _release_when_visible(payload: TaskPayload, store: Store, lock: KeyLock) -> 
 
 def _stored(store: Store, key: str) -> Any:
     """The entry's info if another process stored it (a damaged entry counts as missing: it is replaced)."""
+    return _info(store, key) if store.contains(key) else None
+
+
+def _info(store: Store, key: str) -> Any:
     try:
-        return store.info(key) if store.contains(key) else None
+        return store.info(key)
     except CorruptEntryError:
         return None
 

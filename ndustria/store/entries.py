@@ -352,6 +352,11 @@ class Store:
         """Run ``job()`` once the entries saved so far are visible to other processes."""
         self.blobs.after_commit(job)
 
+    def held(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose deferred small entries the caller commits (:meth:`flush`) when it ends: the clock
+        does not commit them meanwhile (:meth:`ndustria.store.blobs.Blobs.held`)."""
+        return self.blobs.held()
+
     # -- entries written elsewhere (bundles: ndustria.record.bundle) ------------------------------
     def tmp_file(self, key: str) -> str:
         """A fresh temp path in root/tmp for an entry of ``key`` being brought in (see :meth:`adopt`);
