@@ -13,7 +13,7 @@ from support import lock_state
 
 from ndustria.records import TaskPayload
 from ndustria.run import remote
-from ndustria.store import locks, writer
+from ndustria.store import blobs, locks, writer
 from ndustria.store.entries import Store
 
 
@@ -88,6 +88,26 @@ def test_the_writer_holds_each_task_lock_until_its_result_is_stored(cache_dir, m
     assert [r.status for r in reports] == ["done"] * 5
     assert seen == {p.key: ("ndustria-writer", "held") for p in payloads}, "saved behind the task, under its lock"
     assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}, "every lock released after its save"
+
+
+def test_a_batch_releases_no_key_before_its_row_is_committed(cache_dir, monkeypatch):
+    # A free key whose row is not committed yet lets another process compute the task again.
+    monkeypatch.setattr(blobs, "COMMIT_AFTER", 600.0)  # only the batch commits (the clock would, after 0.1 s)
+    payloads = payloads_for(cache_dir)
+    seen = []
+    real_sync = Store.sync
+
+    def sync(self, written=()):
+        listed = subprocess.run([sys.executable, "-c", "import sys; from ndustria.store.entries import Store; "
+                                 "print(' '.join(Store(sys.argv[1]).keys()))", str(cache_dir)],
+                                capture_output=True, text=True, check=True).stdout.split()
+        seen.append({p.key: lock_state(cache_dir, p.key) == "held" or p.key in listed for p in payloads})
+        return real_sync(self, written)
+
+    monkeypatch.setattr(Store, "sync", sync)
+    assert [r.status for r in remote.execute_batch(payloads)] == ["done"] * 5
+    assert seen and all(all(ok.values()) for ok in seen), seen
+    assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}
 
 
 class Unpicklable:

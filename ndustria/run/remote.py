@@ -115,12 +115,16 @@ def execute_batch(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
                     writer.flush_soon()
                 if claimed is not None:
                     reports[i] = _run_one(payload, None if payload.instruments else writer, claimed)
-    finally:  # locks of tasks an interruption kept from running (release() is idempotent)
-        claims.release_all()
-    for i in range(len(payloads)):
-        if reports[i] is None:
-            reports[i] = _run_one(claims.get(i)[0])
-    flush()
+    finally:
+        try:  # commit what was saved first: the commit releases those keys' locks (see worker.execute)
+            flush()
+        finally:  # then the locks of tasks an interruption kept from running (release() is idempotent)
+            claims.release_all()
+    deferred = [i for i in range(len(payloads)) if reports[i] is None]
+    for i in deferred:  # keys another process held: this batch holds no lock now, so waiting cannot deadlock
+        reports[i] = _run_one(claims.get(i)[0])
+    if deferred:
+        flush()
     return reports  # type: ignore[return-value]
 
 
