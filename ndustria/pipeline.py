@@ -49,7 +49,7 @@ from ndustria.show.console import LOG_LINES, Console
 from ndustria.show.runfiles import write_log, write_run_files
 from ndustria.store.entries import Store
 from ndustria.store.eviction import enforce_limit, resolve_max_size
-from ndustria.store.locks import clean_stale
+from ndustria.store.locks import clean_stale, release_taken
 from ndustria.store.lookup import dependent_key
 from ndustria.task import SCALARS, TaskFunction, TaskHandle, iter_handles, replace_handles, task_closure
 
@@ -389,6 +389,7 @@ class Pipeline:
                 self._keep_done(state, handles)
             except (OSError, sqlite3.Error) as exc:
                 log.warning("could not make the results saved before the interruption durable: %s", exc)
+            release_taken()  # compute locks the interruption kept from their release (the serial backend's)
             recorder.started()  # the run's task rows, had the interruption come before the first submission left
             self.catalog.finish_run(recorder.run_id, "interrupted")
             if self._backend is not None:  # stop what ndustria started (a local cluster), cancel the rest

@@ -11,10 +11,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 from support import run_python, write_script
 
 from ndustria.store import blobs as blobs_module
-from ndustria.store.blobs import COMMIT_AFTER, COMMIT_ROWS, FILE, Blobs, _move_old_rows
+from ndustria.store.blobs import COMMIT_AFTER, COMMIT_ROWS, FILE, Blobs, _immediate, _move_old_rows
 
 
 def other_process_sees(root, key: str) -> bool:
@@ -100,6 +101,48 @@ def test_the_clock_still_commits_a_held_group_that_waits_too_long(tmp_path, monk
         while not other_process_sees(tmp_path, "a" * 32):
             assert time.monotonic() < deadline, "a held row waited for good"
             time.sleep(0.05)
+
+
+def test_a_ctrl_c_while_a_commit_releases_locks_still_releases_the_others(tmp_path):
+    blobs = Blobs(str(tmp_path))
+    blobs.put("a" * 32, b"x", 1.0, "c" * 32, commit=False)
+    ran = []
+
+    def interrupted():
+        ran.append("ctrl-c")
+        raise KeyboardInterrupt
+
+    for job in (lambda: ran.append(1), interrupted, lambda: ran.append(3)):
+        blobs.after_commit(job)
+    with pytest.raises(KeyboardInterrupt):
+        blobs.commit()
+    assert ran == [1, "ctrl-c", 3], "a lock left held after the Ctrl-C"
+    assert other_process_sees(tmp_path, "a" * 32)
+
+
+class InterruptedAfterBegin:
+    """A connection whose BEGIN is followed at once by a Ctrl-C (the signal lands as execute returns)."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def execute(self, sql, *args):
+        out = self.db.execute(sql, *args)
+        if sql.startswith("BEGIN"):
+            raise KeyboardInterrupt
+        return out
+
+    @property
+    def in_transaction(self):
+        return self.db.in_transaction
+
+
+def test_a_ctrl_c_right_after_begin_leaves_no_transaction_open(tmp_path):
+    db = sqlite3.connect(tmp_path / "t.sqlite", isolation_level=None)
+    with pytest.raises(KeyboardInterrupt), _immediate(InterruptedAfterBegin(db)):
+        pytest.fail("the block must not run")
+    assert not db.in_transaction, "SQLite's write lock kept"
+    db.close()
 
 
 def test_deleting_a_waiting_row(tmp_path):

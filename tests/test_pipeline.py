@@ -447,3 +447,32 @@ def test_a_serial_batch_of_tiny_tasks_is_not_marked_running_all_at_once(cache_di
     assert counts.get("running", 0) <= 1 and counts.get("queued", 0) > 1, counts
     assert [h.result() for h in handles[:3]] == [0, 1, 2]
     assert pipe.catalog.tasks(pipe._run_id) and {t["status"] for t in pipe.catalog.tasks(pipe._run_id)} == {"done"}
+
+
+def test_a_ctrl_c_that_lands_between_a_lock_and_its_release_leaves_no_key_locked(cache_dir, monkeypatch):
+    # Python raises KeyboardInterrupt at any bytecode: here, just after a batch lent a task its lock.
+    from support import lock_state
+
+    from ndustria.run import worker
+
+    pipe = Pipeline(name="interrupted", backend="serial", verbose=False)
+    tiny = pipe.AddFunction()(lambda i: i)
+    handles = [tiny(i) for i in range(300)]
+    real, started = worker.start_claimed, []
+
+    def interrupted(payload, claimed):
+        started.append(payload.key)
+        if len(started) == 150:
+            real(payload, claimed)  # the lock is the task's now, and nothing will release it
+            raise KeyboardInterrupt
+        return real(payload, claimed)
+
+    monkeypatch.setattr(worker, "start_claimed", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipe.run()
+    assert len(started) >= 150, "the tasks went in batches (else this tests nothing)"
+    assert {lock_state(cache_dir, h.key) for h in handles[140:160]} == {"free"}
+    monkeypatch.setattr(worker, "start_claimed", real)
+    again = [tiny(i) for i in range(300)]  # the same cell again: nothing waits for a lock this process holds
+    pipe.run()
+    assert [h.result() for h in again[148:152]] == [148, 149, 150, 151]

@@ -173,7 +173,7 @@ def test_a_key_another_process_holds_waits_for_the_end_of_the_batch_and_is_found
 
 def test_an_inline_batch_looks_its_keys_up_at_once_and_finds_what_was_stored_meanwhile(cache_dir, monkeypatch):
     payloads = payloads_for(cache_dir)
-    Store(cache_dir).save(payloads[2].key, "stored meanwhile")  # e.g. by another process, after the plan
+    Store(cache_dir).save(payloads[2].key, "stored before")  # found by the batch's look-up
     lookups = []
     real = Store.known_checksums
     monkeypatch.setattr(Store, "known_checksums", lambda self, keys: (lookups.append(len(keys)), real(self, keys))[1])
@@ -182,8 +182,43 @@ def test_an_inline_batch_looks_its_keys_up_at_once_and_finds_what_was_stored_mea
     assert [r.status for r in reports] == ["done"] * 5
     assert lookups == [5], "one look-up for the batch"
     assert [r.found for r in reports] == [False, False, True, False, False]
-    assert Store(cache_dir).load(payloads[2].key) == "stored meanwhile", "found, not computed again"
+    assert Store(cache_dir).load(payloads[2].key) == "stored before", "found, not computed again"
     assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}
+
+
+NESTED = """
+import sys
+from ndustria import Pipeline
+
+cache = sys.argv[1]
+outer = Pipeline(name="outer", backend="serial", cache_dir=cache, verbose=False)
+inner = Pipeline(name="inner", backend="serial", cache_dir=cache, verbose=False)
+
+
+def g(i):
+    if i == 100:  # a task of a batch runs a pipeline that needs a later task of the same batch
+        h = inner_g(150)
+        inner.run()
+        return h.result() + 1
+    return i
+
+
+outer_g = outer.AddFunction(version="1")(g)
+inner_g = inner.AddFunction(version="1")(g)
+hs = [outer_g(i) for i in range(200)]
+outer.run()
+print(hs[100].result(), hs[150].result(), outer.last_scheduler.submissions)
+"""
+
+
+def test_a_task_of_a_serial_batch_may_run_a_pipeline_that_needs_a_later_task_of_the_batch(cache_dir, tmp_path):
+    script = tmp_path / "nested.py"
+    script.write_text(NESTED)
+    proc = subprocess.run([sys.executable, str(script), str(cache_dir)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    value, other, submissions = map(int, proc.stdout.split())
+    assert (value, other) == (151, 150)
+    assert submissions < 100, "the tasks went in batches (else this tests nothing)"
 
 
 def interrupted_at_2(i):

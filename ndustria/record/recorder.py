@@ -65,6 +65,7 @@ class RunRecorder:
         self.failures: dict[str, TaskFailure] = {}
         self.rows_written = False
         self.batches_running = batches_running
+        self._running_early: set[str] = set()  # ids submitted before the rows were written, "running" in them
         self._recorded: list[tuple[TaskReport, tuple[str, str, str]]] = []  # completed reports of a submission
 
     def started(self) -> None:
@@ -86,15 +87,17 @@ class RunRecorder:
             ["" if h.id in run_ids else h.key or "" for h in handles],
             inputs, names=lambda: [h.name for h in handles],
             given=[None if h.written is None else h.name for h in handles],
-            statuses={i: "running" for i in run_ids if self.handles[i].status == "running"})
+            statuses={i: "running" for i in self._running_early if self.handles[i].status == "running"})
 
     def submitted(self, ids: list[str]) -> None:
         for task_id in ids:
             self.handles[task_id].status = "running"
-        if not self.rows_written:  # the first submissions go before the rows exist, which then say "running"
+        if len(ids) > 1 and not self.batches_running:
             return
-        if len(ids) == 1 or self.batches_running:
-            self.catalog.set_status(self.run_id, ids, "running")
+        if not self.rows_written:  # the first submissions go before the rows exist, which then say "running"
+            self._running_early.update(ids)
+            return
+        self.catalog.set_status(self.run_id, ids, "running")
 
     @contextlib.contextmanager
     def settling(self) -> Iterator[None]:

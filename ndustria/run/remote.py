@@ -59,14 +59,14 @@ def execute_batch_inline(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
             for store in stores.values():
                 held.enter_context(store.held())
             for i, payload in enumerate(grouped):
-                claimed, claims[i] = claims[i], None  # from here on, running the task releases its lock
+                claimed = worker.start_claimed(payload, claims[i])  # from here on, the task releases it
                 if claimed is not None:  # a key another process holds waits until this batch holds no lock
                     reports[i] = _run_one(payload, None, claimed)
     finally:  # commit what was saved (which releases its locks), however the batch ended
         try:
             for store in stores.values():
                 store.flush()
-        finally:  # the locks of tasks an interruption kept from running
+        finally:  # then the locks of tasks an interruption kept from starting
             worker.release_claims(claims)
     for i, payload in enumerate(grouped):
         if reports[i] is None:

@@ -76,14 +76,18 @@ class Claim:
 def claim(payload: TaskPayload, blocking: bool = True) -> Claim | None:
     """Take the payload's compute lock, then look in the store again.
 
-    Without ``blocking``, None when another process or thread holds the lock.
+    Without ``blocking``, None when another process or thread holds the lock. A lock a batch of this
+    thread took ahead of its task (:func:`claim_batch`) is taken over.
     """
     if not payload.shared_cache or payload.rerun:
         return Claim(None)
     store = get_store(payload.store_root, payload.fsync)
     key = payload.store_key or payload.key
     lock = KeyLock(store.root, key)
-    if not lock.acquire(blocking):
+    lent = _ahead().pop((lock.root, key), None)
+    if lent is not None and lent.lock is not None:  # lent by a batch of this thread (claim_batch)
+        lock = lent.lock
+    elif not lock.acquire(blocking):
         return None
     try:
         return Claim(lock, _stored(store, key))
@@ -92,14 +96,23 @@ def claim(payload: TaskPayload, blocking: bool = True) -> Claim | None:
         raise
 
 
+_AHEAD = threading.local()  # .claims: {(cache root, key): Claim} taken ahead by batches running in this thread
+
+
 def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
     """:func:`claim` without waiting for each of ``payloads``, the store looked in once for all of them:
     every free lock is taken first, then one query per 500 keys finds what another process stored
-    (a key look-up of its own cost a task ~7 us among 300,000 rows, ~4 us among 3,000). None where
-    another process or thread holds the key, or the same key came earlier in the batch. If anything
-    raises, every lock taken here is released."""
+    (a look-up of its own cost a task ~7 us among 300,000 rows, ~4 us among 3,000). None where another
+    process or thread holds the key, or the same key came earlier in the batch.
+
+    Until the batch starts a task (:func:`start_claimed`), its claim is lent to any claim of that key
+    made in this thread: a task of the batch that runs a pipeline needing a later task's key computes
+    it there instead of waiting for a lock its own thread holds. Release what is left with
+    :func:`release_claims` (also done here if anything raises)."""
     claims: list[Claim | None] = [None] * len(payloads)
-    taken: dict[tuple[str, bool], list[tuple[int, str]]] = {}
+    ahead = _ahead()
+    taken: list[tuple[KeyLock, tuple[str, str]]] = []  # listed before acquire(): a Ctrl-C cannot lose one
+    by_store: dict[tuple[str, bool], list[tuple[int, str]]] = {}
     try:
         for i, payload in enumerate(payloads):
             if not payload.shared_cache or payload.rerun:
@@ -107,26 +120,50 @@ def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
                 continue
             key = payload.store_key or payload.key
             lock = KeyLock(get_store(payload.store_root, payload.fsync).root, key)
+            taken.append((lock, (lock.root, key)))
             if lock.acquire(False):
-                claims[i] = Claim(lock)
-                taken.setdefault((payload.store_root, payload.fsync), []).append((i, key))
-        for (root, fsync), items in taken.items():
-            store = get_store(root, fsync)
+                claims[i] = ahead[(lock.root, key)] = Claim(lock)
+                by_store.setdefault((payload.store_root, payload.fsync), []).append((i, key))
+        for (store_root, fsync), items in by_store.items():
+            store = get_store(store_root, fsync)
             present = store.known_checksums([key for _, key in items])
             for i, key in items:
                 if key in present:
                     claims[i].found = _info(store, key)  # type: ignore[union-attr]
     except BaseException:
-        release_claims(claims)
+        for lock, where in taken:
+            ahead.pop(where, None)
+            lock.release()
         raise
     return claims
 
 
+def start_claimed(payload: TaskPayload, claimed: Claim | None) -> Claim | None:
+    """The claim task ``payload`` of a batch runs under: the one :func:`claim_batch` took, or, if a task
+    before it claimed that key meanwhile (a pipeline it ran), a claim made now."""
+    if claimed is None or claimed.lock is None:
+        return claimed
+    if _ahead().pop((claimed.lock.root, claimed.lock.key), None) is claimed:
+        return claimed
+    return claim(payload, blocking=False)
+
+
 def release_claims(claims: Sequence[Claim | None]) -> None:
-    """Release the locks of ``claims`` (those released already stay released)."""
+    """Release the locks of ``claims`` whose tasks did not start (those released already stay released)."""
+    ahead = _ahead()
     for claimed in claims:
         if claimed is not None and claimed.lock is not None:
-            claimed.lock.release()
+            where = (claimed.lock.root, claimed.lock.key)
+            if ahead.get(where) is claimed:
+                del ahead[where]
+                claimed.lock.release()
+
+
+def _ahead() -> dict[tuple[str, str], Claim]:
+    claims = getattr(_AHEAD, "claims", None)
+    if claims is None:
+        claims = _AHEAD.claims = {}
+    return claims
 
 
 def execute(payload: TaskPayload, writer: ResultWriter | None = None, claimed: Claim | None = None) -> TaskReport:

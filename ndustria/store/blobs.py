@@ -110,15 +110,32 @@ def _move_old_rows(db: sqlite3.Connection, chunk: int = 5000) -> None:
 @contextlib.contextmanager
 def _immediate(db: sqlite3.Connection) -> Iterator[None]:
     """A write transaction taking the write lock at once: committed when the block ends, rolled back if the
-    block or the commit raises."""
-    db.execute("BEGIN IMMEDIATE")
+    block or the commit raises (a Ctrl-C just after BEGIN too: an open transaction would keep SQLite's
+    write lock from every process and fail each later commit of this one)."""
     try:
+        db.execute("BEGIN IMMEDIATE")
         yield
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+def _run_all(jobs: list[Callable[[], None]]) -> None:
+    """Run every job (each releases a compute lock), whatever one of them raises: an error is logged,
+    a Ctrl-C is raised again once all have run (a lock left held would make every other process, and
+    this one's next run, wait on its key for good)."""
+    interrupted: BaseException | None = None
+    for job in jobs:
+        try:
+            job()
+        except Exception:  # one lock that cannot be released must not keep the others held
+            log.exception("ndustria: releasing a compute lock after a commit failed")
+        except BaseException as exc:  # noqa: BLE001 - raised again below, after the other jobs
+            interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
 
 
 class Blobs:
@@ -196,14 +213,17 @@ class Blobs:
         one transaction, not in two or three cut by the timer (each
         commit writes a page of the key-ordered tree per row once the tree is large: groups of 200 rows
         cost ~11 us per row among 300,000 rows, groups of 500 ~9 us; stand-alone SQLite)."""
-        with self._lock:
-            self._held += 1
+        entered = False
         try:
+            with self._lock:
+                self._held += 1
+                entered = True
             yield
         finally:
-            with self._lock:
-                self._held -= 1
-                self._opened.notify()
+            if entered:
+                with self._lock:
+                    self._held -= 1
+                    self._opened.notify()
 
     def delete(self, key: str) -> bool:
         """Remove ``key``'s row now (committed); False if there was none."""
@@ -235,11 +255,7 @@ class Blobs:
                 self._pending, self._open_since = rows, time.monotonic()  # (no put ran: the lock is held)
                 raise
             finally:  # locks are released whether the rows made it or not: never leave another process waiting
-                for job in waiting:
-                    try:
-                        job()
-                    except Exception:  # one lock that cannot be released must not keep the others held
-                        log.exception("ndustria: releasing a compute lock after a commit failed")
+                _run_all(waiting)
 
     def _write(self, rows: dict[str, tuple[bytes, float, str]]) -> None:
         with _immediate(self._db):

@@ -38,7 +38,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_DIR", "LOCK_FILE", "STALE_AFTER", "KeyLock", "clean_stale", "key_lock"]
+__all__ = ["LOCK_DIR", "LOCK_FILE", "STALE_AFTER", "KeyLock", "clean_stale", "key_lock", "release_taken"]
 
 log = logging.getLogger("ndustria")
 LOCK_DIR = "locks"
@@ -51,6 +51,7 @@ _PID = os.getpid()
 _FDS: dict[str, tuple[int, int, float]] = {}  # cache root -> (descriptor of its lock file, inode, checked at)
 RECHECK = 1.0  # seconds: how often a cached descriptor is checked against the file now at its path
 _LOCAL: dict[tuple[str, int], list[Any]] = {}  # (root, offset) -> [threading.Lock, number of users]
+_TAKEN = threading.local()  # .locks: the KeyLocks this thread took and nobody released yet (release_taken)
 
 
 def offset_of(key: str) -> int:
@@ -122,6 +123,7 @@ class KeyLock:
         self._local: threading.Lock | None = None
         self._locked = False
         self._fallback: Any = None
+        self._taken_by: set[KeyLock] | None = None  # the set of the thread that took it (release_taken)
 
     def acquire(self, blocking: bool = True) -> bool:
         """Hold this key's lock, waiting for another process or thread to finish with it.
@@ -167,6 +169,8 @@ class KeyLock:
         except BaseException:  # Ctrl-C while waiting
             self._release_local()
             raise
+        self._taken_by = _taken()
+        self._taken_by.add(self)
         return True
 
     def release(self) -> None:
@@ -179,12 +183,35 @@ class KeyLock:
             self._locked = False
             fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, self._offset)
         self._release_local()
+        if self._taken_by is not None:
+            self._taken_by.discard(self)
 
     def _release_local(self) -> None:
         if self._local is not None:
             local, self._local = self._local, None
             local.release()
             _detach(self.root, self._offset)
+
+
+def _taken() -> set[KeyLock]:
+    taken = getattr(_TAKEN, "locks", None)
+    if taken is None:
+        taken = _TAKEN.locks = set()
+    return taken
+
+
+def release_taken() -> int:
+    """Release every compute lock this thread took and nobody released yet; returns how many.
+
+    For a run that a Ctrl-C ended, once what it saved is committed: the interrupt can land between a
+    lock's acquisition and the code that would release it (Python raises it at any bytecode), and a lock
+    left held makes every other process, and this process's next run (a notebook's), wait for good."""
+    taken = _taken()
+    held = list(taken)
+    for lock in held:
+        lock.release()
+    taken.clear()
+    return len(held)
 
 
 @contextlib.contextmanager
