@@ -384,12 +384,13 @@ class Pipeline:
         self.console.progress_start(len(state.waiting) + state.n_ready)
         try:
             scheduler.run(state)
-        except BaseException:
+        except BaseException as stopped:
             try:  # what completed and was reported saved stays stored, durably
                 self._keep_done(state, handles)
             except (OSError, sqlite3.Error) as exc:
                 log.warning("could not make the results saved before the interruption durable: %s", exc)
-            release_taken()  # compute locks the interruption kept from their release (the serial backend's)
+            if not isinstance(stopped, Exception):  # Ctrl-C: it may have landed between a lock and its release
+                release_taken()
             recorder.started()  # the run's task rows, had the interruption come before the first submission left
             self.catalog.finish_run(recorder.run_id, "interrupted")
             if self._backend is not None:  # stop what ndustria started (a local cluster), cancel the rest
