@@ -84,7 +84,7 @@ def claim(payload: TaskPayload, blocking: bool = True) -> Claim | None:
     store = get_store(payload.store_root, payload.fsync)
     key = payload.store_key or payload.key
     lock = KeyLock(store.root, key)
-    lent = _ahead().pop((lock.root, key), None)
+    lent = _AHEAD.claims.pop((lock.root, key), None)
     if lent is not None and lent.lock is not None:  # lent by a batch of this thread (claim_batch)
         lock = lent.lock
     elif not lock.acquire(blocking):
@@ -96,7 +96,12 @@ def claim(payload: TaskPayload, blocking: bool = True) -> Claim | None:
         raise
 
 
-_AHEAD = threading.local()  # .claims: {(cache root, key): Claim} taken ahead by batches running in this thread
+class _Lent(threading.local):
+    def __init__(self) -> None:
+        self.claims: dict[tuple[str, str], Claim] = {}  # (cache root, key) -> taken ahead by a batch of this thread
+
+
+_AHEAD = _Lent()  # see claim_batch
 
 
 def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
@@ -110,7 +115,7 @@ def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
     it there instead of waiting for a lock its own thread holds. Release what is left with
     :func:`release_claims` (also done here if anything raises)."""
     claims: list[Claim | None] = [None] * len(payloads)
-    ahead = _ahead()
+    ahead = _AHEAD.claims
     taken: list[tuple[KeyLock, tuple[str, str]]] = []  # listed before acquire(): a Ctrl-C cannot lose one
     by_store: dict[tuple[str, bool], list[tuple[int, str]]] = {}
     try:
@@ -143,27 +148,20 @@ def start_claimed(payload: TaskPayload, claimed: Claim | None) -> Claim | None:
     before it claimed that key meanwhile (a pipeline it ran), a claim made now."""
     if claimed is None or claimed.lock is None:
         return claimed
-    if _ahead().pop((claimed.lock.root, claimed.lock.key), None) is claimed:
+    if _AHEAD.claims.pop((claimed.lock.root, claimed.lock.key), None) is claimed:
         return claimed
     return claim(payload, blocking=False)
 
 
 def release_claims(claims: Sequence[Claim | None]) -> None:
     """Release the locks of ``claims`` whose tasks did not start (those released already stay released)."""
-    ahead = _ahead()
+    ahead = _AHEAD.claims
     for claimed in claims:
         if claimed is not None and claimed.lock is not None:
             where = (claimed.lock.root, claimed.lock.key)
             if ahead.get(where) is claimed:
                 del ahead[where]
                 claimed.lock.release()
-
-
-def _ahead() -> dict[tuple[str, str], Claim]:
-    claims = getattr(_AHEAD, "claims", None)
-    if claims is None:
-        claims = _AHEAD.claims = {}
-    return claims
 
 
 def execute(payload: TaskPayload, writer: ResultWriter | None = None, claimed: Claim | None = None) -> TaskReport:

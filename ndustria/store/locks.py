@@ -51,7 +51,14 @@ _PID = os.getpid()
 _FDS: dict[str, tuple[int, int, float]] = {}  # cache root -> (descriptor of its lock file, inode, checked at)
 RECHECK = 1.0  # seconds: how often a cached descriptor is checked against the file now at its path
 _LOCAL: dict[tuple[str, int], list[Any]] = {}  # (root, offset) -> [threading.Lock, number of users]
-_TAKEN = threading.local()  # .locks: the KeyLocks this thread took and nobody released yet (release_taken)
+
+
+class _Taken(threading.local):
+    def __init__(self) -> None:
+        self.locks: set[KeyLock] = set()  # the KeyLocks this thread took and nobody released yet
+
+
+_TAKEN = _Taken()  # see release_taken
 
 
 def offset_of(key: str) -> int:
@@ -169,7 +176,7 @@ class KeyLock:
         except BaseException:  # Ctrl-C while waiting
             self._release_local()
             raise
-        self._taken_by = _taken()
+        self._taken_by = _TAKEN.locks
         self._taken_by.add(self)
         return True
 
@@ -193,20 +200,13 @@ class KeyLock:
             _detach(self.root, self._offset)
 
 
-def _taken() -> set[KeyLock]:
-    taken = getattr(_TAKEN, "locks", None)
-    if taken is None:
-        taken = _TAKEN.locks = set()
-    return taken
-
-
 def release_taken() -> int:
     """Release every compute lock this thread took and nobody released yet; returns how many.
 
     For a run that a Ctrl-C ended, once what it saved is committed: the interrupt can land between a
     lock's acquisition and the code that would release it (Python raises it at any bytecode), and a lock
     left held makes every other process, and this process's next run (a notebook's), wait for good."""
-    taken = _taken()
+    taken = _TAKEN.locks
     held = list(taken)
     for lock in held:
         lock.release()
