@@ -13,7 +13,6 @@ import importlib.util
 import json
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -33,6 +32,8 @@ class Origin:
 
 def origin() -> Origin:
     """How the ndustria being imported was installed."""
+    from importlib import metadata  # imported when needed (~15 ms): only an error message asks
+
     here = PACKAGE_ROOT
     try:
         dist = metadata.distribution("ndustria")

@@ -4,6 +4,7 @@ fits how ndustria was installed; the closing line of a failed run counts exactly
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 
 import pytest
@@ -87,7 +88,7 @@ def fake_install(monkeypatch, where, direct_url: dict | None, version: str = "0.
 
     Dist.version = version
     monkeypatch.setattr(install, "PACKAGE_ROOT", where)
-    monkeypatch.setattr(install.metadata, "distribution", lambda name: Dist())
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: Dist())
 
 
 def test_install_hints_fit_how_ndustria_was_installed(monkeypatch, tmp_path):

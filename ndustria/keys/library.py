@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import importlib.metadata
 import importlib.util
 import os
 import platform
@@ -104,6 +103,8 @@ def package_version(top: str) -> str:
     """Distribution name and version of a top-level package (python version for the stdlib)."""
     if not top or top in _STDLIB:
         return PYTHON
+    import importlib.metadata  # imported when first needed (it costs ~15 ms: email, zipfile, csv, ...)
+
     try:  # the usual case, a distribution named like its package: no scan of every installed package
         return f"{top} {importlib.metadata.version(top)}"
     except Exception:  # noqa: BLE001 - broken or missing metadata must not break fingerprints
