@@ -221,6 +221,42 @@ def test_a_task_of_a_serial_batch_may_run_a_pipeline_that_needs_a_later_task_of_
     assert submissions < 100, "the tasks went in batches (else this tests nothing)"
 
 
+NESTED_ON_ENGINES = """
+import sys
+from ndustria import Pipeline
+
+CACHE = sys.argv[1]
+
+
+def g(i):
+    if i == 100:  # on an engine: a task of a batch runs a pipeline that needs a later task of the same batch
+        inner = Pipeline(name="inner", backend="serial", cache_dir=CACHE, verbose=False)
+        h = inner.AddFunction(version="1")(g)(150)
+        inner.run()
+        return h.result() + 1
+    return i
+
+
+if __name__ == "__main__":
+    outer = Pipeline(name="outer", backend="processes", engines=1, cache_dir=CACHE, verbose=False)
+    outer_g = outer.AddFunction(version="1")(g)
+    hs = [outer_g(i) for i in range(200)]
+    outer.run()
+    print(hs[100].result(), hs[150].result(), outer.last_scheduler.submissions)
+    outer.close()
+"""
+
+
+def test_a_task_of_an_engine_batch_may_run_a_pipeline_that_needs_a_later_task_of_the_batch(cache_dir, tmp_path):
+    script = tmp_path / "nested_engines.py"
+    script.write_text(NESTED_ON_ENGINES)
+    proc = subprocess.run([sys.executable, str(script), str(cache_dir)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    value, other, submissions = map(int, proc.stdout.split())
+    assert (value, other) == (151, 150)
+    assert submissions < 100, "the tasks went in batches (else this tests nothing)"
+
+
 def interrupted_at_2(i):
     if i == 2:
         raise KeyboardInterrupt

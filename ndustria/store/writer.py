@@ -69,7 +69,6 @@ class Lane:
 
 SYNC_EVERY = 0.1  # seconds between the background syncs of a batch's results
 SAVES = Lane("ndustria-writer")
-CLAIMS = Lane("ndustria-claims")
 
 
 class ResultWriter:
