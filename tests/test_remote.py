@@ -211,14 +211,19 @@ print(hs[100].result(), hs[150].result(), outer.last_scheduler.submissions)
 """
 
 
-def test_a_task_of_a_serial_batch_may_run_a_pipeline_that_needs_a_later_task_of_the_batch(cache_dir, tmp_path):
+def run_nested(text: str, cache_dir, tmp_path) -> None:
+    """Run a NESTED script (it hung for good before batches lent their claims) and check what it printed."""
     script = tmp_path / "nested.py"
-    script.write_text(NESTED)
+    script.write_text(text)
     proc = subprocess.run([sys.executable, str(script), str(cache_dir)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     value, other, submissions = map(int, proc.stdout.split())
     assert (value, other) == (151, 150)
     assert submissions < 100, "the tasks went in batches (else this tests nothing)"
+
+
+def test_a_task_of_a_serial_batch_may_run_a_pipeline_that_needs_a_later_task_of_the_batch(cache_dir, tmp_path):
+    run_nested(NESTED, cache_dir, tmp_path)
 
 
 NESTED_ON_ENGINES = """
@@ -248,13 +253,7 @@ if __name__ == "__main__":
 
 
 def test_a_task_of_an_engine_batch_may_run_a_pipeline_that_needs_a_later_task_of_the_batch(cache_dir, tmp_path):
-    script = tmp_path / "nested_engines.py"
-    script.write_text(NESTED_ON_ENGINES)
-    proc = subprocess.run([sys.executable, str(script), str(cache_dir)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    value, other, submissions = map(int, proc.stdout.split())
-    assert (value, other) == (151, 150)
-    assert submissions < 100, "the tasks went in batches (else this tests nothing)"
+    run_nested(NESTED_ON_ENGINES, cache_dir, tmp_path)
 
 
 def interrupted_at_2(i):
