@@ -26,6 +26,14 @@ def other_process_sees(root, key: str) -> bool:
         db.close()
 
 
+def wait_until(condition, failure: str) -> None:
+    """Wait (up to 30 s, a hang guard) until ``condition()``: something another thread does, e.g. the timer's commit."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
+
+
 def test_rows_wait_in_this_process_until_their_commit(tmp_path):
     blobs = Blobs(str(tmp_path))
     blobs.put("a" * 32, b"data-a", 1.5, "c" * 32, commit=False)
@@ -66,10 +74,8 @@ def test_a_full_group_commits_and_the_timer_commits_a_lone_row(tmp_path):
         blobs.put(f"{i:032x}", b"x", 1.0, "c" * 32, commit=False)
     assert other_process_sees(tmp_path, f"{COMMIT_ROWS - 1:032x}")  # the group's last row wrote it
     blobs.put("e" * 32, b"lone", 1.0, "c" * 32, commit=False)
-    deadline = time.monotonic() + 30
-    while not other_process_sees(tmp_path, "e" * 32):  # no later write: the timer commits it
-        assert time.monotonic() < deadline, "a lone waiting row was never committed"
-        time.sleep(0.05)
+    # no later write: the timer commits it
+    wait_until(lambda: other_process_sees(tmp_path, "e" * 32), "a lone waiting row was never committed")
 
 
 def test_a_held_group_is_left_to_its_batch_by_the_timer_but_not_by_the_row_limit(tmp_path):
@@ -86,10 +92,8 @@ def test_a_held_group_is_left_to_its_batch_by_the_timer_but_not_by_the_row_limit
     blobs.commit()  # as the batch does when it ends
     assert other_process_sees(tmp_path, "d" * 32)
     blobs.put("e" * 32, b"lone", 1.0, "c" * 32, commit=False)
-    deadline = time.monotonic() + 30
-    while not other_process_sees(tmp_path, "e" * 32):  # no longer held: the timer commits again
-        assert time.monotonic() < deadline, "the timer stopped committing after a held group"
-        time.sleep(0.05)
+    # no longer held: the timer commits again
+    wait_until(lambda: other_process_sees(tmp_path, "e" * 32), "the timer stopped committing after a held group")
 
 
 def test_the_clock_still_commits_a_held_group_that_waits_too_long(tmp_path, monkeypatch):
@@ -97,10 +101,7 @@ def test_the_clock_still_commits_a_held_group_that_waits_too_long(tmp_path, monk
     blobs = Blobs(str(tmp_path))
     with blobs.held():
         blobs.put("a" * 32, b"held", 1.0, "c" * 32, commit=False)
-        deadline = time.monotonic() + 30
-        while not other_process_sees(tmp_path, "a" * 32):
-            assert time.monotonic() < deadline, "a held row waited for good"
-            time.sleep(0.05)
+        wait_until(lambda: other_process_sees(tmp_path, "a" * 32), "a held row waited for good")
 
 
 def test_a_ctrl_c_while_a_commit_releases_locks_still_releases_the_others(tmp_path):
@@ -167,10 +168,7 @@ def test_rows_the_timer_could_not_write_keep_waiting_and_fail_the_next_commit(tm
 
     monkeypatch.setattr(blobs, "_write", full_disk)
     blobs.put("a" * 32, b"kept", 1.0, "c" * 32, commit=False)
-    deadline = time.monotonic() + 30
-    while not failures:  # the timer tried to write it, and could not
-        assert time.monotonic() < deadline, "the timer never committed"
-        time.sleep(0.05)
+    wait_until(lambda: failures, "the timer never committed")  # it tried to write the row, and could not
     assert blobs.get("a" * 32) == b"kept"  # still waiting, still seen by this process
     try:
         blobs.commit()  # a batch's flush while the disk is still full
