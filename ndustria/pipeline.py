@@ -49,7 +49,7 @@ from ndustria.show.console import LOG_LINES, Console
 from ndustria.show.runfiles import write_log, write_run_files
 from ndustria.store.entries import Store
 from ndustria.store.eviction import enforce_limit, resolve_max_size
-from ndustria.store.locks import clean_stale, release_taken
+from ndustria.store.locks import clean_stale, release_taken, taken_mark
 from ndustria.store.lookup import dependent_key
 from ndustria.task import SCALARS, TaskFunction, TaskHandle, iter_handles, replace_handles, task_closure
 
@@ -382,6 +382,7 @@ class Pipeline:
                               watchdog=backend.watchdog, recover=backend.recover)
         self._last_scheduler = scheduler
         self.console.progress_start(len(state.waiting) + state.n_ready)
+        mark = taken_mark()  # locks this thread holds already (a batch running this pipeline in a task) stay held
         try:
             scheduler.run(state)
         except BaseException as stopped:
@@ -390,7 +391,7 @@ class Pipeline:
             except (OSError, sqlite3.Error) as exc:
                 log.warning("could not make the results saved before the interruption durable: %s", exc)
             if not isinstance(stopped, Exception):  # Ctrl-C: it may have landed between a lock and its release
-                release_taken()
+                release_taken(since=mark)
             recorder.started()  # the run's task rows, had the interruption come before the first submission left
             self.catalog.finish_run(recorder.run_id, "interrupted")
             if self._backend is not None:  # stop what ndustria started (a local cluster), cancel the rest

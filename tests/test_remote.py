@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -11,8 +13,9 @@ import time
 import pytest
 from support import lock_state
 
+from ndustria import Pipeline
 from ndustria.records import TaskPayload
-from ndustria.run import remote
+from ndustria.run import remote, worker
 from ndustria.store import blobs, locks, writer
 from ndustria.store.entries import Store
 
@@ -254,6 +257,76 @@ if __name__ == "__main__":
 
 def test_a_task_of_an_engine_batch_may_run_a_pipeline_that_needs_a_later_task_of_the_batch(cache_dir, tmp_path):
     run_nested(NESTED_ON_ENGINES, cache_dir, tmp_path)
+
+
+SEEN: dict[str, str] = {}
+
+
+def inner_exits(i):
+    raise SystemExit(3)  # e.g. a task calling a command-line main()
+
+
+def runs_a_pipeline_that_exits(i):
+    cache = os.environ["NDUSTRIA_CACHE_DIR"]
+    if i == 0:  # a pipeline of its own, ended by SystemExit (its Ctrl-C path); the task carries on
+        inner = Pipeline(name="inner", backend="serial", cache_dir=cache, verbose=False)
+        inner.AddFunction(version="1")(inner_exits)(0)
+        with pytest.raises(SystemExit):
+            inner.run()
+    if i == 1:  # the batch's other keys must still be held: else another process computes them too
+        SEEN["task 3"] = lock_state(cache, f"{3:032x}")
+    return i
+
+
+def test_a_pipeline_interrupted_inside_a_task_keeps_its_batchs_other_locks(cache_dir):
+    payloads = payloads_for(cache_dir, runs_a_pipeline_that_exits)
+    assert [r.status for r in remote.execute_batch(payloads)] == ["done"] * 5
+    assert SEEN["task 3"] == "held", "the inner run's interrupt released the batch's claim on task 3"
+    assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}
+
+
+class InterruptedWrite(io.StringIO):
+    """A stdout whose write of ``at`` raises KeyboardInterrupt (a Ctrl-C landing as a task is announced)."""
+
+    def __init__(self, at: str) -> None:
+        super().__init__()
+        self.at = at
+
+    def write(self, s: str) -> int:
+        if self.at in s:
+            self.at = "\0never"
+            raise KeyboardInterrupt
+        return super().write(s)
+
+
+@pytest.mark.parametrize("run_batch", ["execute_batch", "execute_batch_inline"])
+def test_a_ctrl_c_as_a_task_of_a_batch_starts_leaves_no_key_locked(cache_dir, monkeypatch, run_batch):
+    # Between the task's claim leaving the batch and worker.execute's try/finally (MPI script mode
+    # announces each task there): nothing else would ever release that lock in this process.
+    payloads = payloads_for(cache_dir)
+    monkeypatch.setattr(remote, "_ANNOUNCE", True)
+    monkeypatch.setattr(sys, "stdout", InterruptedWrite("double(2)"))
+    with pytest.raises(KeyboardInterrupt):
+        getattr(remote, run_batch)(payloads)
+    assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}, "a key left locked"
+
+
+def test_a_failed_claim_of_a_nested_batch_leaves_the_outer_batchs_claims_lent(cache_dir, monkeypatch):
+    payloads = payloads_for(cache_dir)
+    outer = worker.claim_batch(payloads[:3])  # as a batch does before its first task
+    try:
+        def failing(self, keys):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        with monkeypatch.context() as patch:  # a pipeline run by the first task: its batch's look-up fails
+            patch.setattr(Store, "known_checksums", failing)
+            with pytest.raises(sqlite3.OperationalError):
+                worker.claim_batch(payloads[1:])
+        taken = worker.claim(payloads[1], blocking=False)  # the key the failed batch tried, claimed again
+        assert taken is not None and taken.lock is outer[1].lock, "the outer batch's claim was lost"
+    finally:
+        worker.release_claims(outer)
+    assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}
 
 
 def interrupted_at_2(i):

@@ -87,6 +87,7 @@ def claim(payload: TaskPayload, blocking: bool = True) -> Claim | None:
     lent = _AHEAD.claims.pop((lock.root, key), None)
     if lent is not None and lent.lock is not None:  # lent by a batch of this thread (claim_batch)
         lock = lent.lock
+        lock.take_over()
     elif not lock.acquire(blocking):
         return None
     try:
@@ -116,7 +117,7 @@ def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
     :func:`release_claims` (also done here if anything raises)."""
     claims: list[Claim | None] = [None] * len(payloads)
     ahead = _AHEAD.claims
-    taken: list[tuple[KeyLock, tuple[str, str]]] = []  # listed before acquire(): a Ctrl-C cannot lose one
+    taken: list[KeyLock] = []  # listed before acquire(): a Ctrl-C cannot lose one (release() of a free one is a no-op)
     by_store: dict[tuple[str, bool], list[tuple[int, str]]] = {}
     try:
         for i, payload in enumerate(payloads):
@@ -125,7 +126,7 @@ def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
                 continue
             key = payload.store_key or payload.key
             lock = KeyLock(get_store(payload.store_root, payload.fsync).root, key)
-            taken.append((lock, (lock.root, key)))
+            taken.append(lock)
             if lock.acquire(False):
                 claims[i] = ahead[(lock.root, key)] = Claim(lock)
                 by_store.setdefault((payload.store_root, payload.fsync), []).append((i, key))
@@ -136,8 +137,8 @@ def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
                 if key in present:
                     claims[i].found = _info(store, key)  # type: ignore[union-attr]
     except BaseException:
-        for lock, where in taken:
-            ahead.pop(where, None)
+        _unlend(claims)  # only this batch's own: a key lent by an enclosing batch stays lent to it
+        for lock in taken:
             lock.release()
         raise
     return claims
@@ -154,14 +155,23 @@ def start_claimed(payload: TaskPayload, claimed: Claim | None) -> Claim | None:
 
 
 def release_claims(claims: Sequence[Claim | None]) -> None:
-    """Release the locks of ``claims`` whose tasks did not start (those released already stay released)."""
+    """At the end of a batch, once what it saved is committed: release every lock of ``claims`` (those
+    released already stay released), also of a task that an interrupt stopped between taking its claim
+    and the code that releases it."""
+    _unlend(claims)
+    for claimed in claims:
+        if claimed is not None and claimed.lock is not None:
+            claimed.lock.release()
+
+
+def _unlend(claims: Sequence[Claim | None]) -> None:
+    """Take back what ``claims`` still lend to this thread (not what another batch lends)."""
     ahead = _AHEAD.claims
     for claimed in claims:
         if claimed is not None and claimed.lock is not None:
             where = (claimed.lock.root, claimed.lock.key)
             if ahead.get(where) is claimed:
                 del ahead[where]
-                claimed.lock.release()
 
 
 def execute(payload: TaskPayload, writer: ResultWriter | None = None, claimed: Claim | None = None) -> TaskReport:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import threading
@@ -38,7 +39,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_DIR", "LOCK_FILE", "STALE_AFTER", "KeyLock", "clean_stale", "key_lock", "release_taken"]
+__all__ = ["LOCK_DIR", "LOCK_FILE", "STALE_AFTER", "KeyLock", "clean_stale", "key_lock", "release_taken", "taken_mark"]
 
 log = logging.getLogger("ndustria")
 LOCK_DIR = "locks"
@@ -59,6 +60,7 @@ class _Taken(threading.local):
 
 
 _TAKEN = _Taken()  # see release_taken
+_STAMPS = itertools.count(1)  # when a lock was taken (or taken over), in the order of the process (see taken_mark)
 
 
 def offset_of(key: str) -> int:
@@ -131,6 +133,7 @@ class KeyLock:
         self._locked = False
         self._fallback: Any = None
         self._taken_by: set[KeyLock] | None = None  # the set of the thread that took it (release_taken)
+        self._stamp = 0  # when it was taken or taken over (release_taken's ``since``)
 
     def acquire(self, blocking: bool = True) -> bool:
         """Hold this key's lock, waiting for another process or thread to finish with it.
@@ -176,9 +179,20 @@ class KeyLock:
         except BaseException:  # Ctrl-C while waiting
             self._release_local()
             raise
+        self._note_taken()
+        return True
+
+    def take_over(self) -> None:
+        """This thread's code now owns this held lock (a claim lent by a batch to a pipeline one of its tasks
+        runs): a Ctrl-C in that pipeline releases it (:func:`release_taken` since the pipeline's mark)."""
+        if self._taken_by is not None:
+            self._taken_by.discard(self)
+        self._note_taken()
+
+    def _note_taken(self) -> None:
+        self._stamp = next(_STAMPS)
         self._taken_by = _TAKEN.locks
         self._taken_by.add(self)
-        return True
 
     def release(self) -> None:
         """Let the next waiter in (once; later calls do nothing)."""
@@ -200,17 +214,23 @@ class KeyLock:
             _detach(self.root, self._offset)
 
 
-def release_taken() -> int:
-    """Release every compute lock this thread took and nobody released yet; returns how many.
+def taken_mark() -> int:
+    """A mark for :func:`release_taken`: locks this thread takes (or takes over) from now on come after it."""
+    return next(_STAMPS)
+
+
+def release_taken(since: int = 0) -> int:
+    """Release every compute lock this thread took (or took over) after the mark ``since`` and nobody
+    released yet; returns how many.
 
     For a run that a Ctrl-C ended, once what it saved is committed: the interrupt can land between a
     lock's acquisition and the code that would release it (Python raises it at any bytecode), and a lock
-    left held makes every other process, and this process's next run (a notebook's), wait for good."""
-    taken = _TAKEN.locks
-    held = list(taken)
+    left held makes every other process, and this process's next run (a notebook's), wait for good.
+    Locks taken before the run's mark are left alone: a run inside a task holds its batch's other keys,
+    which the batch releases itself (releasing them here would let another process compute them too)."""
+    held = [lock for lock in _TAKEN.locks if lock._stamp > since]
     for lock in held:
         lock.release()
-    taken.clear()
     return len(held)
 
 

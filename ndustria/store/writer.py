@@ -53,9 +53,9 @@ class Lane:
 
     def wait(self) -> None:
         """Return once every job put before this call has finished."""
-        done = threading.Event()
-        self.put(done.set)
-        done.wait()
+        done: queue.SimpleQueue[None] = queue.SimpleQueue()  # not an Event: see ResultWriter's slots
+        self.put(lambda: done.put(None))
+        done.get()
 
     @staticmethod
     def _loop(jobs: queue.SimpleQueue[Callable[[], None]]) -> None:
@@ -77,12 +77,18 @@ class ResultWriter:
     def __init__(self, depth: int = 16, flush: Callable[[], None] | None = None, every: float | None = None,
                  lane: Lane = SAVES) -> None:
         self._flush, self._every, self._lane = flush, SYNC_EVERY if every is None else every, lane
-        self._slots = threading.Semaphore(depth)
+        # Free slots as tokens in a C-level queue, not a threading.Semaphore: a Ctrl-C landing inside the
+        # Semaphore's pure-Python acquire could leave its lock held, and the lane's thread, shared by every
+        # later batch of this process, would then wait for it for good in release(). Here an interrupt can
+        # at worst lose one token (one slot less for the rest of this batch).
+        self._slots: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(depth):
+            self._slots.put(None)
         self._flushed = time.monotonic()
 
     def submit(self, job: Callable[[], None]) -> None:
         """Run ``job()`` on the writer's lane; it must record its own errors (they are only logged here)."""
-        self._slots.acquire()
+        self._slots.get()
         self._lane.put(lambda: self._run(job))
 
     def flush_soon(self) -> None:
@@ -100,7 +106,7 @@ class ResultWriter:
         except BaseException:  # noqa: BLE001 - a job's bug must not stop the saves behind it
             log.exception("a write-behind save failed")
         finally:
-            self._slots.release()
+            self._slots.put(None)
         if self._flush is not None and time.monotonic() - self._flushed >= self._every:
             try:
                 self._flush()
