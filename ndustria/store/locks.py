@@ -228,7 +228,8 @@ def release_taken(since: int = 0) -> int:
     left held makes every other process, and this process's next run (a notebook's), wait for good.
     Locks taken before the run's mark are left alone: a run inside a task holds its batch's other keys,
     which the batch releases itself (releasing them here would let another process compute them too)."""
-    held = [lock for lock in _TAKEN.locks if lock._stamp > since]
+    # list() copies the set in one step: a writer thread may release (discard) one of them meanwhile
+    held = [lock for lock in list(_TAKEN.locks) if lock._stamp > since]
     for lock in held:
         lock.release()
     return len(held)
