@@ -45,6 +45,7 @@ from ndustria.run.scheduler import (
     SchedulerHooks,
     longest_path_priority,
 )
+from ndustria.run.worker import give_back_ahead
 from ndustria.show.console import LOG_LINES, Console
 from ndustria.show.runfiles import write_log, write_run_files
 from ndustria.store.entries import Store
@@ -382,7 +383,8 @@ class Pipeline:
                               watchdog=backend.watchdog, recover=backend.recover)
         self._last_scheduler = scheduler
         self.console.progress_start(len(state.waiting) + state.n_ready)
-        mark = taken_mark()  # locks this thread holds already (a batch running this pipeline in a task) stay held
+        give_back_ahead()  # keys a batch running this pipeline in a task took ahead (else they could wait on each other)
+        mark = taken_mark()  # locks this thread holds already (that task's own key) stay held
         try:
             scheduler.run(state)
         except BaseException as stopped:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 from support import lock_state
@@ -214,11 +215,47 @@ print(hs[100].result(), hs[150].result(), outer.last_scheduler.submissions)
 """
 
 
-def run_nested(text: str, cache_dir, tmp_path) -> None:
-    """Run a NESTED script (it hung for good before batches lent their claims) and check what it printed."""
+NESTED_ON_OTHER_WORKERS = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from ndustria import Pipeline
+
+CACHE, INNER = sys.argv[1], sys.argv[2]
+
+
+def g(i):
+    if i == 100:  # the inner pipeline runs its tasks on other threads or processes than this batch's
+        if INNER == "threads":
+            with ThreadPoolExecutor(2) as pool:
+                inner = Pipeline(name="inner", executor=pool, cache_dir=CACHE, verbose=False)
+                h = inner.AddFunction(version="1")(g)(150)
+                inner.run()
+        else:
+            inner = Pipeline(name="inner", backend="processes", engines=1, cache_dir=CACHE, verbose=False)
+            h = inner.AddFunction(version="1")(g)(150)
+            inner.run()
+            inner.close()
+        return h.result() + 1
+    return i
+
+
+if __name__ == "__main__":
+    outer = Pipeline(name="outer", backend=sys.argv[3], engines=1, cache_dir=CACHE, verbose=False)
+    outer_g = outer.AddFunction(version="1")(g)
+    hs = [outer_g(i) for i in range(200)]
+    outer.run()
+    print(hs[100].result(), hs[150].result(), outer.last_scheduler.submissions)
+    outer.close()
+"""
+
+
+def run_nested(text: str, cache_dir, tmp_path, *args: str) -> None:
+    """Run a NESTED script (it hung for good before batches gave back their claims) and check what it printed."""
     script = tmp_path / "nested.py"
     script.write_text(text)
-    proc = subprocess.run([sys.executable, str(script), str(cache_dir)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(script), str(cache_dir), *args], capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     value, other, submissions = map(int, proc.stdout.split())
     assert (value, other) == (151, 150)
@@ -259,7 +296,27 @@ def test_a_task_of_an_engine_batch_may_run_a_pipeline_that_needs_a_later_task_of
     run_nested(NESTED_ON_ENGINES, cache_dir, tmp_path)
 
 
-SEEN: dict[str, str] = {}
+SEEN: dict[str, Any] = {}
+
+COUNTED = """
+import os
+
+
+def counted(i):
+    with open(os.environ["COUNT_LOG"], "a") as f:
+        f.write(f"{i} {os.getpid()}\\n")
+    return 10 * i
+"""
+
+OTHER_ENGINE = """
+import sys
+from counted import counted
+from ndustria.records import TaskPayload
+from ndustria.run import worker
+report = worker.execute(TaskPayload(key=f"{3:032x}", name="counted(3)", func=counted, args=(3,), kwargs={},
+                                    store_root=sys.argv[1]))
+print("found" if report.found else "computed", flush=True)
+"""
 
 
 def inner_exits(i):
@@ -273,15 +330,29 @@ def runs_a_pipeline_that_exits(i):
         inner.AddFunction(version="1")(inner_exits)(0)
         with pytest.raises(SystemExit):
             inner.run()
-    if i == 1:  # the batch's other keys must still be held: else another process computes them too
-        SEEN["task 3"] = lock_state(cache, f"{3:032x}")
+        SEEN["own key after the inner run"] = lock_state(cache, f"{0:032x}")
+    if i == 1:  # another engine wants task 3 meanwhile (its claim was given back when the inner run started)
+        SEEN["other"] = subprocess.Popen([sys.executable, "-c", OTHER_ENGINE, cache], stdout=subprocess.PIPE, text=True)
+        SEEN["other"].wait(timeout=60)
     return i
 
 
-def test_a_pipeline_interrupted_inside_a_task_keeps_its_batchs_other_locks(cache_dir):
+def test_a_pipeline_run_inside_a_task_gives_back_the_batchs_claims_and_each_task_runs_once(
+        cache_dir, tmp_path, monkeypatch):
+    (tmp_path / "counted.py").write_text(COUNTED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("COUNT_LOG", str(tmp_path / "computed.log"))
+    from counted import counted
+
     payloads = payloads_for(cache_dir, runs_a_pipeline_that_exits)
-    assert [r.status for r in remote.execute_batch(payloads)] == ["done"] * 5
-    assert SEEN["task 3"] == "held", "the inner run's interrupt released the batch's claim on task 3"
+    payloads[3] = payloads_for(cache_dir, counted)[3]
+    reports = remote.execute_batch(payloads)
+    assert [r.status for r in reports] == ["done"] * 5
+    assert SEEN["own key after the inner run"] == "held", "the inner run's interrupt released its task's own key"
+    assert SEEN["other"].stdout.read().strip() == "computed" and reports[3].found, "the batch found it"
+    assert (tmp_path / "computed.log").read_text().splitlines() == [f"3 {SEEN['other'].pid}"], "computed once"
+    assert Store(cache_dir).load(payloads[3].key) == 30
     assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}
 
 
@@ -311,7 +382,7 @@ def test_a_ctrl_c_as_a_task_of_a_batch_starts_leaves_no_key_locked(cache_dir, mo
     assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}, "a key left locked"
 
 
-def test_a_failed_claim_of_a_nested_batch_leaves_the_outer_batchs_claims_lent(cache_dir, monkeypatch):
+def test_a_failed_claim_of_a_nested_batch_leaves_the_outer_batchs_claims_to_it(cache_dir, monkeypatch):
     payloads = payloads_for(cache_dir)
     outer = worker.claim_batch(payloads[:3])  # as a batch does before its first task
     try:
@@ -322,11 +393,17 @@ def test_a_failed_claim_of_a_nested_batch_leaves_the_outer_batchs_claims_lent(ca
             patch.setattr(Store, "known_checksums", failing)
             with pytest.raises(sqlite3.OperationalError):
                 worker.claim_batch(payloads[1:])
-        taken = worker.claim(payloads[1], blocking=False)  # the key the failed batch tried, claimed again
-        assert taken is not None and taken.lock is outer[1].lock, "the outer batch's claim was lost"
+        # the key the failed batch tried: still the outer batch's, which starts its task with it
+        assert worker.start_claimed(payloads[1], outer[1]) is outer[1], "the outer batch's claim was lost"
     finally:
         worker.release_claims(outer)
     assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}
+
+
+@pytest.mark.parametrize(("inner", "outer"), [("threads", "processes"), ("processes", "serial")])
+def test_a_task_of_a_batch_may_run_a_pipeline_on_other_workers_that_needs_a_later_task_of_the_batch(
+        cache_dir, tmp_path, inner, outer):
+    run_nested(NESTED_ON_OTHER_WORKERS, cache_dir, tmp_path, inner, outer)
 
 
 def interrupted_at_2(i):

@@ -102,10 +102,9 @@ def execute_batch(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
                 store.flush()
 
     # Every free compute lock of the batch is taken first and the store checked once for all of them
-    # (claim_batch); each claim is lent to this thread until its task starts, so a task that runs a
-    # pipeline needing a later task's key computes it there instead of waiting for a lock this thread
-    # holds. A key another process holds waits until the end, when this batch holds no lock: waiting
-    # while holding could deadlock.
+    # (claim_batch); a pipeline run that starts before a task does (one of the batch's tasks running a
+    # pipeline) gives its claim back, and the task claims its key again. A key another process holds
+    # waits until the end, when this batch holds no lock: waiting while holding could deadlock.
     grouped = [dataclasses.replace(p, grouped=True) if p.shared_cache else p for p in payloads]  # not the caller's
     reports: list[TaskReport | None] = [None] * len(grouped)
     claims = worker.claim_batch(grouped)

@@ -76,19 +76,14 @@ class Claim:
 def claim(payload: TaskPayload, blocking: bool = True) -> Claim | None:
     """Take the payload's compute lock, then look in the store again.
 
-    Without ``blocking``, None when another process or thread holds the lock. A lock a batch of this
-    thread took ahead of its task (:func:`claim_batch`) is taken over.
+    Without ``blocking``, None when another process or thread holds the lock.
     """
     if not payload.shared_cache or payload.rerun:
         return Claim(None)
     store = get_store(payload.store_root, payload.fsync)
     key = payload.store_key or payload.key
     lock = KeyLock(store.root, key)
-    lent = _AHEAD.claims.pop((lock.root, key), None)
-    if lent is not None and lent.lock is not None:  # lent by a batch of this thread (claim_batch)
-        lock = lent.lock
-        lock.take_over()
-    elif not lock.acquire(blocking):
+    if not lock.acquire(blocking):
         return None
     try:
         return Claim(lock, _stored(store, key))
@@ -97,12 +92,10 @@ def claim(payload: TaskPayload, blocking: bool = True) -> Claim | None:
         raise
 
 
-class _Lent(threading.local):
-    def __init__(self) -> None:
-        self.claims: dict[tuple[str, str], Claim] = {}  # (cache root, key) -> taken ahead by a batch of this thread
-
-
-_AHEAD = _Lent()  # see claim_batch
+# (cache root, key) -> the claim a batch took ahead of its task (claim_batch), until the task starts. Whoever
+# pops an entry owns its lock: the batch when the task starts (start_claimed), a pipeline run starting
+# anywhere in this process (give_back_ahead), the batch again when it ends (release_claims).
+_AHEAD: dict[tuple[str, str], Claim] = {}
 
 
 def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
@@ -111,12 +104,13 @@ def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
     (a look-up of its own cost a task ~7 us among 300,000 rows, ~4 us among 3,000). None where another
     process or thread holds the key, or the same key came earlier in the batch.
 
-    Until the batch starts a task (:func:`start_claimed`), its claim is lent to any claim of that key
-    made in this thread: a task of the batch that runs a pipeline needing a later task's key computes
-    it there instead of waiting for a lock its own thread holds. Release what is left with
-    :func:`release_claims` (also done here if anything raises)."""
+    A claim stays listed as taken ahead until the batch starts its task (:func:`start_claimed`): a
+    pipeline run that starts meanwhile in this process (a task of the batch running a pipeline, on any
+    backend) gives it back first (:func:`give_back_ahead`), so that it never waits for a lock held by the
+    batch that waits for it. Release what is left with :func:`release_claims` (also done here if anything
+    raises)."""
     claims: list[Claim | None] = [None] * len(payloads)
-    ahead = _AHEAD.claims
+    ahead = _AHEAD
     taken: list[KeyLock] = []  # listed before acquire(): a Ctrl-C cannot lose one (release() of a free one is a no-op)
     by_store: dict[tuple[str, bool], list[tuple[int, str]]] = {}
     try:
@@ -137,7 +131,7 @@ def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
                 if key in present:
                     claims[i].found = _info(store, key)  # type: ignore[union-attr]
     except BaseException:
-        _unlend(claims)  # only this batch's own: a key lent by an enclosing batch stays lent to it
+        _unlist(claims)  # only this batch's own: a key an enclosing batch took ahead stays listed
         for lock in taken:
             lock.release()
         raise
@@ -145,33 +139,47 @@ def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
 
 
 def start_claimed(payload: TaskPayload, claimed: Claim | None) -> Claim | None:
-    """The claim task ``payload`` of a batch runs under: the one :func:`claim_batch` took, or, if a task
-    before it claimed that key meanwhile (a pipeline it ran), a claim made now."""
+    """The claim task ``payload`` of a batch runs under: the one :func:`claim_batch` took, or, if a pipeline
+    run gave it back meanwhile, a claim made now (None: someone holds the key; the batch runs it last)."""
     if claimed is None or claimed.lock is None:
         return claimed
-    if _AHEAD.claims.pop((claimed.lock.root, claimed.lock.key), None) is claimed:
+    if _AHEAD.pop((claimed.lock.root, claimed.lock.key), None) is claimed:
         return claimed
     return claim(payload, blocking=False)
+
+
+def give_back_ahead() -> int:
+    """A pipeline run is starting in this process: give back every claim a batch took ahead of a task
+    that has not started, so that the run can take any key. A task of a batch that runs a pipeline
+    needing a later task of that batch would otherwise wait for a lock its own batch holds, and the
+    batch for the task (with the pipeline's tasks on other threads or processes too). The batches claim
+    those keys again when they reach them, and find what the run stored. Returns how many."""
+    given = 0
+    for where in list(_AHEAD):
+        claimed = _AHEAD.pop(where, None)
+        if claimed is not None and claimed.lock is not None:
+            claimed.lock.release()
+            given += 1
+    return given
 
 
 def release_claims(claims: Sequence[Claim | None]) -> None:
     """At the end of a batch, once what it saved is committed: release every lock of ``claims`` (those
     released already stay released), also of a task that an interrupt stopped between taking its claim
     and the code that releases it."""
-    _unlend(claims)
+    _unlist(claims)
     for claimed in claims:
         if claimed is not None and claimed.lock is not None:
             claimed.lock.release()
 
 
-def _unlend(claims: Sequence[Claim | None]) -> None:
-    """Take back what ``claims`` still lend to this thread (not what another batch lends)."""
-    ahead = _AHEAD.claims
+def _unlist(claims: Sequence[Claim | None]) -> None:
+    """Take ``claims`` off the list of claims taken ahead (not another batch's claims of the same keys)."""
     for claimed in claims:
         if claimed is not None and claimed.lock is not None:
             where = (claimed.lock.root, claimed.lock.key)
-            if ahead.get(where) is claimed:
-                del ahead[where]
+            if _AHEAD.get(where) is claimed:
+                _AHEAD.pop(where, None)
 
 
 def execute(payload: TaskPayload, writer: ResultWriter | None = None, claimed: Claim | None = None) -> TaskReport:

@@ -133,7 +133,7 @@ class KeyLock:
         self._locked = False
         self._fallback: Any = None
         self._taken_by: set[KeyLock] | None = None  # the set of the thread that took it (release_taken)
-        self._stamp = 0  # when it was taken or taken over (release_taken's ``since``)
+        self._stamp = 0  # when it was taken (release_taken's ``since``)
 
     def acquire(self, blocking: bool = True) -> bool:
         """Hold this key's lock, waiting for another process or thread to finish with it.
@@ -179,20 +179,10 @@ class KeyLock:
         except BaseException:  # Ctrl-C while waiting
             self._release_local()
             raise
-        self._note_taken()
-        return True
-
-    def take_over(self) -> None:
-        """This thread's code now owns this held lock (a claim lent by a batch to a pipeline one of its tasks
-        runs): a Ctrl-C in that pipeline releases it (:func:`release_taken` since the pipeline's mark)."""
-        if self._taken_by is not None:
-            self._taken_by.discard(self)
-        self._note_taken()
-
-    def _note_taken(self) -> None:
         self._stamp = next(_STAMPS)
         self._taken_by = _TAKEN.locks
         self._taken_by.add(self)
+        return True
 
     def release(self) -> None:
         """Let the next waiter in (once; later calls do nothing)."""
@@ -215,13 +205,13 @@ class KeyLock:
 
 
 def taken_mark() -> int:
-    """A mark for :func:`release_taken`: locks this thread takes (or takes over) from now on come after it."""
+    """A mark for :func:`release_taken`: locks this thread takes from now on come after it."""
     return next(_STAMPS)
 
 
 def release_taken(since: int = 0) -> int:
-    """Release every compute lock this thread took (or took over) after the mark ``since`` and nobody
-    released yet; returns how many.
+    """Release every compute lock this thread took after the mark ``since`` and nobody released yet;
+    returns how many.
 
     For a run that a Ctrl-C ended, once what it saved is committed: the interrupt can land between a
     lock's acquisition and the code that would release it (Python raises it at any bytecode), and a lock
