@@ -383,9 +383,9 @@ class Pipeline:
                               watchdog=backend.watchdog, recover=backend.recover)
         self._last_scheduler = scheduler
         self.console.progress_start(len(state.waiting) + state.n_ready)
-        give_back_ahead()  # keys a batch running this pipeline in a task took ahead (else they could wait on each other)
-        mark = taken_mark()  # locks this thread holds already (that task's own key) stay held
+        mark = taken_mark()  # locks this thread holds already (a task running this pipeline: its key) stay held
         try:
+            give_back_ahead()  # keys a batch running this pipeline in a task took ahead: else they wait on each other
             scheduler.run(state)
         except BaseException as stopped:
             try:  # what completed and was reported saved stays stored, durably

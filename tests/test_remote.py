@@ -370,13 +370,26 @@ class InterruptedWrite(io.StringIO):
         return super().write(s)
 
 
+def side(i):
+    return -i
+
+
+def runs_a_pipeline_first(i):
+    if i == 0:  # any pipeline run in a task: the batch's later claims are given back, then claimed again
+        p = Pipeline(name="side", cache_dir=os.environ["NDUSTRIA_CACHE_DIR"], verbose=False)
+        p.AddFunction(version="1")(side)(1000 + i)
+        p.run()
+    return 2 * i
+
+
+@pytest.mark.parametrize("func", [double, runs_a_pipeline_first])
 @pytest.mark.parametrize("run_batch", ["execute_batch", "execute_batch_inline"])
-def test_a_ctrl_c_as_a_task_of_a_batch_starts_leaves_no_key_locked(cache_dir, monkeypatch, run_batch):
+def test_a_ctrl_c_as_a_task_of_a_batch_starts_leaves_no_key_locked(cache_dir, monkeypatch, run_batch, func):
     # Between the task's claim leaving the batch and worker.execute's try/finally (MPI script mode
     # announces each task there): nothing else would ever release that lock in this process.
-    payloads = payloads_for(cache_dir)
+    payloads = payloads_for(cache_dir, func)
     monkeypatch.setattr(remote, "_ANNOUNCE", True)
-    monkeypatch.setattr(sys, "stdout", InterruptedWrite("double(2)"))
+    monkeypatch.setattr(sys, "stdout", InterruptedWrite(f"{func.__name__}(2)"))
     with pytest.raises(KeyboardInterrupt):
         getattr(remote, run_batch)(payloads)
     assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}, "a key left locked"
@@ -404,6 +417,86 @@ def test_a_failed_claim_of_a_nested_batch_leaves_the_outer_batchs_claims_to_it(c
 def test_a_task_of_a_batch_may_run_a_pipeline_on_other_workers_that_needs_a_later_task_of_the_batch(
         cache_dir, tmp_path, inner, outer):
     run_nested(NESTED_ON_OTHER_WORKERS, cache_dir, tmp_path, inner, outer)
+
+
+CROSS_BATCH = """
+import os, sys, threading
+from ndustria import Pipeline
+from ndustria.records import TaskPayload
+from ndustria.run import remote
+
+CACHE, RUN = sys.argv[1], getattr(remote, sys.argv[2])
+A, B, C = threading.Event(), threading.Event(), threading.Event()
+
+
+def value(i):
+    return 10 * i
+
+
+def unrelated(i):
+    return -i
+
+
+def b1_first(i):  # any pipeline run: batch 1's claim on K is given back, and batch 2 claims K
+    p = Pipeline(name="side", cache_dir=CACHE, verbose=False)
+    p.AddFunction(version="1")(unrelated)(i)
+    p.run()
+    A.set()
+    B.wait(30)
+    return i
+
+
+def b1_last(i):  # batch 1 has passed K (held by batch 2: left to its end)
+    C.set()
+    return i
+
+
+def b2_first(i):  # a pipeline needing K, a later task of batch 2
+    B.set()
+    C.wait(30)
+    p = Pipeline(name="inner", cache_dir=CACHE, verbose=False)
+    h = p.AddFunction(version="1")(value)(7)
+    p.run()
+    return h.result()
+
+
+K = Pipeline(name="k", cache_dir=CACHE, verbose=False).AddFunction(version="1")(value)(7).key
+
+
+def payload(key, func, arg):
+    return TaskPayload(key=key, name=f"{func.__name__}({arg})", func=func, args=(arg,), kwargs={}, store_root=CACHE)
+
+
+out = {}
+
+
+def batch2():
+    A.wait(30)
+    out[2] = RUN([payload("d" * 32, b2_first, 4), payload(K, value, 7)])
+
+
+threads = [threading.Thread(target=lambda: out.setdefault(1, RUN([payload("a" * 32, b1_first, 1), payload(K, value, 7),
+                                                                    payload("c" * 32, b1_last, 3)]))),
+           threading.Thread(target=batch2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(60)
+if any(t.is_alive() for t in threads):
+    print("hung", flush=True)
+    os._exit(3)
+print(sorted(r.status for k in (1, 2) for r in out[k]), out[2][0].status, flush=True)
+"""
+
+
+@pytest.mark.parametrize("run_batch", ["execute_batch", "execute_batch_inline"])
+def test_two_batches_of_one_process_listing_one_key_in_turn_do_not_wait_on_each_other(cache_dir, run_batch):
+    # Batch 1 lists K; a run in its first task gives K back; batch 2 lists K; batch 1 reaches K (held: left to its
+    # end); batch 2's first task runs a pipeline needing K, which must give back batch 2's claim, not find it gone.
+    proc = subprocess.run([sys.executable, "-c", CROSS_BATCH, str(cache_dir), run_batch], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert proc.stdout.split("]")[0] + "]" == str(["done"] * 5) and proc.stdout.split()[-1] == "done"
 
 
 def interrupted_at_2(i):

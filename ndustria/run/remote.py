@@ -58,7 +58,9 @@ def execute_batch_inline(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
             for store in stores.values():
                 held.enter_context(store.held())
             for i, payload in enumerate(grouped):
-                claimed = worker.start_claimed(payload, claims[i])  # from here on, the task releases it
+                # the claim the task runs under, kept in claims: the batch's end releases it if an interrupt
+                # lands before the task's own release can
+                claimed = claims[i] = worker.start_claimed(payload, claims[i])
                 if claimed is not None:  # a key another process holds waits until this batch holds no lock
                     reports[i] = _run_one(payload, None, claimed)
     finally:  # commit what was saved (which releases its locks), however the batch ended
@@ -113,7 +115,7 @@ def execute_batch(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
             for i, payload in enumerate(grouped):
                 if i == len(grouped) - FLUSH_BEFORE_END:
                     writer.flush_soon()
-                claimed = worker.start_claimed(payload, claims[i])  # from here on, the task releases it
+                claimed = claims[i] = worker.start_claimed(payload, claims[i])  # kept: see execute_batch_inline
                 if claimed is not None:
                     reports[i] = _run_one(payload, None if payload.instruments else writer, claimed)
     finally:

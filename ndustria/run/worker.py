@@ -92,10 +92,11 @@ def claim(payload: TaskPayload, blocking: bool = True) -> Claim | None:
         raise
 
 
-# (cache root, key) -> the claim a batch took ahead of its task (claim_batch), until the task starts. Whoever
-# pops an entry owns its lock: the batch when the task starts (start_claimed), a pipeline run starting
-# anywhere in this process (give_back_ahead), the batch again when it ends (release_claims).
-_AHEAD: dict[tuple[str, str], Claim] = {}
+# id(claim) -> a claim a batch took ahead of its task (claim_batch), until the task starts. Whoever pops an
+# entry owns its lock: the batch when the task starts (start_claimed), a pipeline run starting anywhere in
+# this process (give_back_ahead). Keyed by the claim, not by its key: a batch pops only its own claim
+# (two batches of one process may list the same key in turn).
+_AHEAD: dict[int, Claim] = {}
 
 
 def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
@@ -122,7 +123,8 @@ def claim_batch(payloads: Sequence[TaskPayload]) -> list[Claim | None]:
             lock = KeyLock(get_store(payload.store_root, payload.fsync).root, key)
             taken.append(lock)
             if lock.acquire(False):
-                claims[i] = ahead[(lock.root, key)] = Claim(lock)
+                claims[i] = claimed = Claim(lock)
+                ahead[id(claimed)] = claimed
                 by_store.setdefault((payload.store_root, payload.fsync), []).append((i, key))
         for (store_root, fsync), items in by_store.items():
             store = get_store(store_root, fsync)
@@ -143,7 +145,7 @@ def start_claimed(payload: TaskPayload, claimed: Claim | None) -> Claim | None:
     run gave it back meanwhile, a claim made now (None: someone holds the key; the batch runs it last)."""
     if claimed is None or claimed.lock is None:
         return claimed
-    if _AHEAD.pop((claimed.lock.root, claimed.lock.key), None) is claimed:
+    if _AHEAD.pop(id(claimed), None) is claimed:
         return claimed
     return claim(payload, blocking=False)
 
@@ -155,8 +157,8 @@ def give_back_ahead() -> int:
     batch for the task (with the pipeline's tasks on other threads or processes too). The batches claim
     those keys again when they reach them, and find what the run stored. Returns how many."""
     given = 0
-    for where in list(_AHEAD):
-        claimed = _AHEAD.pop(where, None)
+    for ident in list(_AHEAD):
+        claimed = _AHEAD.pop(ident, None)
         if claimed is not None and claimed.lock is not None:
             claimed.lock.release()
             given += 1
@@ -174,12 +176,10 @@ def release_claims(claims: Sequence[Claim | None]) -> None:
 
 
 def _unlist(claims: Sequence[Claim | None]) -> None:
-    """Take ``claims`` off the list of claims taken ahead (not another batch's claims of the same keys)."""
+    """Take ``claims`` off the list of claims taken ahead (they are alive: no other object has their id)."""
     for claimed in claims:
-        if claimed is not None and claimed.lock is not None:
-            where = (claimed.lock.root, claimed.lock.key)
-            if _AHEAD.get(where) is claimed:
-                _AHEAD.pop(where, None)
+        if claimed is not None:
+            _AHEAD.pop(id(claimed), None)
 
 
 def execute(payload: TaskPayload, writer: ResultWriter | None = None, claimed: Claim | None = None) -> TaskReport:

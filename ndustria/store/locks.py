@@ -48,6 +48,7 @@ STALE_AFTER = 3600.0  # seconds: temp files untouched this long are left-overs
 _SPAN = 1 << 62  # lock offsets are hashed into [0, _SPAN)
 
 _MUTEX = threading.Lock()
+_RELEASING = threading.Lock()  # see KeyLock.release
 _PID = os.getpid()
 _FDS: dict[str, tuple[int, int, float]] = {}  # cache root -> (descriptor of its lock file, inode, checked at)
 RECHECK = 1.0  # seconds: how often a cached descriptor is checked against the file now at its path
@@ -185,15 +186,18 @@ class KeyLock:
         return True
 
     def release(self) -> None:
-        """Let the next waiter in (once; later calls do nothing)."""
+        """Let the next waiter in (once; later calls, from any thread, do nothing)."""
         if self._fallback is not None:  # pragma: no cover - not POSIX
             self._fallback.release()
             self._fallback = None
             return
-        if self._locked:
-            self._locked = False
+        with _RELEASING:  # one caller takes what is held (a batch's end and a run giving claims back may race)
+            locked, local, self._locked, self._local = self._locked, self._local, False, None
+        if locked:
             fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, self._offset)
-        self._release_local()
+        if local is not None:
+            local.release()
+            _detach(self.root, self._offset)
         if self._taken_by is not None:
             self._taken_by.discard(self)
 
