@@ -61,7 +61,7 @@ class _Taken(threading.local):
 
 
 _TAKEN = _Taken()  # see release_taken
-_STAMPS = itertools.count(1)  # when a lock was taken (or taken over), in the order of the process (see taken_mark)
+_STAMPS = itertools.count(1)  # when a lock was taken, in the order of the process (see taken_mark)
 
 
 def offset_of(key: str) -> int:
