@@ -191,13 +191,13 @@ class KeyLock:
             self._fallback.release()
             self._fallback = None
             return
-        with _RELEASING:  # one caller takes what is held (a batch's end and a run giving claims back may race)
-            locked, local, self._locked, self._local = self._locked, self._local, False, None
-        if locked:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, self._offset)
-        if local is not None:
-            local.release()
-            _detach(self.root, self._offset)
+        # One release at a time (a batch's end and a run giving claims back may race), each step marked done
+        # only after it is done: a Ctrl-C in between leaves the rest to the next release() (the batch's end)
+        with _RELEASING:
+            if self._locked:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, self._offset)  # again is harmless: the key's thread
+                self._locked = False  # lock, still held, keeps this process's other users out
+            self._release_local()
         if self._taken_by is not None:
             self._taken_by.discard(self)
 
