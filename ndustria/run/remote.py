@@ -52,23 +52,18 @@ def execute_batch_inline(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
         p.grouped = p.shared_cache
     stores = {p.store_root: worker.get_store(p.store_root, p.fsync) for p in grouped if p.shared_cache}
     reports: list[TaskReport | None] = [None] * len(grouped)
-    claims = worker.claim_batch(grouped)
-    try:
-        with contextlib.ExitStack() as held:  # the batch's rows go in one commit, below
-            for store in stores.values():
-                held.enter_context(store.held())
-            for i, payload in enumerate(grouped):
-                # the claim the task runs under, kept in claims: the batch's end releases it if an interrupt
-                # lands before the task's own release can
-                claimed = claims[i] = worker.start_claimed(payload, claims[i])
-                if claimed is not None:  # a key another process holds waits until this batch holds no lock
-                    reports[i] = _run_one(payload, None, claimed)
-    finally:  # commit what was saved (which releases its locks), however the batch ended
-        try:
-            for store in stores.values():
-                store.flush()
-        finally:  # then the locks of tasks an interruption kept from starting
-            worker.release_claims(claims)
+
+    def commit() -> None:  # the batch's rows, in one commit (held below)
+        for store in stores.values():
+            store.flush()
+
+    with worker.batch_claims(grouped, commit) as start, contextlib.ExitStack() as held:
+        for store in stores.values():
+            held.enter_context(store.held())
+        for i, payload in enumerate(grouped):
+            claimed = start(i)
+            if claimed is not None:  # a key another process holds waits until this batch holds no lock
+                reports[i] = _run_one(payload, None, claimed)
     for i, payload in enumerate(grouped):
         if reports[i] is None:
             payload.grouped = False
@@ -109,20 +104,13 @@ def execute_batch(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
     # waits until the end, when this batch holds no lock: waiting while holding could deadlock.
     grouped = [dataclasses.replace(p, grouped=True) if p.shared_cache else p for p in payloads]  # not the caller's
     reports: list[TaskReport | None] = [None] * len(grouped)
-    claims = worker.claim_batch(grouped)
-    try:
-        with ResultWriter(flush=flush if stores else None) as writer:
-            for i, payload in enumerate(grouped):
-                if i == len(grouped) - FLUSH_BEFORE_END:
-                    writer.flush_soon()
-                claimed = claims[i] = worker.start_claimed(payload, claims[i])  # kept: see execute_batch_inline
-                if claimed is not None:
-                    reports[i] = _run_one(payload, None if payload.instruments else writer, claimed)
-    finally:
-        try:  # commit what was saved first: the commit releases those keys' locks (see worker.execute)
-            flush()
-        finally:  # then the locks of tasks an interruption kept from running
-            worker.release_claims(claims)
+    with worker.batch_claims(grouped, flush) as start, ResultWriter(flush=flush if stores else None) as writer:
+        for i, payload in enumerate(grouped):
+            if i == len(grouped) - FLUSH_BEFORE_END:
+                writer.flush_soon()
+            claimed = start(i)
+            if claimed is not None:
+                reports[i] = _run_one(payload, None if payload.instruments else writer, claimed)
     deferred = [i for i in range(len(grouped)) if reports[i] is None]
     for i in deferred:  # keys another process held: this batch holds no lock now, so waiting cannot deadlock
         reports[i] = _run_one(grouped[i])

@@ -13,6 +13,7 @@ it, and a changed content fails the task (not run, or its result not stored).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -20,7 +21,7 @@ import pickle
 import socket
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +174,28 @@ def release_claims(claims: Sequence[Claim | None]) -> None:
     for claimed in claims:
         if claimed is not None and claimed.lock is not None:
             claimed.lock.release()
+
+
+@contextlib.contextmanager
+def batch_claims(payloads: Sequence[TaskPayload], commit: Callable[[], None]) -> Iterator[Callable[[int], Claim | None]]:
+    """A batch's claims (:func:`claim_batch`) for the block; it gets ``start(i)``, the claim task ``i`` runs
+    under (:func:`start_claimed`; None: someone else holds the key, run the task after the block). However
+    the block ends, ``commit()`` (what was saved becomes visible, which releases those tasks' keys) and
+    then every claim is released, also one an interrupt caught between ``start(i)`` and the task's own
+    release (the claim ``start`` returns is kept for that)."""
+    claims = claim_batch(payloads)
+
+    def start(i: int) -> Claim | None:
+        claims[i] = start_claimed(payloads[i], claims[i])
+        return claims[i]
+
+    try:
+        yield start
+    finally:
+        try:
+            commit()
+        finally:
+            release_claims(claims)
 
 
 def _unlist(claims: Sequence[Claim | None]) -> None:
