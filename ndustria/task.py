@@ -252,15 +252,14 @@ def _rebuild(original: Any, items: Any) -> Any:
 def task_closure(roots: list[TaskHandle]) -> dict[str, TaskHandle]:
     """The roots and every task they depend on, by id, in declaration order."""
     out: dict[str, TaskHandle] = {h.id: h for h in roots}
-    extra = False
-    stack = [d for h in roots for d in h.deps]
+    stack = [d for h in roots for d in h.deps if d.id not in out]
+    extra = bool(stack)
     while stack:
         handle = stack.pop()
         if handle.id not in out:
             out[handle.id] = handle
-            extra = True
             stack.extend(handle.deps)
-    ordered = all(a.seq < b.seq for a, b in zip(roots, roots[1:]))
-    if not extra and ordered:  # the usual case: every input was declared since the last run()
+    seqs = [h.seq for h in roots]
+    if not extra and seqs == sorted(seqs):  # the usual case: every input was declared since the last run()
         return out
     return dict(sorted(out.items(), key=lambda item: item[1].seq))

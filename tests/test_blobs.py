@@ -50,6 +50,34 @@ def test_rows_wait_in_this_process_until_their_commit(tmp_path):
     assert list(blobs.keys()) == ["a" * 32]
 
 
+def test_checksums_answers_for_every_stored_key_of_a_long_list_in_any_order(tmp_path, monkeypatch):
+    """One query for the whole list (a JSON array): committed rows, waiting rows, keys JSON must escape,
+    repeated keys and missing ones; the same answer from the query per 500 keys (an SQLite without JSON)."""
+    blobs = Blobs(str(tmp_path))
+    stored = {f"{i:032x}": f"{i * 7:032x}" for i in range(1, 1200)}
+    stored |= {'quote"key': "q" * 32, "back\\slash": "s" * 32, "tab\tkey": "t" * 32, "é-ключ": "u" * 32}
+    for key, checksum in stored.items():
+        blobs.put(key, b"x", 1.0, checksum, commit=False)
+    blobs.commit()
+    blobs.put("w" * 32, b"waiting", 2.0, "v" * 32, commit=False)  # not committed yet: found too
+    asked = [*reversed(stored), "w" * 32, "missing", f"{5:032x}", f"{5:032x}"]
+    expected = {**stored, "w" * 32: "v" * 32}
+    assert blobs.checksums(asked) == expected
+    assert blobs.checksums([f"{5:032x}"]) == {f"{5:032x}": stored[f"{5:032x}"]}
+    assert blobs.checksums(["missing"]) == {} and blobs.checksums([]) == {}
+
+    connection = blobs._db
+
+    class NoJson:  # the connection as an SQLite built without JSON would answer
+        def execute(self, sql, *params):
+            if "json_each" in sql:
+                raise sqlite3.OperationalError("no such table: json_each")
+            return connection.execute(sql, *params)
+
+    monkeypatch.setattr(Blobs, "_db", property(lambda self: NoJson()))
+    assert blobs.checksums(asked) == expected
+
+
 def test_another_process_writes_at_once_while_rows_wait(tmp_path):
     blobs = Blobs(str(tmp_path))
     blobs.put("a" * 32, b"waiting", 1.0, "c" * 32, commit=False)

