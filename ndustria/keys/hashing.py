@@ -538,8 +538,11 @@ class ValueHasher:
         if cls is int or cls is str:  # the usual arguments: the same bytes as the walk, in one call
             payload = int_bytes(obj) if cls is int else obj.encode("utf-8", "surrogatepass")  # type: ignore[attr-defined]
             return xxhash.xxh3_128_digest(_FORMAT + (T_INT if cls is int else T_STR) + LEN(len(payload)) + payload)
-        if cls is TaskHandle:  # a task's input: the same bytes as the walk, in one call
-            return xxhash.xxh3_128_digest(_FORMAT + _handle_bytes(obj))  # type: ignore[arg-type]
+        if cls is TaskHandle:  # a task's input: the same bytes as the walk, in one call, once per handle
+            digest = obj.value_digest  # type: ignore[attr-defined]
+            if digest is None:
+                digest = obj.value_digest = xxhash.xxh3_128_digest(_FORMAT + _handle_bytes(obj))  # type: ignore
+            return digest
         h = xxhash.xxh3_128(_FORMAT)
         try:
             Walk(self).feed(h, obj)

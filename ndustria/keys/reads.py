@@ -143,7 +143,7 @@ class Context:
 class Memo:
     """A remembered digest of one function or class and the reads it was computed from."""
 
-    __slots__ = ("ref", "digest", "root", "funcs", "dicts", "shapes", "cells", "seen", "acyclic")
+    __slots__ = ("ref", "digest", "root", "funcs", "dicts", "shapes", "cells", "seen", "acyclic", "reads")
 
     def __init__(self, ref: weakref.ref, digest: bytes, root: tuple | None, ctx: Context, dicts: tuple,
                  acyclic: bool) -> None:
@@ -159,6 +159,7 @@ class Memo:
         self.shapes = tuple(ctx.shapes)
         self.cells = tuple(ctx.cells)
         self.seen = tuple(f for f in ctx.seen if f is not obj)  # not itself: the memo must not keep it alive
+        self.reads = bool(self.funcs or self.dicts or self.shapes or self.cells)  # else only the root is checked
 
     def replay(self, ctx: Context) -> None:
         """Record this digest's reads in ``ctx``, whose digest now depends on them too."""
@@ -173,6 +174,8 @@ class Memo:
         """True while every recorded read still finds the identical object."""
         if self.root is not None and not same_fn(obj, self.root):
             return False
+        if not self.reads:  # a function reading no global, closure or other function (checked every call)
+            return True
         for f, state in self.funcs:
             if not same_fn(f, state):
                 return False

@@ -207,7 +207,7 @@ class Catalog:
         arguments as bound); a re-run of the same tasks as its pipeline's previous run then refers
         to that run, and no name is made. (The ids name the inputs too, so the list's digest leaves
         them out.)"""
-        todo = [i for i, hit in enumerate(cached) if not hit]
+        todo = [i for i, hit in enumerate(cached) if not hit] if 0 in cached else []  # (a scan in C when all hit)
         known = given if given is not None else [None] * len(keys)
         listed = ["\n".join(keys), json.dumps(known), json.dumps(functions)]
         digest = xxhash.xxh3_128_hexdigest("\0".join(listed).encode("utf-8", "surrogatepass")
