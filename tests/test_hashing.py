@@ -502,3 +502,12 @@ def test_task_handles_hash_as_their_token_does(monkeypatch, tmp_path):
         return h.digest()
 
     assert [generic(v) for v in values] == fast
+
+
+@pytest.mark.parametrize("value", [0, 1, -1, 127, 128, -129, 255, 2**63 - 1, -(2**63), 2**127, -(2**127) - 1,
+                                   2**200 + 12345, -(2**300), "", "a", "é", "\ud800-surrogate", "x" * 10_000])
+def test_digest_shortcuts_for_ints_and_strings_write_the_walks_bytes(value):
+    """digest() hashes an int or a str in one call: the same digest as the generic walk, at every size."""
+    h = hashing.xxhash.xxh3_128(hashing._FORMAT)
+    hashing.Walk(ValueHasher()).feed(h, value)
+    assert ValueHasher().digest(value) == h.digest()

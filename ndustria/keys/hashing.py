@@ -475,6 +475,7 @@ def _handle_bytes(handle: TaskHandle) -> bytes:
     return _HANDLE_TOKEN + T_STR + LEN(len(ident)) + ident
 
 
+_INT_HEADS = [_FORMAT + T_INT + LEN(size) for size in range(17)]  # what precedes an int of each size in bytes
 _HANDLE_NAME = f"{TaskHandle.__module__}\0{TaskHandle.__qualname__}".encode()
 _HANDLE_TOKEN = (T_TOKEN + T_TYPE + LEN(len(_HANDLE_NAME)) + _HANDLE_NAME + T_TUPLE + LEN(2)
                  + T_STR + LEN(len(b"ndustria.TaskHandle")) + b"ndustria.TaskHandle")
@@ -535,9 +536,14 @@ class ValueHasher:
     def digest(self, obj: object) -> bytes:
         """The 16-byte digest of ``obj``; UnhashableError (with ``where``) if it has no stable content."""
         cls = type(obj)
-        if cls is int or cls is str:  # the usual arguments: the same bytes as the walk, in one call
-            payload = int_bytes(obj) if cls is int else obj.encode("utf-8", "surrogatepass")  # type: ignore[attr-defined]
-            return xxhash.xxh3_128_digest(_FORMAT + (T_INT if cls is int else T_STR) + LEN(len(payload)) + payload)
+        if cls is int:  # the usual arguments: the same bytes as the walk, in one call
+            payload = obj.to_bytes((obj.bit_length() + 8) // 8, "little", signed=True)  # type: ignore[attr-defined]
+            size = len(payload)
+            head = _INT_HEADS[size] if size < len(_INT_HEADS) else _FORMAT + T_INT + LEN(size)
+            return xxhash.xxh3_128_digest(head + payload)
+        if cls is str:
+            payload = obj.encode("utf-8", "surrogatepass")  # type: ignore[attr-defined]
+            return xxhash.xxh3_128_digest(_FORMAT + T_STR + LEN(len(payload)) + payload)
         if cls is TaskHandle:  # a task's input: the same bytes as the walk, in one call, once per handle
             digest = obj.value_digest  # type: ignore[attr-defined]
             if digest is None:
