@@ -44,6 +44,7 @@ class TaskFunction:
         simple = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
         self._fast_names = tuple(p.name for p in params) if simple else None
         self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        self.remembered: Any = None  # the fingerprinter's memo of func's digest (keys.maker.KeyMaker.function_digest)
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
         """(args, kwargs, arguments) bound to the signature with defaults applied; TypeError if they do not fit."""

@@ -973,3 +973,62 @@ def test_library_roots_are_sysconfigs_found_without_it(monkeypatch):
     finally:
         monkeypatch.undo()
         library.library_roots.cache_clear()
+
+
+def test_a_pipelines_remembered_digest_sees_every_change_between_declarations(tmp_path):
+    """Each declaration checks the function's remembered digest (KeyMaker.function_digest keeps the
+    fingerprinter's memo on the task function): a change between two declarations of the same call gives
+    another task, undoing it gives the first one back, and each key is what a fresh fingerprint says."""
+    from ndustria import Pipeline
+
+    ns = load(
+        """
+        K = 1
+
+        def helper(v, *, k=1):
+            return v + k
+
+        def make():
+            c = 1
+            def task(x, n=2):
+                return helper(x) + K + n + c
+            def bump():
+                nonlocal c
+                c += 1
+            return task, bump
+        """
+    )
+    task, bump = ns["make"]()
+    pipe = Pipeline(name="remembered", cache_dir=tmp_path / "cache", verbose=False)
+    declared = pipe.AddFunction()(task)
+
+    def key() -> str:  # (n given: a task function binds the defaults it was registered with)
+        handle = declared(5, 2)
+        fresh_pipe = Pipeline(name="fresh", cache_dir=tmp_path / "cache", verbose=False)
+        assert handle.id == fresh_pipe.AddFunction()(task)(5, 2).id
+        return handle.id
+
+    base = key()
+    assert key() == base  # nothing changed: the remembered digest
+    ns["K"] = 2
+    changed_global = key()
+    ns["K"] = 1
+    assert key() == base
+    ns["helper"].__kwdefaults__["k"] = 3
+    changed_helper = key()
+    ns["helper"].__kwdefaults__["k"] = 1
+    assert key() == base
+    task.__defaults__ = (7,)
+    changed_defaults = key()
+    task.__defaults__ = (2,)
+    assert key() == base
+    bump()
+    changed_cell = key()
+    original = task.__code__
+    task.__code__ = load("def make():\n    c = 0\n    def task(x, n=2):\n        return x - n - c\n"
+                         "    return task\n")["make"]().__code__
+    changed_code = key()
+    task.__code__ = original
+    assert key() == changed_cell
+    assert len({base, changed_global, changed_helper, changed_defaults, changed_cell, changed_code}) == 6
+    pipe.close()

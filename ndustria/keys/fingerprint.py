@@ -146,6 +146,15 @@ class Fingerprinter:
             self._remember(fn, out, ctx, ctx.funcs[id(fn)][1] if id(fn) in ctx.funcs else fn_state(fn))
         return out
 
+    def remembered(self, fn: Callable) -> Memo | None:
+        """What the last digest of ``fn`` was made from, if it is kept: while ``memo.valid(fn)`` (and not
+        :meth:`busy`), ``memo.digest`` is what :meth:`digest` returns."""
+        return self._fast.get(id(fn))
+
+    def busy(self) -> bool:
+        """Whether a digest is being made in this thread (a call now would be one made inside it)."""
+        return getattr(self._local, "ctx", None) is not None
+
     def hexdigest(self, fn: Callable) -> str:
         """Hex form of :meth:`digest`."""
         return self.digest(fn).hex()

@@ -58,6 +58,9 @@ class KeyMaker:
             h.update(function.func.__qualname__.encode() + b"\x00" + function.version.encode())
             return h.digest()
         func = function.func
+        memo = function.remembered  # every declaration asks: the fingerprinter's memo of it, checked as it would
+        if memo is not None and memo.ref() is func and memo.valid(func) and not self.fingerprinter.busy():
+            return memo.digest
         try:
             digest = self.fingerprinter.digest(func)
         except UnhashableError as exc:
@@ -65,8 +68,9 @@ class KeyMaker:
                 f"cannot fingerprint the code of task function {function.name}: {exc.message}", where=exc.where
             ) from exc
         seen = self._parts.get(id(func))
-        if seen is None or seen[0] is not func or seen[1] != digest:  # the common case stops here
+        if seen is None or seen[0] is not func or seen[1] != digest:
             self._note_parts(func, digest, seen)
+        function.remembered = self.fingerprinter.remembered(func)
         return digest
 
     def _note_parts(self, func: Any, digest: bytes, seen: Any) -> None:
