@@ -217,10 +217,13 @@ class Catalog:
         tasks = names() if todo else None  # the tasks that run have a row with their call
         statuses = statuses or {}
         with self._tx() as db:
+            # The pipeline's latest listed run: run_members walked back from this run, stopping at the first of
+            # this pipeline (joined through its runs the other way, every run of the pipeline was read and
+            # sorted: 1-2 ms a run once it had 450 runs, growing with each)
             previous = db.execute(
-                "SELECT m.run_id, m.same_as, m.digest, m.hits, m.hits_as FROM run_members m JOIN runs r"
-                " ON r.run_id = m.run_id WHERE r.pipeline = (SELECT pipeline FROM runs WHERE run_id = ?)"
-                " AND m.run_id < ? ORDER BY m.run_id DESC LIMIT 1", (run_id, run_id)).fetchone()
+                "SELECT m.run_id, m.same_as, m.digest, m.hits, m.hits_as FROM run_members m WHERE m.run_id < ?1"
+                " AND (SELECT pipeline FROM runs WHERE run_id = m.run_id) = (SELECT pipeline FROM runs WHERE run_id = ?1)"
+                " ORDER BY m.run_id DESC LIMIT 1", (run_id,)).fetchone()
             row: dict[str, Any] = {"run_id": run_id, "digest": digest, "n_cached": len(keys) - len(todo), "hits": hits}
             if previous is not None and previous[2] == digest:  # the same tasks as the run before: refer to them
                 row["same_as"] = previous[1] or previous[0]
