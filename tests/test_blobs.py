@@ -55,7 +55,8 @@ def test_checksums_answers_for_every_stored_key_of_a_long_list_in_any_order(tmp_
     repeated keys and missing ones; the same answer from the query per 500 keys (an SQLite without JSON)."""
     blobs = Blobs(str(tmp_path))
     stored = {f"{i:032x}": f"{i * 7:032x}" for i in range(1, 1200)}
-    stored |= {'quote"key': "q" * 32, "back\\slash": "s" * 32, "tab\tkey": "t" * 32, "é-ключ": "u" * 32}
+    stored |= {'quote"key': "q" * 32, "back\\slash": "s" * 32, "tab\tkey": "t" * 32, "é-ключ": "u" * 32,
+               "comma": "not,hex"}
     for key, checksum in stored.items():
         blobs.put(key, b"x", 1.0, checksum, commit=False)
     blobs.commit()
