@@ -52,7 +52,15 @@ from ndustria.store.entries import Store
 from ndustria.store.eviction import enforce_limit, resolve_max_size
 from ndustria.store.locks import clean_stale, release_taken, taken_mark
 from ndustria.store.lookup import dependent_key
-from ndustria.task import SCALARS, TaskFunction, TaskHandle, iter_handles, replace_handles, task_closure
+from ndustria.task import (
+    SCALARS,
+    TaskFunction,
+    TaskHandle,
+    iter_handles,
+    replace_handles,
+    task_closure,
+    unfinished,
+)
 
 log = logging.getLogger("ndustria")
 _SEQUENCE = itertools.count()
@@ -298,9 +306,7 @@ class Pipeline:
         t0 = time.perf_counter()
         # Hits were looked up when declared; an entry that vanished since is repaired when it is needed,
         # and one another process stored since is found by the worker (it checks under the key's lock).
-        # (the status as stored where the handle was looked up already, as the pipeline's own are by now:
-        # the property's call cost 0.1 ms per 3,000 tasks)
-        to_run = [h for h in handles.values() if (h._status if h.looked_up else h.status) not in ("done", "cached")]
+        to_run = unfinished(handles.values())
         for h in to_run:
             h.status = "queued"
         run_ids = {h.id for h in to_run}
