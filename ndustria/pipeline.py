@@ -217,8 +217,8 @@ class Pipeline:
         return handle
 
     def look_up(self) -> None:
-        """Look the tasks declared since the last look-up up in the cache, in bulk (one query per
-        500 small entries), and print their console lines in declaration order. Done before a
+        """Look the tasks declared since the last look-up up in the cache, in bulk (one query for
+        all the small entries), and print their console lines in declaration order. Done before a
         dependent's key needs its inputs' results, before a run, and when a status is read."""
         handles, self._unlooked = self._unlooked, []
         if not handles:

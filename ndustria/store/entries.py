@@ -268,7 +268,7 @@ class Store:
 
     def known_checksums(self, keys: list[str]) -> dict[str, str]:
         """{key: checksum} of the stored ``keys``: a row's checksum, ``""`` for a file (its header is read
-        only when a dependent's key needs it). One query per 500 small entries, a stat for each other key."""
+        only when a dependent's key needs it). One query for the small entries, a stat for each other key."""
         found = self.blobs.checksums(keys)
         for key in keys:
             if key not in found:
