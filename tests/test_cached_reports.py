@@ -268,3 +268,52 @@ def test_a_run_finds_its_pipelines_previous_list_in_steps_that_do_not_grow_with_
         assert late <= early + 5, (early, late)
     finally:
         catalog.close()
+
+
+def test_a_runs_entries_rows_wait_in_its_process_and_are_written_in_key_order(tmp_path, monkeypatch):
+    """The entries rows of the results a run stores wait in the recording process: every read there sees
+    them, another process sees them once they are written (at the run's end, after ENTRIES_AFTER seconds or
+    ENTRIES_HELD rows, or when the catalog closes), and a later row for a key replaces an earlier one."""
+    import sqlite3
+
+    from ndustria.record import catalog as catalog_module
+    from ndustria.records import TaskReport
+
+    def other_process_keys() -> list[str]:
+        db = sqlite3.connect(tmp_path / "catalog.sqlite")
+        try:
+            return [row[0] for row in db.execute("SELECT key FROM entries ORDER BY key")]
+        finally:
+            db.close()
+
+    def report(key: str, size: int) -> tuple[TaskReport, tuple[str, str, str]]:
+        return TaskReport(key, "done", size=size, checksum="c" * 32), (f"f({key})", "f", "p")
+
+    catalog = Catalog(tmp_path)
+    try:
+        run_id = catalog.start_run("p", "serial", 1, {})
+        catalog.add_tasks(run_id, ["k2", "k1", "k3"], ["f"] * 3, b"\x00\x00\x00", ["", "", ""], None,
+                          names=lambda: ["f(k2)", "f(k1)", "f(k3)"])
+        catalog.record_reports(run_id, [report("k2", 1), report("k1", 2)])
+        assert other_process_keys() == []  # waiting in this process
+        assert catalog.entry("k1")["size"] == 2 and [r["key"] for r in catalog.entries()] != []  # read here: written
+        assert other_process_keys() == ["k1", "k2"]
+        catalog.record_reports(run_id, [report("k3", 3), report("k3", 4)])
+        catalog.finish_run(run_id, "done")  # the run's end writes what waits
+        assert other_process_keys() == ["k1", "k2", "k3"] and catalog.entry("k3")["size"] == 4
+        monkeypatch.setattr(catalog_module, "ENTRIES_AFTER", 0.0)  # the oldest waited long enough: written at once
+        catalog.record_reports(run_id, [report("k4", 5)])
+        assert other_process_keys() == ["k1", "k2", "k3", "k4"]
+        monkeypatch.setattr(catalog_module, "ENTRIES_AFTER", 3600.0)
+        monkeypatch.setattr(catalog_module, "ENTRIES_HELD", 2)  # enough rows wait: written together
+        catalog.record_reports(run_id, [report("k5", 6)])
+        assert "k5" not in other_process_keys()
+        catalog.record_reports(run_id, [report("k6", 7)])
+        assert other_process_keys()[-2:] == ["k5", "k6"]
+        monkeypatch.setattr(catalog_module, "ENTRIES_HELD", 50_000)
+        catalog.record_reports(run_id, [report("k7", 8)])
+        catalog.remove_entry("k7")  # removing a waiting row: it is not written afterwards
+        catalog.record_reports(run_id, [report("k8", 9)])
+    finally:
+        catalog.close()  # closing writes what waits
+    assert "k7" not in other_process_keys() and "k8" in other_process_keys()
