@@ -353,8 +353,12 @@ class Pipeline:
         """Close the run's records, write its report files, keep the cache under its size limit;
         raise ``TaskError`` if a task failed."""
         catalog = self.catalog
-        if state.done:  # what this run reported saved is durable before run() returns
-            self._keep_done(state, handles)
+        try:
+            if state.done:  # what this run reported saved is durable before run() returns
+                self._keep_done(state, handles)
+        except BaseException as exc:  # a sync that failed (a full disk) or a Ctrl-C: the run's records still close
+            catalog.finish_run(run_id, "failed" if isinstance(exc, Exception) else "interrupted")
+            raise
         catalog.finish_run(run_id, "failed" if state.failed else "done")
         if self.timeit or self.memcheck or self.profiling:
             write_run_files(catalog, self.cache_dir, self.name, [h.id for h in self.tasks], timeit=self.timeit,

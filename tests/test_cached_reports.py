@@ -317,3 +317,45 @@ def test_a_runs_entries_rows_wait_in_its_process_and_are_written_in_key_order(tm
     finally:
         catalog.close()  # closing writes what waits
     assert "k7" not in other_process_keys() and "k8" in other_process_keys()
+
+
+def test_held_entries_rows_survive_a_rolled_back_transaction_and_an_exit_without_close(tmp_path):
+    """Rows written inside a transaction that rolls back (a Ctrl-C while a submission's reports are
+    settled) are held again; a process that exits without closing its catalog still writes what it held."""
+    import sqlite3
+
+    script = write_script(tmp_path / "held.py", f"""
+        import sys
+        from ndustria.record import catalog as catalog_module
+        from ndustria.record.catalog import Catalog
+        from ndustria.records import TaskReport
+
+        def report(key):
+            return TaskReport(key, "done", size=1, checksum="c" * 32), (f"f({{key}})", "f", "p")
+
+        catalog = Catalog({str(tmp_path)!r})
+        run_id = catalog.start_run("p", "serial", 1, {{}})
+        catalog.add_tasks(run_id, ["k1", "k2", "k3"], ["f"] * 3, bytes(3), [""] * 3, None,
+                          names=lambda: ["f(k1)", "f(k2)", "f(k3)"])
+        catalog.record_reports(run_id, [report("k1")])  # committed; its entries row held
+        catalog_module.ENTRIES_AFTER = 0.0  # the next report writes what is held
+        try:
+            with catalog.batch():  # one submission's reports, as RunRecorder.settling() writes them
+                try:
+                    raise KeyboardInterrupt
+                finally:
+                    catalog.record_reports(run_id, [report("k2")])
+        except KeyboardInterrupt:
+            pass
+        catalog_module.ENTRIES_AFTER = 3600.0
+        catalog.record_reports(run_id, [report("k3")])
+        sys.exit(0)  # no finish_run, no close()
+    """)
+    proc = run_python(script, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    db = sqlite3.connect(tmp_path / "catalog.sqlite")
+    try:
+        keys = [row[0] for row in db.execute("SELECT key FROM entries ORDER BY key")]
+    finally:
+        db.close()
+    assert keys == ["k1", "k2", "k3"]

@@ -1,7 +1,8 @@
 """Step 7 of a task's life, **record**: what ran, where, for how long and with how much memory.
 
 - :mod:`~ndustria.record.catalog` is the SQLite catalog of runs, tasks, entries and metrics,
-  the one source of truth for every view; :mod:`~ndustria.record.schema` holds its tables;
+  the one source of truth for every view; :mod:`~ndustria.record.schema` holds its tables,
+  :mod:`~ndustria.record.held` the rows it writes in groups;
 - :mod:`~ndustria.record.recorder` writes what the scheduler reports during a run (task states,
   rows, metrics, failures) and tells the console;
 - :mod:`~ndustria.record.instruments` measures a task while it runs (timer, heap, RSS,

@@ -9,12 +9,10 @@ task's id, call, function and cache key; a run whose list equals its pipeline's 
 refers to that run instead); only the tasks that ran have a ``task_runs`` row each. So a warm
 re-run of 30,000 cache hits writes one small row, not 30,000 (:meth:`Catalog.tasks` gives the
 cached tasks back as rows). The entries a run found cached are marked used (``last_used``) when
-the entries are next listed (:meth:`Catalog.entries`), not during the run; the rows of the entries a run
-stores wait in this process and are written in key order (:data:`ENTRIES_HELD`): another process sees
-them at most :data:`ENTRIES_AFTER` seconds late, and after a crash a result whose row was never written
-counts as used when it was stored (:mod:`ndustria.store.eviction`).
-It is the single source of truth for every report: console, CLI, notebook
-widgets and the JupyterLab sidebar all read it through this module.
+the entries are next listed (:meth:`Catalog.entries`), not during the run; the entries rows of what a
+run stores are written in groups (:data:`ENTRIES_HELD`): a result whose row a crash lost counts as used
+when it was stored (:mod:`ndustria.store.eviction`). It is the single source of truth for every report:
+console, CLI, notebook widgets and the JupyterLab sidebar all read it through this module.
 
 Writes come from the process that schedules a run; any number of readers
 (another kernel, the Jupyter server) may read concurrently thanks to WAL.
@@ -39,6 +37,7 @@ import xxhash
 
 from ndustria.atomic import PATIENCE
 from ndustria.errors import CacheError
+from ndustria.record.held import HeldRows
 from ndustria.record.schema import TASK_COLUMNS, prepare
 from ndustria.store.blobs import retry_locked
 from ndustria.store.wal import Checkpointer
@@ -48,10 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ndustria")
 TOUCH_GRAIN = 600.0  # seconds: how precisely an entry's last use is kept (eviction is least recently used first)
-# A run's new entries rows wait in memory and are written together, in key order, at most this many at a
-# time or this many seconds after the first waited (and at the run's end, and before anything reads them
-# here): keys are random, so rows written a batch (~500) at a time cost a page of the key index each once
-# it is large (cold run of 300,000 tasks: 109 against 100 us per task without the rows at all; 3,000: 83/82).
+# A run's new entries rows are written this many at a time, in key order (ndustria.record.held), or with a
+# report once the oldest has waited this long (and at the run's end, before any read here, at close and exit).
 ENTRIES_HELD = 50_000
 ENTRIES_AFTER = 5.0
 _ENTRY_ROW = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -67,8 +64,7 @@ class Catalog:
         self._readonly = readonly
         self._has_hits_as = False  # known to have run_members.hits_as (see _hits_apart)
         self._checkpointer: Checkpointer | None = None
-        self._held: dict[str, tuple[Any, ...]] = {}  # key -> the entries row record_reports has not written yet
-        self._held_since = 0.0  # time.monotonic() when the oldest of them was recorded
+        self._held = HeldRows(_ENTRY_ROW)  # the entries rows record_reports has not written yet
         if readonly:
             self._db = self._open_readonly()
         else:
@@ -97,7 +93,7 @@ class Catalog:
 
     def close(self) -> None:
         try:
-            self._settle()
+            self.settle()
         except sqlite3.Error as exc:  # closing must not fail for bookkeeping (see ENTRIES_HELD)
             log.warning("ndustria: %d entries rows of the catalog could not be written: %s", len(self._held), exc)
         if self._checkpointer is not None:  # first: this connection must be the last to close (see store.wal);
@@ -111,12 +107,17 @@ class Catalog:
             if self._depth:  # inside batch(): the outermost block commits
                 yield self._db
                 return
-            with self._db:
-                self._depth += 1
-                try:
-                    yield self._db
-                finally:
-                    self._depth -= 1
+            try:
+                with self._db:
+                    self._depth += 1
+                    try:
+                        yield self._db
+                    finally:
+                        self._depth -= 1
+            except BaseException:
+                self._held.rolled_back()  # the held rows written in it wait again
+                raise
+            self._held.committed()
             if self._checkpointer is not None:
                 self._checkpointer.wrote()
 
@@ -126,27 +127,21 @@ class Catalog:
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
-            self._settle()
+            self.settle()
             return [dict(row) for row in self._db.execute(sql, tuple(params))]
 
-    def _write_held(self, db: sqlite3.Connection) -> None:
-        """Write the entries rows :meth:`record_reports` held back, in key order (inside a transaction)."""
-        if self._held:
-            db.executemany(_ENTRY_ROW, [row for _, row in sorted(self._held.items())])
-            self._held = {}
-
-    def _settle(self) -> None:
-        """The held entries rows written, before anything here reads the catalog."""
-        if self._held:
+    def settle(self) -> None:
+        """Write the entries rows held back (done before anything here reads the catalog, and at exit)."""
+        if len(self._held):
             with self._tx() as db:
-                self._write_held(db)
+                self._held.write(db)
 
     # -- entries -----------------------------------------------------------------
     def record_entry(self, key: str, task: str, function: str, pipeline: str, size: int,
                      checksum: str, run_id: int | None) -> None:
         now = time.time()
         with self._tx() as db:
-            self._write_held(db)
+            self._held.write(db)
             db.execute(_ENTRY_ROW, (key, task, function, pipeline, size, checksum, now, now, run_id))
 
     def touch(self, keys: Iterable[str]) -> None:
@@ -154,13 +149,13 @@ class Catalog:
         used within that time is left as it is, so a warm re-run only reads the index)."""
         now = time.time()
         with self._tx() as db:
-            self._write_held(db)
+            self._held.write(db)
             db.executemany("UPDATE entries SET last_used = ? WHERE key = ? AND (last_used IS NULL OR last_used < ?)",
                            [(now, k, now - TOUCH_GRAIN) for k in keys])
 
     def remove_entry(self, key: str) -> None:
         with self._tx() as db:
-            self._write_held(db)
+            self._held.write(db)
             db.execute("DELETE FROM entries WHERE key = ?", (key,))
 
     def entries(self) -> list[dict[str, Any]]:
@@ -199,21 +194,17 @@ class Catalog:
 
     def finish_run(self, run_id: int, state: str) -> None:
         with self._tx() as db:
-            self._write_held(db)
-            counts = {
-                row[0]: row[1]
-                for row in db.execute("SELECT status, COUNT(*) FROM task_runs WHERE run_id = ? GROUP BY status", (run_id,))
-            }
+            self._held.write(db)
+            counts = dict(db.execute("SELECT status, COUNT(*) FROM task_runs WHERE run_id = ? GROUP BY status",
+                                     (run_id,)).fetchall())
             cached = db.execute("SELECT n_cached FROM run_members WHERE run_id = ?", (run_id,)).fetchone()
             if cached is not None:
                 counts["cached"] = counts.get("cached", 0) + (cached[0] or 0)
-            db.execute(
-                "UPDATE runs SET ended = ?, state = ?, n_tasks = ?, n_cached = ?, n_done = ?, n_failed = ?,"
-                " n_skipped = ? WHERE run_id = ?",
-                (time.time(), state, sum(counts.get(s, 0) for s in ("queued", "running", "done", "failed", "skipped")),
-                 counts.get("cached", 0), counts.get("done", 0), counts.get("failed", 0),
-                 counts.get("skipped", 0), run_id),
-            )
+            db.execute("UPDATE runs SET ended = ?, state = ?, n_tasks = ?, n_cached = ?, n_done = ?, n_failed = ?,"
+                       " n_skipped = ? WHERE run_id = ?",
+                       (time.time(), state, sum(counts.get(s, 0) for s in ("queued", "running", "done", "failed", "skipped")),
+                        counts.get("cached", 0), counts.get("done", 0), counts.get("failed", 0),
+                        counts.get("skipped", 0), run_id))
 
     def runs(self, pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         if pipeline is None:
@@ -249,9 +240,7 @@ class Catalog:
         tasks = names() if todo else None  # the tasks that run have a row with their call
         statuses = statuses or {}
         with self._tx() as db:
-            # The pipeline's latest listed run: run_members walked back from this run, stopping at the first of
-            # this pipeline (joined through its runs the other way, every run of the pipeline was read and
-            # sorted: 1-2 ms a run once it had 450 runs, growing with each)
+            # The pipeline's latest listed run, walked back to from this one (a join read and sorted all its runs)
             previous = db.execute(
                 "SELECT m.run_id, m.same_as, m.digest, m.hits, m.hits_as FROM run_members m WHERE m.run_id < ?1"
                 " AND (SELECT pipeline FROM runs WHERE run_id = m.run_id) = (SELECT pipeline FROM runs WHERE run_id = ?1)"
@@ -276,10 +265,9 @@ class Catalog:
                                  store_keys[i] or None) for i in todo])
 
     def _members_row(self, run_id: int) -> tuple[Any, ...] | None:
-        """The run_members columns (keys, tasks, functions, store_keys, deps, cached) of a run, the
-        list's through the run it refers to (``same_as``), the hits' through theirs (``hits_as``; a
-        row written before hits were kept apart has them with its list); None for runs recorded
-        before the list was kept (their cached tasks have rows)."""
+        """The run_members columns (keys, tasks, functions, store_keys, deps, cached) of a run, the list's
+        through the run it refers to (``same_as``), the hits' through theirs (``hits_as``; a row written before
+        hits were kept apart has them with its list); None for runs recorded before the list was kept."""
         with self._lock:
             hits_as = "hits_as" if self._hits_apart() else "NULL"
             own = self._db.execute(f"SELECT same_as, {hits_as}, cached IS NOT NULL FROM run_members WHERE run_id = ?",
@@ -326,7 +314,7 @@ class Catalog:
         for run_id, started in pending:
             used = [(started, m[3] or m[0], started) for m in self._members(run_id) or () if m[4]]
             with self._tx() as db:
-                self._write_held(db)
+                self._held.write(db)
                 db.executemany("UPDATE entries SET last_used = ? WHERE key = ? AND (last_used IS NULL OR last_used < ?)",
                                used)
                 db.execute("UPDATE run_members SET folded = 1 WHERE run_id = ?", (run_id,))
@@ -363,11 +351,9 @@ class Catalog:
                 profiles.append((report.key, profile))
         with self._tx() as db:
             if entries:
-                if not self._held:
-                    self._held_since = time.monotonic()
-                self._held.update((row[0], row) for row in entries)
-                if len(self._held) >= ENTRIES_HELD or time.monotonic() - self._held_since >= ENTRIES_AFTER:
-                    self._write_held(db)
+                self._held.hold(entries, self)
+                if self._held.due(ENTRIES_HELD, ENTRIES_AFTER):
+                    self._held.write(db)
             db.executemany(
                 "UPDATE task_runs SET status = ?, engine = ?, host = ?, pid = ?, start = ?, end = ?, wall_s = ?,"
                 " cpu_s = ?, error = ?, metrics = ?, store_key = ? WHERE run_id = ? AND key = ?", updates)
@@ -617,7 +603,7 @@ class Catalog:
         """
         accepted, now = set(accepted), time.time()
         with self._tx() as db:
-            self._write_held(db)
+            self._held.write(db)
             columns = {table: [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
                        for table in ("runs", "task_runs", "profiles", "entries")}
 
