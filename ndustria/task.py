@@ -50,8 +50,10 @@ class TaskFunction:
         """(args, kwargs, arguments) bound to the signature with defaults applied; TypeError if they do not fit."""
         names = self._fast_names
         if names is not None and not kwargs and len(args) <= len(names):
-            arguments = dict(zip(names, args))
-            if len(args) < len(names):
+            n = len(args)  # (one or two arguments, the usual call, without dict(zip()): 40-70 ns, not 200)
+            arguments = ({names[0]: args[0]} if n == 1 else {names[0]: args[0], names[1]: args[1]} if n == 2
+                         else dict(zip(names, args)))
+            if n < len(names):
                 for name in names[len(args):]:
                     if name not in self._defaults:
                         break

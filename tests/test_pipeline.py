@@ -476,3 +476,33 @@ def test_a_ctrl_c_that_lands_between_a_lock_and_its_release_leaves_no_key_locked
     again = [tiny(i) for i in range(300)]  # the same cell again: nothing waits for a lock this process holds
     pipe.run()
     assert [h.result() for h in again[148:152]] == [148, 149, 150, 151]
+
+
+def test_binding_by_position_matches_the_signatures_at_every_arity(tmp_path):
+    """TaskFunction.bind's shortcuts (one, two, more positional arguments, defaults filled in) give what
+    ``inspect.Signature.bind`` + ``apply_defaults`` give."""
+    import inspect
+
+    from ndustria.task import TaskFunction
+
+    def f0():
+        return 0
+
+    def f1(a):
+        return a
+
+    def f2(a, b=2):
+        return a, b
+
+    def f3(a, b, c=3, d=(4,)):
+        return a, b, c, d
+
+    pipe = Pipeline(name="arity", cache_dir=tmp_path / "cache", verbose=False)
+    for func, calls in ((f0, [()]), (f1, [(1,)]), (f2, [(1,), (1, 5)]), (f3, [(1, 2), (1, 2, 3), (1, 2, 3, 4)])):
+        task = TaskFunction(func, pipe)
+        for args in calls:
+            bound = inspect.signature(func).bind(*args)
+            bound.apply_defaults()
+            assert task.bind(args, {}) == (bound.args, bound.kwargs, dict(bound.arguments)), (func, args)
+    with pytest.raises(TypeError):
+        TaskFunction(f2, pipe).bind((), {})
