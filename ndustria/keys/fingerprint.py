@@ -133,7 +133,7 @@ class Fingerprinter:
         if ctx is not None:  # re-entered through the hasher (a function inside a global value)
             return self._reentered(fn, ctx)
         memo = self._fast.get(id(fn))
-        if memo is not None and memo.ref() is fn and memo.valid(fn):
+        if memo is not None and memo.holds(fn):
             return memo.digest
         self._local.ctx = ctx = Context(fn)
         try:
@@ -147,7 +147,7 @@ class Fingerprinter:
         return out
 
     def remembered(self, fn: Callable) -> Memo | None:
-        """What the last digest of ``fn`` was made from, if it is kept: while ``memo.valid(fn)`` (and not
+        """What the last digest of ``fn`` was made from, if it is kept: while ``memo.holds(fn)`` (and not
         :meth:`busy`), ``memo.digest`` is what :meth:`digest` returns."""
         return self._fast.get(id(fn))
 
@@ -170,7 +170,7 @@ class Fingerprinter:
             self._library(s, "library-class", cls.__module__, cls.__qualname__)
             return s.digest()
         memo = self._fast.get(id(cls))
-        if memo is not None and memo.ref() is cls and memo.valid(cls):
+        if memo is not None and memo.holds(cls):
             return memo.digest
         self._local.ctx = ctx = Context(cls)
         try:
@@ -318,7 +318,7 @@ class Fingerprinter:
             ctx.cyclic = ctx.cyclic or key in ctx.cyclic_ids
             return hit, BIG
         memo = self._fast.get(key)
-        if memo is not None and memo.acyclic and memo.ref() is obj and memo.valid(obj):
+        if memo is not None and memo.acyclic and memo.holds(obj):
             memo.replay(ctx)
             if isinstance(obj, types.FunctionType):
                 ctx.seen.append(obj)

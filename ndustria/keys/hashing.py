@@ -537,7 +537,7 @@ class ValueHasher:
         """The 16-byte digest of ``obj``; UnhashableError (with ``where``) if it has no stable content."""
         cls = type(obj)
         if cls is int:  # the usual arguments: the same bytes as the walk, in one call
-            payload = obj.to_bytes((obj.bit_length() + 8) // 8, "little", signed=True)  # type: ignore[attr-defined]
+            payload = int_bytes(obj)  # type: ignore[arg-type]
             size = len(payload)
             head = _INT_HEADS[size] if size < len(_INT_HEADS) else _FORMAT + T_INT + LEN(size)
             return xxhash.xxh3_128_digest(head + payload)

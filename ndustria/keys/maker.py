@@ -59,7 +59,7 @@ class KeyMaker:
             return h.digest()
         func = function.func
         memo = function.remembered  # every declaration asks: the fingerprinter's memo of it, checked as it would
-        if memo is not None and memo.ref() is func and memo.valid(func) and not self.fingerprinter.busy():
+        if memo is not None and memo.holds(func) and not self.fingerprinter.busy():
             return memo.digest
         try:
             digest = self.fingerprinter.digest(func)

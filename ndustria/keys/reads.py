@@ -170,6 +170,11 @@ class Memo:
             ctx.funcs.setdefault(id(f), (f, state))
         ctx.seen.extend(self.seen)
 
+    def holds(self, obj: Any) -> bool:
+        """Whether :attr:`digest` is ``obj``'s now: the memo is of ``obj`` (not of an object since gone whose
+        id it reuses) and every read it was made from still finds the identical object."""
+        return self.ref() is obj and self.valid(obj)
+
     def valid(self, obj: Any) -> bool:
         """True while every recorded read still finds the identical object."""
         if self.root is not None and not same_fn(obj, self.root):

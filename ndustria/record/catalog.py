@@ -47,8 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ndustria")
 TOUCH_GRAIN = 600.0  # seconds: how precisely an entry's last use is kept (eviction is least recently used first)
-# A run's new entries rows are written this many at a time, in key order (ndustria.record.held), or with a
-# report once the oldest has waited this long (and at the run's end, before any read here, at close and exit).
+# New entries rows: written in key order this many at a time, or with a report once the oldest waited this long
 ENTRIES_HELD = 50_000
 ENTRIES_AFTER = 5.0
 _ENTRY_ROW = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -136,26 +135,30 @@ class Catalog:
             with self._tx() as db:
                 self._held.write(db)
 
+    @contextmanager
+    def _entries_tx(self) -> Iterator[sqlite3.Connection]:
+        """A transaction that writes the held entries rows first (they come before any later change)."""
+        with self._tx() as db:
+            self._held.write(db)
+            yield db
+
     # -- entries -----------------------------------------------------------------
     def record_entry(self, key: str, task: str, function: str, pipeline: str, size: int,
                      checksum: str, run_id: int | None) -> None:
         now = time.time()
-        with self._tx() as db:
-            self._held.write(db)
+        with self._entries_tx() as db:
             db.execute(_ENTRY_ROW, (key, task, function, pipeline, size, checksum, now, now, run_id))
 
     def touch(self, keys: Iterable[str]) -> None:
         """Mark entries as used now (least-recently-used bookkeeping, to the :data:`TOUCH_GRAIN`: an entry
         used within that time is left as it is, so a warm re-run only reads the index)."""
         now = time.time()
-        with self._tx() as db:
-            self._held.write(db)
+        with self._entries_tx() as db:
             db.executemany("UPDATE entries SET last_used = ? WHERE key = ? AND (last_used IS NULL OR last_used < ?)",
                            [(now, k, now - TOUCH_GRAIN) for k in keys])
 
     def remove_entry(self, key: str) -> None:
-        with self._tx() as db:
-            self._held.write(db)
+        with self._entries_tx() as db:
             db.execute("DELETE FROM entries WHERE key = ?", (key,))
 
     def entries(self) -> list[dict[str, Any]]:
@@ -193,8 +196,7 @@ class Catalog:
             return int(cur.lastrowid)
 
     def finish_run(self, run_id: int, state: str) -> None:
-        with self._tx() as db:
-            self._held.write(db)
+        with self._entries_tx() as db:
             counts = dict(db.execute("SELECT status, COUNT(*) FROM task_runs WHERE run_id = ? GROUP BY status",
                                      (run_id,)).fetchall())
             cached = db.execute("SELECT n_cached FROM run_members WHERE run_id = ?", (run_id,)).fetchone()
@@ -313,8 +315,7 @@ class Catalog:
                                        " ON r.run_id = m.run_id WHERE m.folded = 0 ORDER BY m.run_id").fetchall()
         for run_id, started in pending:
             used = [(started, m[3] or m[0], started) for m in self._members(run_id) or () if m[4]]
-            with self._tx() as db:
-                self._held.write(db)
+            with self._entries_tx() as db:
                 db.executemany("UPDATE entries SET last_used = ? WHERE key = ? AND (last_used IS NULL OR last_used < ?)",
                                used)
                 db.execute("UPDATE run_members SET folded = 1 WHERE run_id = ?", (run_id,))
@@ -602,8 +603,7 @@ class Catalog:
         added for the ``accepted`` keys only, marked used now.
         """
         accepted, now = set(accepted), time.time()
-        with self._tx() as db:
-            self._held.write(db)
+        with self._entries_tx() as db:
             columns = {table: [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
                        for table in ("runs", "task_runs", "profiles", "entries")}
 
