@@ -8,7 +8,7 @@
 - :mod:`~ndustria.record.instruments` measures a task while it runs (timer, heap, RSS,
   line profiler) and puts the figures in its report;
 - :mod:`~ndustria.record.bundle` carries results with their records to another machine
-  (``pack`` / ``unpack``).
+  (``pack`` / ``unpack``), :mod:`~ndustria.record.exchange` the catalog rows it takes and adds.
 
 May import: :mod:`ndustria.store`, :mod:`ndustria.keys` and the records below them. Never the
 runner or the views.

@@ -64,6 +64,7 @@ from ndustria.atomic import temp_name
 from ndustria.config import resolve_cache_dir
 from ndustria.errors import CorruptEntryError, NdustriaError
 from ndustria.record.catalog import Catalog
+from ndustria.record.exchange import export_rows, import_rows
 from ndustria.store.entries import Store
 from ndustria.units import human_bytes
 from ndustria.version import __version__
@@ -134,7 +135,7 @@ def pack(store: Store, catalog: Catalog, pipeline: str, save_to: str | os.PathLi
          all_runs: bool = False, progress: bool = True) -> Packed:
     """Write the results of ``pipeline``'s latest run (every run with ``all_runs``) and their catalog
     rows to the bundle ``save_to``. Raises :class:`BundleError` if the pipeline never ran here."""
-    rows = catalog.export_rows(pipeline, all_runs)
+    rows = export_rows(catalog, pipeline, all_runs)
     if rows is None:
         known = sorted({r["pipeline"] for r in catalog.runs(limit=1000)} - {pipeline})
         hint = f" (pipelines with runs there: {', '.join(known)})" if known else ""
@@ -265,7 +266,7 @@ def unpack(store: Store, catalog: Catalog, bundle: str | os.PathLike[str], *, pr
                 key, tmp = staged[0]
                 store.publish(key, tmp)
                 staged.pop(0)
-            runs = catalog.import_rows(tables, accepted)
+            runs = import_rows(catalog, tables, accepted)
         except _WriteError as exc:
             why = exc.args[0]
             raise BundleError(f"cannot write to the cache directory {store.root}: {why.strerror or why}; "

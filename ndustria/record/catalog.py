@@ -124,7 +124,8 @@ class Catalog:
         """Make every write inside the block one transaction (one commit instead of one per call)."""
         return self._tx()
 
-    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        """The rows of a read-only statement, as dicts (after the held entries rows are written)."""
         with self._lock:
             self.settle()
             return [dict(row) for row in self._db.execute(sql, tuple(params))]
@@ -134,6 +135,10 @@ class Catalog:
         if len(self._held):
             with self._tx() as db:
                 self._held.write(db)
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction on the connection it gives, the held entries rows written first."""
+        return self._entries_tx()
 
     @contextmanager
     def _entries_tx(self) -> Iterator[sqlite3.Connection]:
@@ -165,10 +170,10 @@ class Catalog:
         """Every entry's row, most recently used first."""
         if not self._readonly:
             self._fold_touches()
-        return self._query("SELECT * FROM entries ORDER BY last_used DESC")
+        return self.query("SELECT * FROM entries ORDER BY last_used DESC")
 
     def entry(self, key: str) -> dict[str, Any] | None:
-        rows = self._query("SELECT * FROM entries WHERE key = ?", (key,))
+        rows = self.query("SELECT * FROM entries WHERE key = ?", (key,))
         return rows[0] if rows else None
 
     # -- file digests (the memo of File inputs, see files.FileDigests) -------------------
@@ -210,11 +215,11 @@ class Catalog:
 
     def runs(self, pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         if pipeline is None:
-            return self._query("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (limit,))
-        return self._query("SELECT * FROM runs WHERE pipeline = ? ORDER BY run_id DESC LIMIT ?", (pipeline, limit))
+            return self.query("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (limit,))
+        return self.query("SELECT * FROM runs WHERE pipeline = ? ORDER BY run_id DESC LIMIT ?", (pipeline, limit))
 
     def run(self, run_id: int) -> dict[str, Any] | None:
-        rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        rows = self.query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         return rows[0] if rows else None
 
     # -- task runs -----------------------------------------------------------------
@@ -372,7 +377,7 @@ class Catalog:
     def _run_rows(self, run_id: int) -> list[dict[str, Any]]:
         """Every task of a run as a ``task_runs`` row, in declaration order (a cached task's made from
         the run's list)."""
-        table = self._query("SELECT * FROM task_runs WHERE run_id = ? ORDER BY rowid", (run_id,))
+        table = self.query("SELECT * FROM task_runs WHERE run_id = ? ORDER BY rowid", (run_id,))
         members = self._members(run_id)
         if members is None:
             return table
@@ -395,7 +400,7 @@ class Catalog:
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self._query(
+            for row in self.query(
                 f"SELECT * FROM task_runs WHERE status = 'done' AND key IN ({marks}) ORDER BY run_id", chunk
             ):
                 out[row["key"]] = row
@@ -410,12 +415,12 @@ class Catalog:
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self._query(f"SELECT key, wall_s FROM task_runs WHERE status = 'done' AND key IN ({marks})"
+            for row in self.query(f"SELECT key, wall_s FROM task_runs WHERE status = 'done' AND key IN ({marks})"
                                    " ORDER BY run_id", chunk):
                 by_key[row["key"]] = row["wall_s"]
         by_fn: dict[str, float] = {}
         for function in set(functions):
-            rows = self._query("SELECT AVG(wall_s) AS mean FROM (SELECT wall_s FROM task_runs WHERE function = ?"
+            rows = self.query("SELECT AVG(wall_s) AS mean FROM (SELECT wall_s FROM task_runs WHERE function = ?"
                                " AND status = 'done' ORDER BY run_id DESC LIMIT ?)", (function, recent))
             if rows and rows[0]["mean"] is not None:
                 by_fn[function] = rows[0]["mean"]
@@ -424,13 +429,13 @@ class Catalog:
     # -- reports -------------------------------------------------------------------
     def latest_run(self, pipeline: str) -> dict[str, Any] | None:
         """The most recent run of ``pipeline`` that was not a dry run."""
-        rows = self._query("SELECT * FROM runs WHERE pipeline = ? AND backend != 'dryrun'"
+        rows = self.query("SELECT * FROM runs WHERE pipeline = ? AND backend != 'dryrun'"
                            " ORDER BY run_id DESC LIMIT 1", (pipeline,))
         return rows[0] if rows else None
 
     def latest_run_with(self, pipeline: str, instrument: str) -> dict[str, Any] | None:
         """The most recent run of ``pipeline`` that had ``instrument`` ("timeit", ...) on."""
-        for row in self._query("SELECT * FROM runs WHERE pipeline = ? AND backend != 'dryrun' ORDER BY run_id DESC",
+        for row in self.query("SELECT * FROM runs WHERE pipeline = ? AND backend != 'dryrun' ORDER BY run_id DESC",
                                (pipeline,)):
             try:
                 if instrument in json.loads(row["options"] or "{}").get("instruments", []):
@@ -447,7 +452,7 @@ class Catalog:
         members = self._members(run["run_id"])
         if members is not None:
             return [m[0] for m in members]
-        return [r["key"] for r in self._query(
+        return [r["key"] for r in self.query(
             "SELECT key FROM task_runs WHERE run_id = ? ORDER BY rowid", (run["run_id"],))]
 
     def latest_executions(self, keys: Iterable[str], metric: str | None = None) -> dict[str, dict[str, Any]]:
@@ -464,7 +469,7 @@ class Catalog:
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self._query(f"SELECT * FROM task_runs WHERE {where} AND key IN ({marks}) ORDER BY run_id",
+            for row in self.query(f"SELECT * FROM task_runs WHERE {where} AND key IN ({marks}) ORDER BY run_id",
                                    [*params, *chunk]):
                 row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
                 out[row["key"]] = row
@@ -478,13 +483,13 @@ class Catalog:
                 where.append(f"{column} = ?")
                 params.append(value)
         sql = "SELECT * FROM profiles" + (" WHERE " + " AND ".join(where) if where else "")
-        return self._query(sql + " ORDER BY run_id, task, file, func_lineno, lineno", params)
+        return self.query(sql + " ORDER BY run_id, task, file, func_lineno, lineno", params)
 
     def latest_profiles(self, keys: Iterable[str]) -> list[dict[str, Any]]:
         """For each key, the profile rows of the most recent run that profiled it."""
         out: list[dict[str, Any]] = []
         for key in dict.fromkeys(keys):
-            row = self._query("SELECT MAX(run_id) AS run_id FROM profiles WHERE key = ?", (key,))
+            row = self.query("SELECT MAX(run_id) AS run_id FROM profiles WHERE key = ?", (key,))
             if row and row[0]["run_id"] is not None:
                 out += self.profile_lines(row[0]["run_id"], key)
         return out
@@ -501,12 +506,12 @@ class Catalog:
         """
         run = self.run(run_id)
         rows = self._run_rows(run_id)
-        stored = {r["key"]: r["run_id"] for r in self._rows_in(
+        stored = {r["key"]: r["run_id"] for r in self.rows_in(
             "SELECT key, run_id FROM entries WHERE key IN", {r["store_key"] or r["key"] for r in rows})}
         for row in rows:
             row["entry_run"] = stored.get(row["store_key"] or row["key"])
         history: dict[str, list[dict[str, Any]]] = {}
-        for row in self._rows_in("SELECT t.*, r.pipeline AS run_pipeline, r.started AS run_started FROM task_runs t"
+        for row in self.rows_in("SELECT t.*, r.pipeline AS run_pipeline, r.started AS run_started FROM task_runs t"
                                  " JOIN runs r ON r.run_id = t.run_id WHERE t.status = 'done' AND t.run_id <= ?"
                                  " AND t.key IN", [r["key"] for r in rows if r["status"] == "cached"],
                                  params=(run_id,), order="ORDER BY t.run_id"):
@@ -524,120 +529,18 @@ class Catalog:
 
     def profiled_run(self, key: str, up_to: int | None = None) -> int | None:
         """The latest run (up to run ``up_to``) that recorded a line profile of task ``key``, or None."""
-        rows = self._query("SELECT MAX(run_id) AS run_id FROM profiles WHERE key = ? AND run_id <= ?",
+        rows = self.query("SELECT MAX(run_id) AS run_id FROM profiles WHERE key = ? AND run_id <= ?",
                            (key, up_to if up_to is not None else 2**62))
         return rows[0]["run_id"] if rows else None
 
     # -- bundles (ndustria.record.bundle: pack / unpack) ----------------------------------------
-    def _rows_in(self, sql: str, values: Iterable[Any], params: Iterable[Any] = (), order: str = "") -> list[dict]:
+    def rows_in(self, sql: str, values: Iterable[Any], params: Iterable[Any] = (), order: str = "") -> list[dict]:
         """``sql`` ending in ``IN`` for each chunk of ``values`` (SQLite limits the number of parameters)."""
         values, out = list(values), []
         for i in range(0, len(values), 500):
             chunk = values[i : i + 500]
-            out += self._query(f"{sql} ({','.join('?' * len(chunk))}) {order}", [*params, *chunk])
+            out += self.query(f"{sql} ({','.join('?' * len(chunk))}) {order}", [*params, *chunk])
         return out
-
-    def export_rows(self, pipeline: str, all_runs: bool = False) -> dict[str, Any] | None:
-        """What a bundle of ``pipeline`` carries; None if it never ran (dry runs do not count).
-
-        ``runs``: its latest run (every run with ``all_runs``), whose ids are ``selected``, and the earlier
-        runs that computed the results their cached tasks found; ``task_runs``: every row of the selected
-        runs and, of the earlier ones, the rows of those tasks only (reports show the numbers of the run
-        that computed a result); ``profiles`` of those rows; ``entries``: {cache key: entries row} of the
-        results of the selected runs' done and cached tasks; ``unresolved``: task calls whose result's cache
-        key this catalog cannot tell (runs recorded before task rows kept it, by tasks with inputs).
-        """
-        with self._lock:
-            if all_runs:
-                selected = self._query("SELECT * FROM runs WHERE pipeline = ? AND backend != 'dryrun'"
-                                       " ORDER BY run_id", (pipeline,))
-            else:
-                latest = self.latest_run(pipeline)
-                selected = [latest] if latest else []
-            if not selected:
-                return None
-            ids = [r["run_id"] for r in selected]
-            chosen = set(ids)
-            tasks = [t for run_id in ids for t in self.tasks(run_id)]
-            keys = list(dict.fromkeys(t["key"] for t in tasks))
-            history = [r for r in self._rows_in("SELECT * FROM task_runs WHERE status IN ('done', 'failed')"
-                                                " AND key IN", keys, order="ORDER BY run_id, rowid")
-                       if r["run_id"] not in chosen]
-            earlier = self._rows_in("SELECT * FROM runs WHERE run_id IN", sorted({r["run_id"] for r in history}),
-                                    order="ORDER BY run_id")
-            known = {r["run_id"] for r in earlier}
-            history = [r for r in history if r["run_id"] in known]
-            wanted = set(keys)
-            profiles = [p for p in self._rows_in("SELECT * FROM profiles WHERE run_id IN", [*ids, *sorted(known)],
-                                                 order="ORDER BY run_id, rowid") if p["key"] in wanted]
-            entries: dict[str, dict[str, Any]] = {}
-            unresolved: list[str] = []
-            for t in tasks:
-                if t["status"] not in ("done", "cached"):
-                    continue
-                key = t.get("store_key") or self._entry_key_of(t)
-                if key is None:
-                    unresolved.append(t["task"])
-                elif key not in entries:
-                    entries[key] = self.entry(key) or {
-                        "key": key, "task": t["task"], "function": t["function"], "pipeline": pipeline,
-                        "size": None, "checksum": None, "created": None, "last_used": None, "run_id": t["run_id"]}
-            return {"selected": ids, "runs": selected + earlier, "task_runs": tasks + history,
-                    "profiles": profiles, "entries": entries, "unresolved": unresolved}
-
-    def _entry_key_of(self, task_row: dict[str, Any]) -> str | None:
-        """The cache key of a task's result where its row does not say: its own key (a task without task
-        inputs), else the one entry recorded for the same call and function; None if that is not clear."""
-        if self.entry(task_row["key"]) is not None:
-            return task_row["key"]
-        rows = self._query("SELECT key FROM entries WHERE task = ? AND function = ?",
-                           (task_row["task"], task_row["function"]))
-        return rows[0]["key"] if len(rows) == 1 else None
-
-    def import_rows(self, rows: dict[str, Any], accepted: Iterable[str]) -> dict[int, int]:
-        """Add the rows of a bundle (as :meth:`export_rows` made them), in one transaction.
-
-        Runs get ids of this catalog (returned: {bundle's run id: local run id}). A run already here (same
-        pipeline, start, host and pid: imported before, or packed from this catalog) is not added again; it
-        only gains the task and profile rows it lacks, so importing twice changes nothing. Entries rows are
-        added for the ``accepted`` keys only, marked used now.
-        """
-        accepted, now = set(accepted), time.time()
-        with self._entries_tx() as db:
-            columns = {table: [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
-                       for table in ("runs", "task_runs", "profiles", "entries")}
-
-            def insert(verb: str, table: str, row: dict[str, Any], skip: str = "") -> sqlite3.Cursor:
-                names = [c for c in columns[table] if c in row and c != skip]
-                return db.execute(f"{verb} INTO {table} ({', '.join(names)}) VALUES ({','.join('?' * len(names))})",
-                                  [row[c] for c in names])
-
-            ids: dict[int, int] = {}
-            for run in sorted(rows.get("runs", []), key=lambda r: r["run_id"]):
-                same = db.execute("SELECT run_id FROM runs WHERE pipeline IS ? AND started IS ? AND host IS ?"
-                                  " AND pid IS ?", (run.get("pipeline"), run.get("started"), run.get("host"),
-                                                    run.get("pid"))).fetchone()
-                ids[run["run_id"]] = same[0] if same else int(insert("INSERT", "runs", run, skip="run_id").lastrowid)
-            for task in rows.get("task_runs", []):
-                if task.get("run_id") in ids:
-                    insert("INSERT OR IGNORE", "task_runs", {**task, "run_id": ids[task["run_id"]]})
-            profiled: dict[tuple[int, str], bool] = {}
-            for line in rows.get("profiles", []):
-                if line.get("run_id") not in ids:
-                    continue
-                at = (ids[line["run_id"]], line["key"])
-                if at not in profiled:  # rows of a (run, task) already profiled here are kept as they are
-                    profiled[at] = db.execute("SELECT 1 FROM profiles WHERE run_id = ? AND key = ? LIMIT 1",
-                                              at).fetchone() is None
-                if profiled[at]:
-                    insert("INSERT", "profiles", {**line, "run_id": at[0]})
-            for entry in rows.get("entries", []):
-                if entry.get("key") in accepted:
-                    insert("INSERT OR REPLACE", "entries", {**entry, "run_id": ids.get(entry.get("run_id")),
-                                                             "created": entry.get("created") or now,
-                                                             "last_used": now})
-            return ids
-
 
 def _origin_of(row: dict[str, Any], history: list[dict[str, Any]], metric: str | None) -> dict[str, Any] | None:
     """Of the completed executions of a cached task (oldest first), the one that computed its stored result;
