@@ -359,3 +359,54 @@ def test_held_entries_rows_survive_a_rolled_back_transaction_and_an_exit_without
     finally:
         db.close()
     assert keys == ["k1", "k2", "k3"]
+
+
+def test_task_rows_found_by_row_id_equal_those_found_by_key(tmp_path):
+    """A run's reports update its ``task_runs`` rows by the row ids add_tasks wrote them at, and its end counts
+    them in table order. Differential: the same run recorded with the row ids known, unknown (each row by its
+    key) and wrong (two swapped, another run's rows in between) leaves the same tables."""
+    import random
+
+    from ndustria.records import TaskReport
+
+    keys = [f"k{i:03d}" for i in random.Random(5).sample(range(300), 120)]
+
+    def record(root, mangle) -> tuple[list, dict]:
+        root.mkdir()
+        catalog = Catalog(root)
+        try:
+            run_id = catalog.start_run("p", "serial", 1, {})
+            other = catalog.start_run("q", "serial", 1, {})
+            cached = bytes(i % 7 == 0 for i in range(len(keys)))
+            catalog.add_tasks(run_id, keys, ["f"] * len(keys), cached, ["" for _ in keys], None,
+                              names=lambda: [f"f({k})" for k in keys])
+            catalog.add_tasks(other, keys[:5], ["g"] * 5, bytes(5), [""] * 5, None, names=lambda: ["g"] * 5)
+            rows = catalog._task_rows[run_id]
+            assert dict(catalog._db.execute("SELECT key, rowid FROM task_runs WHERE run_id = ?", (run_id,))) \
+                == rows.rowids  # where the rows are
+            mangle(catalog, run_id)
+            todo = [k for i, k in enumerate(keys) if not cached[i]]
+            catalog.set_status(run_id, todo[:10], "running")
+            catalog.set_status(run_id, todo[10:12], "skipped", "input failed")
+            catalog.record_reports(run_id, [(TaskReport(k, "done", engine="e", wall_s=0.5, size=3, checksum="c"),
+                                             (f"f({k})", "f", "p")) for k in todo[12:80]])
+            catalog.record_report(run_id, TaskReport(todo[80], "failed", error="boom"))
+            catalog.finish_run(run_id, "failed")
+            table = [tuple(r) for r in catalog._db.execute(
+                "SELECT run_id, key, task, function, status, engine, wall_s, error, store_key FROM task_runs"
+                " ORDER BY run_id, key")]
+            counts = dict(catalog.run(run_id))
+            return table, {k: counts[k] for k in ("n_tasks", "n_cached", "n_done", "n_failed", "n_skipped")}
+        finally:
+            catalog.close()
+
+    def swap(catalog, run_id):
+        at = catalog._task_rows[run_id].rowids
+        a, b = list(at)[3], list(at)[40]
+        at[a], at[b] = at[b], at[a]
+
+    known = record(tmp_path / "known", lambda catalog, run_id: None)
+    by_key = record(tmp_path / "by_key", lambda catalog, run_id: catalog._task_rows[run_id].rowids.clear())
+    wrong = record(tmp_path / "wrong", swap)
+    assert known == by_key == wrong
+    assert known[1] == {"n_tasks": 102, "n_cached": 18, "n_done": 68, "n_failed": 1, "n_skipped": 2}
