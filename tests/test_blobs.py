@@ -79,6 +79,52 @@ def test_checksums_answers_for_every_stored_key_of_a_long_list_in_any_order(tmp_
     assert blobs.checksums(asked) == expected
 
 
+def test_keys_found_missing_are_asked_again_once_another_connection_commits(tmp_path):
+    """checksums() remembers keys it found without a row (a batch's claim re-checks what the run's plan
+    looked up) until another connection commits: then it asks SQLite again, and finds what another process
+    stored. A key this process puts is found at once; a connection opened anew remembers nothing."""
+    blobs = Blobs(str(tmp_path))
+    keys = [f"{i:032x}" for i in range(10)]
+    asked: list[str] = []
+    blobs._db.set_trace_callback(asked.append)
+    assert blobs.checksums(keys) == {}
+    asked.clear()
+    assert blobs.checksums(keys[2:6]) == {}
+    assert asked == ["PRAGMA data_version"]  # nothing else asked: remembered
+    writer = (
+        "import sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('INSERT INTO blob_data VALUES (1000, ?)', (b'other',))\n"
+        "db.execute('INSERT INTO blob_keys VALUES (?, ?, ?, ?, ?)', (sys.argv[2], 'd' * 32, 2.0, 5, 1000))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", writer, str(tmp_path / FILE), keys[3]], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert blobs.checksums(keys[2:6]) == {keys[3]: "d" * 32}
+    blobs.put(keys[4], b"mine", 3.0, "e" * 32, commit=False)
+    assert blobs.checksums(keys[2:6]) == {keys[3]: "d" * 32, keys[4]: "e" * 32}
+    blobs.commit()
+    assert blobs.checksums(keys[2:6]) == {keys[3]: "d" * 32, keys[4]: "e" * 32}
+    blobs.put(keys[5], b"mine too", 3.0, "f" * 32)  # committed at once
+    assert blobs.checksums(keys[5:6]) == {keys[5]: "f" * 32}
+    blobs._connection.close()
+    blobs._connection = None
+    other = sqlite3.connect(tmp_path / FILE, isolation_level=None)
+    other.execute("DELETE FROM blob_keys WHERE key = ?", (keys[3],))
+    other.close()
+    assert blobs.checksums(keys[2:6]) == {keys[4]: "e" * 32, keys[5]: "f" * 32}
+
+    (tmp_path / "fresh").mkdir()
+    fresh = Blobs(str(tmp_path / "fresh"))  # a connection's counts start over: the new one may say what the old said
+    assert fresh.checksums(keys[:2]) == {}
+    fresh._connection.close()
+    fresh._connection = None
+    proc = subprocess.run([sys.executable, "-c", writer, str(tmp_path / "fresh" / FILE), keys[0]],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert fresh.checksums(keys[:2]) == {keys[0]: "d" * 32}
+
+
 def test_another_process_writes_at_once_while_rows_wait(tmp_path):
     blobs = Blobs(str(tmp_path))
     blobs.put("a" * 32, b"waiting", 1.0, "c" * 32, commit=False)
