@@ -79,10 +79,11 @@ def test_checksums_answers_for_every_stored_key_of_a_long_list_in_any_order(tmp_
     assert blobs.checksums(asked) == expected
 
 
-def test_keys_found_missing_are_asked_again_once_another_connection_commits(tmp_path):
+def test_keys_found_missing_are_asked_again_once_another_writer_adds_rows(tmp_path):
     """checksums() remembers keys it found without a row (a batch's claim re-checks what the run's plan
-    looked up) until another connection commits: then it asks SQLite again, and finds what another process
-    stored. A key this process puts is found at once; a connection opened anew remembers nothing."""
+    looked up) until another writer adds rows: then it asks SQLite again, and finds what another process
+    stored. Another connection's commit that adds no rows (the checkpoint thread's) changes nothing. A key
+    this process puts is found at once; a connection opened anew remembers nothing."""
     blobs = Blobs(str(tmp_path))
     keys = [f"{i:032x}" for i in range(10)]
     asked: list[str] = []
@@ -91,13 +92,15 @@ def test_keys_found_missing_are_asked_again_once_another_connection_commits(tmp_
     asked.clear()
     assert blobs.checksums(keys[2:6]) == {}
     assert asked == ["PRAGMA data_version"]  # nothing else asked: remembered
-    writer = (
-        "import sqlite3, sys\n"
-        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-        "db.execute('INSERT INTO blob_data VALUES (1000, ?)', (b'other',))\n"
-        "db.execute('INSERT INTO blob_keys VALUES (?, ?, ?, ?, ?)', (sys.argv[2], 'd' * 32, 2.0, 5, 1000))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", writer, str(tmp_path / FILE), keys[3]], capture_output=True,
+    other = sqlite3.connect(tmp_path / FILE, isolation_level=None)
+    other.execute("PRAGMA user_version = 0")  # a commit that adds no rows, as the checkpoint thread makes
+    other.close()
+    asked.clear()
+    assert blobs.checksums(keys[2:6]) == {}
+    assert len(asked) == 2 and "blob_counts" in asked[1]  # the count read, not the keys
+    writer = ("import sys\nfrom ndustria.store.blobs import Blobs\n"
+              "Blobs(sys.argv[1]).put(sys.argv[2], b'other', 2.0, 'd' * 32)\n")
+    proc = subprocess.run([sys.executable, "-c", writer, str(tmp_path), keys[3]], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert blobs.checksums(keys[2:6]) == {keys[3]: "d" * 32}
@@ -107,19 +110,31 @@ def test_keys_found_missing_are_asked_again_once_another_connection_commits(tmp_
     assert blobs.checksums(keys[2:6]) == {keys[3]: "d" * 32, keys[4]: "e" * 32}
     blobs.put(keys[5], b"mine too", 3.0, "f" * 32)  # committed at once
     assert blobs.checksums(keys[5:6]) == {keys[5]: "f" * 32}
-    blobs._connection.close()
-    blobs._connection = None
-    other = sqlite3.connect(tmp_path / FILE, isolation_level=None)
-    other.execute("DELETE FROM blob_keys WHERE key = ?", (keys[3],))
-    other.close()
-    assert blobs.checksums(keys[2:6]) == {keys[4]: "e" * 32, keys[5]: "f" * 32}
+    assert blobs.checksums(keys[6:8]) == {}
+    proc = subprocess.run([sys.executable, "-c", writer, str(tmp_path), keys[6]], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    blobs.put(keys[8], b"mine", 3.0, "e" * 32)  # this connection's write sees the other's in the count
+    asked.clear()
+    assert blobs.checksums(keys[6:8]) == {keys[6]: "d" * 32}
+
+    assert blobs.checksums([keys[9]]) == {}  # an older ndustria writes it in the old layout's table, which
+    db = sqlite3.connect(tmp_path / FILE, isolation_level=None)  # another process opening the cache moves over
+    db.executescript(OLD_LAYOUT.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS").replace(
+        "CREATE INDEX", "CREATE INDEX IF NOT EXISTS"))
+    db.execute("INSERT INTO blobs VALUES (?, ?, ?, ?)", (keys[9], b"old", 1.0, "g" * 32))
+    db.close()
+    proc = subprocess.run([sys.executable, "-c", "import sys\nfrom ndustria.store.blobs import Blobs\n"
+                           "Blobs(sys.argv[1]).keys()\n", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert blobs.checksums([keys[9]]) == {keys[9]: "g" * 32}
 
     (tmp_path / "fresh").mkdir()
     fresh = Blobs(str(tmp_path / "fresh"))  # a connection's counts start over: the new one may say what the old said
     assert fresh.checksums(keys[:2]) == {}
     fresh._connection.close()
     fresh._connection = None
-    proc = subprocess.run([sys.executable, "-c", writer, str(tmp_path / "fresh" / FILE), keys[0]],
+    proc = subprocess.run([sys.executable, "-c", writer, str(tmp_path / "fresh"), keys[0]],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert fresh.checksums(keys[:2]) == {keys[0]: "d" * 32}
