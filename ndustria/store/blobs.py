@@ -219,7 +219,10 @@ class Blobs:
                     self._timer.start()
                 self._opened.notify()
             self._pending[key] = (data, created, checksum)
-            self._absent.discard(key)
+            if self._absent:
+                self._absent.discard(key)
+                if not self._absent:  # a run stored all it looked for: let go of the set's table too
+                    self._absent = set()
             if commit or len(self._pending) >= COMMIT_ROWS or time.monotonic() - self._open_since >= self._after:
                 self.commit()
 
