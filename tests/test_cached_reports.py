@@ -410,3 +410,24 @@ def test_task_rows_found_by_row_id_equal_those_found_by_key(tmp_path):
     wrong = record(tmp_path / "wrong", swap)
     assert known == by_key == wrong
     assert known[1] == {"n_tasks": 102, "n_cached": 18, "n_done": 68, "n_failed": 1, "n_skipped": 2}
+
+
+def test_a_run_listed_twice_counts_every_row_it_has(tmp_path):
+    """add_tasks called again for a run (replacing some rows, adding others): the run's end counts every
+    row of the run, as by key (found in review: only the first list's row ids were counted)."""
+    catalog = Catalog(tmp_path)
+    try:
+        run_id = catalog.start_run("p", "serial", 1, {})
+        a, b = [f"a{i}" for i in range(5)], [f"b{i}" for i in range(5)]
+        for listed in (a, a[:2] + b, b[3:] + ["c"]):
+            catalog.add_tasks(run_id, listed, ["f"] * len(listed), bytes(len(listed)), [""] * len(listed), None,
+                              names=lambda listed=listed: listed)
+        catalog.set_status(run_id, ["a0", "b4", "c"], "skipped", "input failed")
+        catalog.finish_run(run_id, "done")
+        rows = catalog._db.execute("SELECT COUNT(*) FROM task_runs WHERE run_id = ?", (run_id,)).fetchone()[0]
+        skipped = catalog._db.execute("SELECT COUNT(*) FROM task_runs WHERE run_id = ? AND status = 'skipped'",
+                                      (run_id,)).fetchone()[0]
+        assert (rows, skipped) == (11, 3)
+        assert catalog.run(run_id)["n_tasks"] == 11 and catalog.run(run_id)["n_skipped"] == 3
+    finally:
+        catalog.close()

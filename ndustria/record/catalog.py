@@ -65,7 +65,7 @@ class Catalog:
         self._has_hits_as = False  # known to have run_members.hits_as (see _hits_apart)
         self._checkpointer: Checkpointer | None = None
         self._held = HeldRows(_ENTRY_ROW)  # the entries rows record_reports has not written yet
-        self._task_rows: dict[int, TaskRows] = {}  # run -> where add_tasks wrote its rows (until finish_run)
+        self._task_rows: dict[int, TaskRows | None] = {}  # run -> where add_tasks wrote its rows (until finish_run)
         if readonly:
             self._db = self._open_readonly()
         else:
@@ -277,12 +277,12 @@ class Catalog:
                                " VALUES (?, ?, ?, ?, ?, ?)",
                                [(run_id, keys[i], tasks[i], functions[i], statuses.get(keys[i], "queued"),
                                  store_keys[i] or None) for i in todo])
-                if todo and run_id not in self._task_rows:
+                if todo:  # where the rows went; None: each row by its key (a run listed twice, or not as expected)
                     rows = TaskRows.of([keys[i] for i in todo], db.execute("SELECT last_insert_rowid()").fetchone()[0])
                     first = db.execute("SELECT key FROM task_runs WHERE rowid = ? AND run_id = ?",
                                        (rows.first, run_id)).fetchone()
-                    if first is not None and first[0] == keys[todo[0]]:  # (else: each row by its key)
-                        self._task_rows[run_id] = rows
+                    known = run_id not in self._task_rows and first is not None and first[0] == keys[todo[0]]
+                    self._task_rows[run_id] = rows if known else None
 
     def _members_row(self, run_id: int) -> tuple[Any, ...] | None:
         """The run_members columns (keys, tasks, functions, store_keys, deps, cached) of a run, the list's

@@ -296,6 +296,9 @@ class Blobs:
             self._db.execute(_COUNT_INSERTS)
         if before != self._inserts:  # another writer added rows since this connection last looked
             self._absent = {}
+        elif self._absent:
+            for key in rows:
+                self._absent.pop(key, None)
         self._inserts = before + 1
 
     def _committer(self) -> None:
@@ -393,7 +396,11 @@ class Blobs:
                 out = {}
             else:
                 out = self._stored_checksums(keys)
-                self._absent.update(dict.fromkeys([key for key in keys if key not in out]))
+                pending = self._pending  # (a waiting row is found below, and its key must not stay once committed)
+                if self._absent:
+                    for key in out:
+                        self._absent.pop(key, None)
+                self._absent.update(dict.fromkeys([key for key in keys if key not in out and key not in pending]))
             if self._pending:
                 out.update({key: self._pending[key][2] for key in keys if key in self._pending})
         return out
