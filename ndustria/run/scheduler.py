@@ -72,11 +72,20 @@ class GraphState:
 
     def add(self, keys: Iterable[str]) -> None:
         """Schedule ``keys`` to run (they wait for inputs that are not available yet)."""
+        dependents, available = self.dependents, self.available
         for key in keys:
             deps = self.deps[key]
-            for dep in deps:
-                self.dependents.setdefault(dep, {})[key] = None
-            missing = {d: None for d in deps if d not in self.available} if deps else None
+            missing = None
+            if deps:
+                missing = dict.fromkeys(deps)
+                for dep in deps:
+                    of = dependents.get(dep)  # (not setdefault: it makes a dict each time)
+                    if of is None:
+                        dependents[dep] = {key: None}
+                    else:
+                        of[key] = None
+                    if dep in available:
+                        missing.pop(dep, None)
             self.done.discard(key)
             if missing:
                 self.waiting[key] = missing
@@ -139,8 +148,12 @@ class GraphState:
         self.running.discard(key)
         self.done.add(key)
         self.available.add(key)
-        newly = []
-        for child in sorted(self.dependents.get(key, ()), key=lambda k: self.order.get(k, 0)):
+        newly: list[str] = []
+        children = self.dependents.get(key)
+        if not children:
+            return newly
+        ordered = sorted(children, key=lambda k: self.order.get(k, 0)) if len(children) > 1 else children
+        for child in ordered:  # (one child, the usual case, needs no sort)
             missing = self.waiting.get(child)
             if missing is None:
                 continue
