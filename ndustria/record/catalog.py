@@ -138,13 +138,10 @@ class Catalog:
             with self._tx() as db:
                 self._held.write(db)
 
-    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """One write transaction on the connection it gives, the held entries rows written first."""
-        return self._entries_tx()
-
     @contextmanager
-    def _entries_tx(self) -> Iterator[sqlite3.Connection]:
-        """A transaction that writes the held entries rows first (they come before any later change)."""
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the connection it gives, the held entries rows written first (they come
+        before any later change)."""
         with self._tx() as db:
             self._held.write(db)
             yield db
@@ -153,19 +150,19 @@ class Catalog:
     def record_entry(self, key: str, task: str, function: str, pipeline: str, size: int,
                      checksum: str, run_id: int | None) -> None:
         now = time.time()
-        with self._entries_tx() as db:
+        with self.transaction() as db:
             db.execute(_ENTRY_ROW, (key, task, function, pipeline, size, checksum, now, now, run_id))
 
     def touch(self, keys: Iterable[str]) -> None:
         """Mark entries as used now (least-recently-used bookkeeping, to the :data:`TOUCH_GRAIN`: an entry
         used within that time is left as it is, so a warm re-run only reads the index)."""
         now = time.time()
-        with self._entries_tx() as db:
+        with self.transaction() as db:
             db.executemany("UPDATE entries SET last_used = ? WHERE key = ? AND (last_used IS NULL OR last_used < ?)",
                            [(now, k, now - TOUCH_GRAIN) for k in keys])
 
     def remove_entry(self, key: str) -> None:
-        with self._entries_tx() as db:
+        with self.transaction() as db:
             db.execute("DELETE FROM entries WHERE key = ?", (key,))
 
     def entries(self) -> list[dict[str, Any]]:
@@ -203,7 +200,7 @@ class Catalog:
             return int(cur.lastrowid)
 
     def finish_run(self, run_id: int, state: str) -> None:
-        with self._entries_tx() as db:
+        with self.transaction() as db:
             rows = self._task_rows.pop(run_id, None)
             if rows is not None:  # the run's rows in table order, not one look-up per key in the key index
                 counts = dict(db.execute("SELECT status, COUNT(*) FROM task_runs WHERE rowid BETWEEN ? AND ?"
@@ -333,7 +330,7 @@ class Catalog:
                                        " ON r.run_id = m.run_id WHERE m.folded = 0 ORDER BY m.run_id").fetchall()
         for run_id, started in pending:
             used = [(started, m[3] or m[0], started) for m in self._members(run_id) or () if m[4]]
-            with self._entries_tx() as db:
+            with self.transaction() as db:
                 db.executemany("UPDATE entries SET last_used = ? WHERE key = ? AND (last_used IS NULL OR last_used < ?)",
                                used)
                 db.execute("UPDATE run_members SET folded = 1 WHERE run_id = ?", (run_id,))

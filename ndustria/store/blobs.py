@@ -296,10 +296,7 @@ class Blobs:
             self._db.execute(_COUNT_INSERTS)
         if before != self._inserts:  # another writer added rows since this connection last looked
             self._absent = {}
-        elif self._absent:
-            for key in rows:
-                self._absent.pop(key, None)
-        self._inserts = before + 1
+        self._inserts = before + 1  # (the keys of this write left the remembered ones when put)
 
     def _committer(self) -> None:
         """Commit every transaction at most :data:`COMMIT_AFTER` seconds after it began, whether or not
