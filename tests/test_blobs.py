@@ -537,3 +537,131 @@ def test_a_cache_of_the_old_layout_answers_a_script_as_before(tmp_path):
     assert runs[0]["answer"] == runs[1]["answer"] == runs[2]["answer"] == sum(i * i for i in range(50))
     assert runs[0]["first"] == runs[1]["first"] == {"i": 7, "square": 49}
     assert old_rows(tmp_path / "cache" / FILE) == 0
+
+
+# -- a commit finished by the landing thread (Blobs.commit_soon: the serial backend's batches) -----------
+def test_a_commit_landed_on_its_thread_runs_what_waited_only_once_other_processes_see_the_rows(tmp_path):
+    """The batch's locks (``then`` and the jobs that waited) are released by the next call that settles the
+    commit, and only once another process sees the rows; this process sees them all along."""
+    blobs = Blobs(str(tmp_path))
+    keys = [f"{i:032x}" for i in range(50)]
+    for key in keys:
+        blobs.put(key, b"v-" + key.encode(), 1.0, "c" * 32, commit=False)
+    seen_at_release: list[bool] = []
+    blobs.after_commit(lambda: seen_at_release.append(other_process_sees(tmp_path, keys[0])))
+    landed = blobs.commit_soon(lambda: seen_at_release.append(other_process_sees(tmp_path, keys[-1])))
+    assert landed is not None
+    assert all(blobs.get(key) == b"v-" + key.encode() for key in keys)  # in the transaction, or committed
+    assert blobs.checksums(keys) == dict.fromkeys(keys, "c" * 32)
+    assert landed.result(timeout=30) is None
+    assert seen_at_release == []  # nothing released before this process settles the commit
+    blobs.after_commit(lambda: seen_at_release.append(True))  # landed, not settled: nothing left waits for it
+    assert seen_at_release == [True]
+    blobs.settle()
+    assert seen_at_release == [True, True, True]
+    blobs.settle()  # nothing in the air: nothing runs twice
+    assert len(seen_at_release) == 3
+
+
+def test_with_nothing_waiting_commit_soon_releases_at_once(tmp_path):
+    blobs = Blobs(str(tmp_path))
+    released = []
+    assert blobs.commit_soon(lambda: released.append(1)) is None and released == [1]
+
+
+def test_every_write_waits_for_the_commit_in_the_air(tmp_path):
+    """A row put while the landing thread commits, a delete, and a plain commit each come after it: the
+    rows all land, the deleted one does not come back, and what waited for the first commit is run."""
+    blobs = Blobs(str(tmp_path))
+    blobs.put("a" * 32, b"first", 1.0, "c" * 32, commit=False)
+    blobs.put("b" * 32, b"gone", 1.0, "c" * 32, commit=False)
+    released = []
+    blobs.commit_soon(lambda: released.append("first"))
+    blobs.put("d" * 32, b"second", 1.0, "c" * 32, commit=False)
+    assert blobs.delete("b" * 32)
+    assert released == ["first"]  # the delete settled the commit before it
+    blobs.commit()
+    assert other_process_sees(tmp_path, "a" * 32) and other_process_sees(tmp_path, "d" * 32)
+    assert not other_process_sees(tmp_path, "b" * 32)
+
+
+FULL_AT_COMMIT = """
+import json, os, resource, signal, sys
+from ndustria.store.blobs import Blobs
+
+root = sys.argv[1]
+blobs = Blobs.of(root)
+blobs.put("0" * 32, b"first", 1.0, "c" * 32)  # the table and its log exist
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+limit = os.path.getsize(os.path.join(root, "objects.sqlite-wal")) + 4096
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+keys = [f"{i + 1:032x}" for i in range(200)]
+for key in keys:
+    blobs.put(key, os.urandom(2000), 1.0, "c" * 32, commit=False)
+released = []
+landed = blobs.commit_soon(lambda: released.append(1))
+error = landed.exception(timeout=60)  # the log cannot grow: the landing thread's COMMIT fails
+out = {"error": repr(error), "released_early": bool(released)}
+blobs.settle()
+out["released"], out["waiting"] = bool(released), all(blobs.has(key) for key in keys)
+try:
+    blobs.commit()  # still full: the rows keep waiting and the commit says so
+except Exception as exc:
+    out["again"] = repr(exc)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+blobs.commit()
+print(json.dumps(out))
+"""
+
+
+def test_a_commit_that_fails_on_the_landing_thread_keeps_its_rows_waiting(tmp_path):
+    """A real write error (the log cannot grow: a file size limit) in the landing thread's COMMIT: the
+    future says so, the rows wait again in this process, the locks are released all the same, and a
+    later commit that can write them does."""
+    script = write_script(tmp_path / "full.py", FULL_AT_COMMIT)
+    (tmp_path / "cache").mkdir()
+    done = run_python(script, str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["error"] != "None" and not out["released_early"], out
+    assert out["released"] and out["waiting"] and "again" in out, out
+    assert all(other_process_sees(tmp_path / "cache", f"{i + 1:032x}") for i in range(200))
+
+
+def test_a_serial_run_reports_each_result_only_once_other_processes_can_read_it(tmp_path, monkeypatch):
+    """Several batches of tiny tasks, their commits landing on the store's thread while the next batch
+    runs (each landing slowed down, as on a slow disk): at the moment each result is reported saved (the
+    run's record of it), another connection finds its row, and the results are the values computed."""
+    import threading
+
+    from ndustria import Pipeline
+    from ndustria.record.recorder import RunRecorder
+
+    class SlowToLand(threading.Event):
+        def set(self) -> None:  # the landing thread took the flight: it waits before its COMMIT
+            super().set()
+            time.sleep(0.1)
+
+    real_init = blobs_module._Flight.__init__
+
+    def slow_flight(self, *args):
+        real_init(self, *args)
+        self.cleared = SlowToLand()
+
+    monkeypatch.setattr(blobs_module._Flight, "__init__", slow_flight)
+    cache = tmp_path / "cache"
+    seen: list[bool] = []
+    real = RunRecorder.completed
+
+    def completed(self, report):
+        seen.append(other_process_sees(cache, report.store_key or report.key))
+        real(self, report)
+
+    monkeypatch.setattr(RunRecorder, "completed", completed)
+    pipe = Pipeline(name="landing", backend="serial", cache_dir=cache, verbose=False)
+    square = pipe.AddFunction()(lambda i: i * i)
+    handles = [square(i) for i in range(3 * COMMIT_ROWS)]
+    pipe.run()
+    assert len(seen) == 3 * COMMIT_ROWS and all(seen), f"{seen.count(False)} reported before their commit"
+    assert [h.result() for h in handles] == [i * i for i in range(3 * COMMIT_ROWS)]
+    pipe.close()

@@ -169,3 +169,19 @@ def test_the_first_round_leaves_alone_before_the_bookkeeping_and_the_next_batche
     runner.join(timeout=1)
     assert not runner.is_alive()
     assert sum(len(args[0]) for _, _, args in executor.calls) == 600
+
+
+def test_a_serial_call_that_returns_a_future_completes_the_submission_when_that_one_does():
+    """A batch whose commit is still landing returns a future: the submission's future follows it (result
+    or error), and cannot be cancelled meanwhile (the scheduler cancels what it gave up on)."""
+    executor = SerialExecutor()
+    landing: Future = Future()
+    submitted = executor.submit(lambda: landing)
+    assert not submitted.done() and not submitted.cancel()
+    landing.set_result(["reports"])
+    assert submitted.result(timeout=1) == ["reports"]
+    failing: Future = Future()
+    submitted = executor.submit(lambda: failing)
+    failing.set_exception(OSError("disk full"))
+    assert isinstance(submitted.exception(timeout=1), OSError)
+    assert executor.submit(lambda: 3).result() == 3

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -25,9 +26,20 @@ def double(x):
     return 2 * x
 
 
-def payloads_for(cache_dir, func=double, n=5):
+def payloads_for(cache_dir, func=double, n=5, fsync=True):
     return [TaskPayload(key=f"{i:032x}", name=f"{func.__name__}({i})", func=func, args=(i,), kwargs={},
-                        store_root=str(cache_dir)) for i in range(n)]
+                        store_root=str(cache_dir), fsync=fsync) for i in range(n)]
+
+
+def run_inline(payloads):
+    """execute_batch_inline as the serial scheduler uses it: its reports once they come (a future when the
+    commit lands on the store's thread: a local run's payloads, without fsync), then the next batch's
+    settle, which releases the locks."""
+    out = remote.execute_batch_inline(payloads)
+    reports = out.result(timeout=60) if isinstance(out, Future) else out
+    for root in {p.store_root for p in payloads}:
+        Store(root).settle()
+    return reports
 
 
 def test_a_batch_syncs_after_its_saves_instead_of_fsyncing_each_result(cache_dir, monkeypatch):
@@ -175,14 +187,15 @@ def test_a_key_another_process_holds_waits_for_the_end_of_the_batch_and_is_found
     assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}
 
 
-def test_an_inline_batch_looks_its_keys_up_at_once_and_finds_what_was_stored_meanwhile(cache_dir, monkeypatch):
-    payloads = payloads_for(cache_dir)
+@pytest.mark.parametrize("fsync", [True, False])
+def test_an_inline_batch_looks_its_keys_up_at_once_and_finds_what_was_stored_meanwhile(cache_dir, monkeypatch, fsync):
+    payloads = payloads_for(cache_dir, fsync=fsync)
     Store(cache_dir).save(payloads[2].key, "stored before")  # found by the batch's look-up
     lookups = []
     real = Store.known_checksums
     monkeypatch.setattr(Store, "known_checksums", lambda self, keys: (lookups.append(len(keys)), real(self, keys))[1])
     monkeypatch.setattr(Store, "contains", lambda self, key: pytest.fail("a key looked up alone"))
-    reports = remote.execute_batch_inline(payloads)
+    reports = run_inline(payloads)
     assert [r.status for r in reports] == ["done"] * 5
     assert lookups == [5], "one look-up for the batch"
     assert [r.found for r in reports] == [False, False, True, False, False]
@@ -505,8 +518,9 @@ def interrupted_at_2(i):
     return 2 * i
 
 
-def test_an_interrupted_inline_batch_keeps_what_it_saved_and_releases_every_lock(cache_dir):
-    payloads = payloads_for(cache_dir, interrupted_at_2)
+@pytest.mark.parametrize("fsync", [True, False])
+def test_an_interrupted_inline_batch_keeps_what_it_saved_and_releases_every_lock(cache_dir, fsync):
+    payloads = payloads_for(cache_dir, interrupted_at_2, fsync=fsync)
     with pytest.raises(KeyboardInterrupt):
         remote.execute_batch_inline(payloads)
     assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}, "no key left locked"
@@ -516,14 +530,15 @@ def test_an_interrupted_inline_batch_keeps_what_it_saved_and_releases_every_lock
     assert listed.strip() == str(sorted(p.key for p in payloads[:2])), "the results saved before it, committed"
 
 
-def test_a_key_held_in_this_process_runs_after_the_inline_batch(cache_dir):
-    payloads = payloads_for(cache_dir)
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_key_held_in_this_process_runs_after_the_inline_batch(cache_dir, fsync):
+    payloads = payloads_for(cache_dir, fsync=fsync)
     held = locks.KeyLock(str(cache_dir), payloads[3].key)
     assert held.acquire(False)
     done = threading.Timer(0.5, held.release)  # e.g. another pipeline's thread computing it
     done.start()
     try:
-        reports = remote.execute_batch_inline(payloads)
+        reports = run_inline(payloads)
     finally:
         done.join()
     assert [r.status for r in reports] == ["done"] * 5
@@ -551,3 +566,20 @@ def test_code_shipped_by_value_keeps_its_file_for_tracebacks():
         text = "".join(traceback.format_exception(exc))
     assert text.count(f'File "{__file__}"') == 3 and "helper = lambda y: 1 / y" in text
     assert shipped(4) == 0.25
+
+
+def test_a_local_inline_batch_reports_once_its_rows_are_committed_and_releases_its_locks_at_the_next_settle(cache_dir):
+    """Without fsync (a local run) the batch's commit lands on the store's thread: the reports come (as a
+    future, unless it landed already) only once another process can read every result; the keys stay
+    locked until the next batch (or flush) settles that commit, then every one is free."""
+    payloads = payloads_for(cache_dir, n=40, fsync=False)
+    out = remote.execute_batch_inline(payloads)
+    reports = out.result(timeout=60) if isinstance(out, Future) else out
+    assert [r.status for r in reports] == ["done"] * 40
+    listed = subprocess.run([sys.executable, "-c", "import sys; from ndustria.store.entries import Store; "
+                             "print(len(list(Store(sys.argv[1]).keys())))", str(cache_dir)],
+                            capture_output=True, text=True, check=True).stdout
+    assert listed.strip() == "40", "reported before another process could read the results"
+    assert lock_state(cache_dir, payloads[0].key) == "held", "released before its commit was settled"
+    Store(cache_dir).settle()
+    assert {lock_state(cache_dir, p.key) for p in payloads} == {"free"}

@@ -43,15 +43,31 @@ _MPI_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "MV2_COMM_WOR
 
 
 class SerialExecutor(Executor):
-    """Runs each call at submit time, in this process (Ctrl-C propagates at once)."""
+    """Runs each call at submit time, in this process (Ctrl-C propagates at once). A call that returns a
+    future (a batch whose commit is still under way: :func:`ndustria.run.remote.execute_batch_inline`)
+    completes the submission's future with that one's outcome."""
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         future: Future = Future()
+        future.set_running_or_notify_cancel()  # (running: the scheduler cannot cancel what it waits for)
         try:
-            future.set_result(fn(*args, **kwargs))
+            result = fn(*args, **kwargs)
         except Exception as exc:
             future.set_exception(exc)
+            return future
+        if isinstance(result, Future):
+            result.add_done_callback(lambda inner: _follow(future, inner))
+        else:
+            future.set_result(result)
         return future
+
+
+def _follow(future: Future, inner: Future) -> None:
+    error = inner.exception()
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(inner.result())
 
 
 @dataclass

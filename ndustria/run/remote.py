@@ -20,7 +20,8 @@ import dataclasses
 import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 
 import cloudpickle
 
@@ -40,24 +41,39 @@ def run_one(payload: TaskPayload) -> TaskReport:
     return _run_one(payload)
 
 
-def execute_batch_inline(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
+def execute_batch_inline(payloads: Sequence[TaskPayload]) -> list[TaskReport] | Future[list[TaskReport]]:
     """A batch run in the scheduler's own thread (the serial backend): the batch's keys claimed at once
     (:func:`ndustria.run.worker.claim_batch`: one store query for all of them), saves in line, no
     helper threads (whose handoffs cost more than they overlap when every task holds the GIL), the
-    results committed with the batch and the compute locks released after that commit."""
+    results committed with the batch and the compute locks released after that commit.
+
+    That commit runs on the store's landing thread (:meth:`ndustria.store.Store.flush_soon`) while
+    the scheduler prepares the next batch: the reports come back as a future, done once the results are
+    visible (a report never announces a result a crash could still lose). The next batch first waits
+    for that commit and releases this one's locks (:meth:`ndustria.store.Store.settle`)."""
     if len(payloads) < 2:
         return [_run_one(p) for p in payloads]
     grouped = list(payloads)  # made for this submission, in this process: marked in place
     for p in grouped:
         p.grouped = p.shared_cache
     stores = {p.store_root: worker.get_store(p.store_root, p.fsync) for p in grouped if p.shared_cache}
+    for store in stores.values():
+        store.settle()  # the previous batch's commit: its locks go before this batch takes its own
     reports: list[TaskReport | None] = [None] * len(grouped)
+    landing: list[Future[None]] = []
 
     def commit() -> None:  # the batch's rows, in one commit (held below)
         for store in stores.values():
             store.flush()
 
-    with worker.batch_claims(grouped, commit) as start, contextlib.ExitStack() as held:
+    def commit_soon(release: Callable[[], None]) -> None:
+        (store,) = stores.values()
+        landed = store.flush_soon(release)
+        if landed is not None:
+            landing.append(landed)
+
+    soon = commit_soon if len(stores) == 1 and not any(p.fsync for p in grouped) else None
+    with worker.batch_claims(grouped, commit, soon) as start, contextlib.ExitStack() as held:
         for store in stores.values():
             held.enter_context(store.held())
         for i, payload in enumerate(grouped):
@@ -70,7 +86,20 @@ def execute_batch_inline(payloads: Sequence[TaskPayload]) -> list[TaskReport]:
             reports[i] = _run_one(payload)
     for root in {p.store_root for p in grouped if p.shared_cache and p.fsync}:
         stores[root].sync()
-    return reports  # type: ignore[return-value]
+    done: list[TaskReport] = reports  # type: ignore[assignment]
+    if not landing or landing[0].done() and landing[0].exception() is None:
+        return done
+    out: Future[list[TaskReport]] = Future()
+
+    def landed(f: Future[None]) -> None:
+        error = f.exception()
+        if error is not None:
+            out.set_exception(error)
+        else:
+            out.set_result(done)
+
+    landing[0].add_done_callback(landed)
+    return out
 
 
 def execute_batch(payloads: Sequence[TaskPayload]) -> list[TaskReport]:

@@ -177,25 +177,40 @@ def release_claims(claims: Sequence[Claim | None]) -> None:
 
 
 @contextlib.contextmanager
-def batch_claims(payloads: Sequence[TaskPayload], commit: Callable[[], None]) -> Iterator[Callable[[int], Claim | None]]:
+def batch_claims(payloads: Sequence[TaskPayload], commit: Callable[[], None],
+                 commit_soon: Callable[[Callable[[], None]], None] | None = None
+                 ) -> Iterator[Callable[[int], Claim | None]]:
     """A batch's claims (:func:`claim_batch`) for the block; it gets ``start(i)``, the claim task ``i`` runs
     under (:func:`start_claimed`; None: someone else holds the key, run the task after the block). However
     the block ends, ``commit()`` (what was saved becomes visible, which releases those tasks' keys) and
     then every claim is released, also one an interrupt caught between ``start(i)`` and the task's own
-    release (the claim ``start`` returns is kept for that)."""
+    release (the claim ``start`` returns is kept for that). With ``commit_soon``, a block that ends well
+    calls ``commit_soon(release)`` instead, which must call ``release()`` once what was saved is visible
+    (or at once if it raises)."""
     claims = claim_batch(payloads)
 
     def start(i: int) -> Claim | None:
         claims[i] = start_claimed(payloads[i], claims[i])
         return claims[i]
 
+    def release() -> None:
+        release_claims(claims)
+
     try:
         yield start
-    finally:
+    except BaseException:
         try:
             commit()
         finally:
-            release_claims(claims)
+            release()
+        raise
+    if commit_soon is None:
+        try:
+            commit()
+        finally:
+            release()
+    else:
+        commit_soon(release)
 
 
 def _unlist(claims: Sequence[Claim | None]) -> None:

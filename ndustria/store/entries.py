@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -347,6 +348,16 @@ class Store:
     def flush(self) -> None:
         """Commit the small entries saved with ``defer=True`` (visible to other processes from then on)."""
         self.blobs.commit()
+
+    def flush_soon(self, then: Callable[[], None]) -> Future[None] | None:
+        """:meth:`flush` finished by another thread while this one goes on: the future is done once the
+        entries are visible; ``then`` runs after that, at the next :meth:`settle` (or at once if nothing
+        waited). See :meth:`ndustria.store.blobs.Blobs.commit_soon`."""
+        return self.blobs.commit_soon(then)
+
+    def settle(self) -> None:
+        """Wait for a :meth:`flush_soon` in progress and run what waited for it."""
+        self.blobs.settle()
 
     def after_commit(self, job: Callable[[], None]) -> None:
         """Run ``job()`` once the entries saved so far are visible to other processes."""
