@@ -356,6 +356,8 @@ class Pipeline:
         try:
             if state.done:  # what this run reported saved is durable before run() returns
                 self._keep_done(state, handles)
+            else:  # a last batch's commit that failed: its rows wait again, its locks are released
+                self.store.settle()
         except BaseException as exc:  # a sync that failed (a full disk) or a Ctrl-C: the run's records still close
             catalog.finish_run(run_id, "failed" if isinstance(exc, Exception) else "interrupted")
             raise

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from support import run_python, write_script
+from support import AS_IN_A_TERMINAL, run_python, write_script
 
 from ndustria.store import blobs as blobs_module
 from ndustria.store.blobs import COMMIT_AFTER, COMMIT_ROWS, FILE, Blobs, _immediate, _move_old_rows
@@ -665,3 +665,96 @@ def test_a_serial_run_reports_each_result_only_once_other_processes_can_read_it(
     assert len(seen) == 3 * COMMIT_ROWS and all(seen), f"{seen.count(False)} reported before their commit"
     assert [h.result() for h in handles] == [i * i for i in range(3 * COMMIT_ROWS)]
     pipe.close()
+
+
+def test_a_task_after_a_batch_runs_with_that_batchs_keys_free(tmp_path):
+    """The batch's commit lands while the scheduler moves on; the single task that follows settles it
+    first, so another process never waits on the batch's keys for as long as that task runs."""
+    from support import lock_state
+
+    from ndustria import Pipeline
+
+    cache = tmp_path / "cache"
+    pipe = Pipeline(name="after", backend="serial", cache_dir=cache, verbose=False)
+    part = pipe.AddFunction()(lambda i: i)
+    states: list[str] = []
+
+    def total(*values):
+        states.extend(lock_state(cache, h.key) for h in parts[:2] + parts[-2:])
+        return sum(values)
+
+    parts = [part(i) for i in range(300)]
+    whole = pipe.AddFunction()(total)(*parts)
+    pipe.run()
+    assert whole.result() == sum(range(300))
+    assert states == ["free"] * 4, states
+    pipe.close()
+
+
+def test_a_ctrl_c_is_held_until_the_transaction_is_handed_over():
+    import signal
+
+    from ndustria.store.blobs import _interrupts_held
+
+    done = []
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (as in a terminal, however launched)
+    try:
+        with pytest.raises(KeyboardInterrupt), _interrupts_held():
+            signal.raise_signal(signal.SIGINT)
+            done.append("after the signal")  # the block's statements all run
+        assert done == ["after the signal"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+CTRL_C_AT_TAKE_OFF = """
+import os, signal, sqlite3, sys
+from ndustria import Pipeline
+from ndustria.store import blobs
+
+def double(i):
+    return 2 * i
+
+real, fired = blobs.Blobs._insert, []
+def insert_then_ctrl_c(self, rows):  # the user's Ctrl-C while a batch's transaction is open (once)
+    out = real(self, rows)
+    if not fired and sys._getframe(1).f_code.co_name == "_take_off":
+        fired.append(len(rows))
+        os.kill(os.getpid(), signal.SIGINT)
+    return out
+
+cache = sys.argv[1]
+blobs.Blobs._insert = insert_then_ctrl_c
+pipe = Pipeline(name="p", backend="serial", cache_dir=cache, verbose=False)
+first = [pipe.AddFunction()(double)(i) for i in range(1200)]
+try:
+    pipe.run()
+except KeyboardInterrupt:
+    print("interrupted" if fired else "not-fired")
+blobs.Blobs._insert = real
+other = sqlite3.connect(os.path.join(cache, "objects.sqlite"), timeout=1)
+other.execute("BEGIN IMMEDIATE")  # nobody holds SQLite's write lock
+other.execute("ROLLBACK")
+stored = other.execute("SELECT count(*) FROM blob_keys").fetchone()[0]
+reported = sum(h.status == "done" for h in first)
+again = Pipeline(name="p", backend="serial", cache_dir=cache, verbose=False)
+handles = [again.AddFunction()(double)(i) for i in range(1200)]
+summary = again.run()
+print(stored, reported, summary.executed, summary.cached, sum(h.result() for h in handles))
+"""
+
+
+def test_a_ctrl_c_while_a_batch_hands_its_commit_over_keeps_what_it_saved_and_no_lock(tmp_path):
+    """A real SIGINT while the batch's rows are written in their transaction: the run stops, no
+    transaction stays open (another connection can write), every result reported saved is stored, and
+    the same process runs the pipeline again computing only what was not."""
+    script = write_script(tmp_path / "ctrl_c.py", CTRL_C_AT_TAKE_OFF)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "cache")], capture_output=True, text=True,
+                          timeout=120, **AS_IN_A_TERMINAL)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split()
+    assert lines[0] == "interrupted", done.stdout
+    stored, reported, executed, cached, total = map(int, lines[1:])
+    assert stored >= reported and stored + executed == 1200 and cached == stored, done.stdout
+    assert total == 2 * sum(range(1200))

@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import sqlite3
 import threading
 import time
@@ -138,6 +139,24 @@ def _immediate(db: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C (SIGINT, Python's default handler, in the main thread) raises when the block ends, not
+    inside it: for a few statements that must not be cut in two."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
+
+
 def _count(db: sqlite3.Connection) -> int:
     """How many transactions have added rows to ``blob_keys`` (counted since the count exists)."""
     row = db.execute(_INSERTS).fetchone()
@@ -166,8 +185,9 @@ class _Flight:
     __slots__ = ("before", "cleared", "db", "jobs", "landed", "rows")
 
     def __init__(self, db: sqlite3.Connection, rows: dict[str, tuple[bytes, float, str]],
-                 jobs: list[Callable[[], None]], before: int) -> None:
-        self.db, self.rows, self.jobs, self.before = db, rows, jobs, before
+                 jobs: list[Callable[[], None]]) -> None:
+        self.db, self.rows, self.jobs = db, rows, jobs
+        self.before = 0  # blob_counts' count before this write (see Blobs._counted)
         self.cleared = threading.Event()  # the landing thread took it
         self.landed: Future[None] = Future()
 
@@ -290,8 +310,8 @@ class Blobs:
                 self._waiting.append(job)
                 return
             flight = self._flight
-            if flight is not None and not flight.landed.done():
-                flight.jobs.append(job)
+            if flight is not None and (not flight.landed.done() or flight.landed.exception() is not None):
+                flight.jobs.append(job)  # (a failed commit's rows wait again: so does the job)
                 return
         job()
 
@@ -319,10 +339,12 @@ class Blobs:
         thread meanwhile prepares the next batch). Returns a future done once they are committed (its
         exception: the commit failed, and the rows wait again), or None if no row waited. The jobs that
         waited, and ``then``, run when the next call settles the commit (:meth:`settle`: every commit,
-        flush and sync does), in the thread that makes it; at once if no row waited or the write failed.
+        flush and sync does, and so does a serial batch or task before it starts), in the thread that
+        makes it; at once if no row waited or the write failed.
 
         Another write of this connection waits for the commit (:meth:`settle`); a read on it runs inside
-        the transaction or after the commit (SQLite's lock of the connection), and sees the rows either way.
+        the transaction or after the commit (SQLite's lock of the connection) and sees the rows, except
+        after a failed commit until it is settled (the rows then wait in memory again).
         """
         with self._lock:
             self.settle()
@@ -332,19 +354,39 @@ class Blobs:
                 _run_all(waiting)
                 return None
             try:
-                before = retry_locked(lambda: self._begin(rows))
+                if self._runway is None:  # (before the transaction: a thread that cannot start leaves none open)
+                    self._runway = queue.SimpleQueue()
+                    threading.Thread(target=self._land, args=(self._runway,), name="ndustria-land",
+                                     daemon=True).start()
+                flight = _Flight(self._db, rows, waiting)
+                retry_locked(lambda: self._take_off(flight))
             except BaseException:
-                self._pending, self._open_since = rows, time.monotonic()
-                _run_all(waiting)
+                if self._flight is None or self._flight.rows is not rows:  # not handed over: nothing is in the air
+                    with contextlib.suppress(sqlite3.Error):
+                        if self._db.in_transaction:  # (a Ctrl-C just after BEGIN)
+                            self._db.execute("ROLLBACK")
+                    self._pending, self._open_since = {**rows, **self._pending}, time.monotonic()
+                    _run_all(waiting)
                 raise
-            flight = self._flight = _Flight(self._db, rows, waiting, before)
-            if self._runway is None:
-                self._runway = queue.SimpleQueue()
-                threading.Thread(target=self._land, args=(self._runway,), name="ndustria-land",
-                                 daemon=True).start()
-            self._runway.put(flight)
         flight.cleared.wait()  # the landing thread holds the GIL until SQLite runs the COMMIT: this thread's next
         return flight.landed  # statement on the connection then waits for it instead of slipping in before
+
+    def _take_off(self, flight: _Flight) -> None:
+        """Write the flight's rows in a transaction and hand it to the landing thread. A Ctrl-C waits until
+        the transaction is handed over or rolled back (an open one would keep SQLite's write lock from
+        every process)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        with _interrupts_held():
+            try:
+                flight.before = self._insert(flight.rows)
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            self._flight = flight
+            assert self._runway is not None
+            self._runway.put(flight)
 
     @staticmethod
     def _land(runway: queue.SimpleQueue[_Flight]) -> None:
@@ -387,17 +429,6 @@ class Blobs:
         with _immediate(self._db):
             before = self._insert(rows)
         self._counted(before)
-
-    def _begin(self, rows: dict[str, tuple[bytes, float, str]]) -> int:
-        """Open a write transaction and write ``rows`` in it (committed by the caller)."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            return self._insert(rows)
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def _insert(self, rows: dict[str, tuple[bytes, float, str]]) -> int:
         """Write ``rows`` (in the open transaction) and count the write; the count before it."""
