@@ -217,6 +217,7 @@ class Blobs:
         # cache hits writes nothing, and starting a thread cost ~0.3 ms of its ~25)
         self._flight: _Flight | None = None  # a write whose COMMIT the landing thread runs (commit_soon)
         self._runway: queue.SimpleQueue[_Flight] | None = None  # the landing thread's work (started on first use)
+        self._runway_pid = 0  # the process that thread runs in
         atexit.register(self._close_at_exit)
 
     @classmethod
@@ -354,8 +355,10 @@ class Blobs:
                 _run_all(waiting)
                 return None
             try:
-                if self._runway is None:  # (before the transaction: a thread that cannot start leaves none open)
-                    self._runway = queue.SimpleQueue()
+                # The landing thread starts before the transaction (one that cannot start leaves none open),
+                # and again in a forked child (its parent's thread did not come along)
+                if self._runway is None or self._runway_pid != os.getpid():
+                    self._runway, self._runway_pid = queue.SimpleQueue(), os.getpid()
                     threading.Thread(target=self._land, args=(self._runway,), name="ndustria-land",
                                      daemon=True).start()
                 flight = _Flight(self._db, rows, waiting)
