@@ -323,7 +323,7 @@ class Pipeline:
         run_id = self._run_id = catalog.start_run(self.name, backend.name if backend else "none",
                                                   backend.workers if backend else 0, self._options())
         recorder = RunRecorder(catalog, run_id, self.name, handles, run_ids, self.console,
-                               keep=self._save_or_keep, forget=self._forget,
+                               keep=self._save_or_keep, forget=self._forget, is_row=self.store.is_row,
                                batches_running=not (backend is not None and backend.inline))
         self._failures = recorder.failures
         state = GraphState(deps={}, available=set(), order={})
@@ -333,7 +333,7 @@ class Pipeline:
                 gcfreeze.freeze_run()
             self._schedule(state, handles, backend, recorder, history=by_fn)
         recorder.started()  # the task rows, had nothing run
-        return self._finish_run(run_id, handles, state, len(cached), t0)
+        return self._finish_run(run_id, handles, state, len(cached), t0, recorder.files)
 
     def _plan(self, handles: dict[str, TaskHandle], to_run: list[TaskHandle],
               cached: Iterable[TaskHandle]) -> tuple[GraphState, dict[str, float]]:
@@ -349,13 +349,13 @@ class Pipeline:
         return state, by_fn
 
     def _finish_run(self, run_id: int, handles: dict[str, TaskHandle], state: GraphState, n_cached: int,
-                    t0: float) -> RunSummary:
+                    t0: float, files: list[str]) -> RunSummary:
         """Close the run's records, write its report files, keep the cache under its size limit;
         raise ``TaskError`` if a task failed."""
         catalog = self.catalog
         try:
             if state.done:  # what this run reported saved is durable before run() returns
-                self._keep_done(state, handles)
+                self._keep_done(files)
             else:  # a last batch's commit that failed: its rows wait again, its locks are released
                 self.store.settle()
         except BaseException as exc:  # a sync that failed (a full disk) or a Ctrl-C: the run's records still close
@@ -376,11 +376,11 @@ class Pipeline:
         self.console.all_done()
         return summary
 
-    def _keep_done(self, state: GraphState, handles: dict[str, TaskHandle]) -> None:
+    def _keep_done(self, files: list[str]) -> None:
         """Commit what the run's tasks saved and, with ``fsync``, make it durable: the small entries' table
-        and every file they reported, whichever process or worker store wrote it."""
+        and every result file they reported (``files``), whichever process or worker store wrote it."""
         if self.fsync:
-            self.store.sync(handles[i].path for i in state.done if i in handles)
+            self.store.sync(files)
         else:
             self.store.flush()
 
@@ -403,7 +403,7 @@ class Pipeline:
             scheduler.run(state)
         except BaseException as stopped:
             try:  # what completed and was reported saved stays stored, durably
-                self._keep_done(state, handles)
+                self._keep_done(recorder.files)
             except (OSError, sqlite3.Error) as exc:
                 log.warning("could not make the results saved before the interruption durable: %s", exc)
             if not isinstance(stopped, Exception):  # Ctrl-C: it may have landed between a lock and its release

@@ -349,6 +349,10 @@ class Store:
         """Commit the small entries saved with ``defer=True`` (visible to other processes from then on)."""
         self.blobs.commit()
 
+    def is_row(self, path: str) -> bool:
+        """Whether ``path``, as a report gives it, names a small entry's row rather than a file."""
+        return path.startswith(self._row_prefix)
+
     def flush_soon(self, then: Callable[[], None]) -> Future[None] | None:
         """:meth:`flush` finished by another thread while this one goes on: the future is done once the
         entries are visible; ``then`` runs after that, at the next :meth:`settle` (or at once if nothing
@@ -438,7 +442,7 @@ class Store:
         benchmark's earlier writes."""
         self.flush()
         for path in written:
-            if path and not path.startswith(self._row_prefix):
+            if path and not self.is_row(path):
                 self._to_sync(path)
         with self._syncing:
             self._sync_taken()
