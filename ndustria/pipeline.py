@@ -37,7 +37,7 @@ from ndustria.records import DepRef, RunSummary, TaskPayload
 from ndustria.run.backends import Backend, check_backend, check_engines, choose, mpi_world, resolve_backend
 from ndustria.run.batching import BatchPolicy
 from ndustria.run.mpi import NullStream, abort_on_uncaught_exception, run_collective
-from ndustria.run.remote import execute_batch, execute_batch_inline, run_one
+from ndustria.run.remote import execute_batch, execute_batch_inline, run_one, run_one_inline
 from ndustria.run.scheduler import (
     DEFAULT_DURATION,
     GraphState,
@@ -390,7 +390,8 @@ class Pipeline:
                                recorder.repairing, settling=recorder.settling, started=recorder.started,
                                retrying=recorder.retrying)
         policy = BatchPolicy(backend.overhead, backend.workers, history=history)
-        scheduler = Scheduler(backend.executor, backend.workers, run_one,
+        run_task = run_one_inline if backend.inline else run_one
+        scheduler = Scheduler(backend.executor, backend.workers, run_task,
                               lambda task_id: self._payload(handles[task_id], backend), hooks, retries=self.retries,
                               run_batch=execute_batch_inline if backend.inline else execute_batch, policy=policy,
                               group=lambda task_id: handles[task_id].function.name,

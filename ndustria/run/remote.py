@@ -38,16 +38,16 @@ _ANNOUNCE = False
 
 def run_one(payload: TaskPayload) -> TaskReport:
     """Run one payload (announced and captured when :func:`run_blob` asks for it)."""
-    _settle(payload)
     return _run_one(payload)
 
 
-def _settle(payload: TaskPayload) -> None:
-    """Before a task of the serial backend runs: the previous batch's commit, which may still be landing
-    (:func:`execute_batch_inline`), is waited for and its locks are released, so that no other process
-    waits for them while this task runs."""
+def run_one_inline(payload: TaskPayload) -> TaskReport:
+    """:func:`run_one` in the scheduler's own thread (the serial backend): the previous batch's commit,
+    which may still be landing (:func:`execute_batch_inline`), is waited for first and its locks are
+    released, so that no other process waits for them while this task runs."""
     if payload.shared_cache:
         worker.get_store(payload.store_root, payload.fsync).settle()
+    return _run_one(payload)
 
 
 def execute_batch_inline(payloads: Sequence[TaskPayload]) -> list[TaskReport] | Future[list[TaskReport]]:
@@ -61,7 +61,7 @@ def execute_batch_inline(payloads: Sequence[TaskPayload]) -> list[TaskReport] | 
     visible (a report never announces a result a crash could still lose). The next batch first waits
     for that commit and releases this one's locks (:meth:`ndustria.store.Store.settle`)."""
     if len(payloads) < 2:
-        return [run_one(p) for p in payloads]
+        return [run_one_inline(p) for p in payloads]
     grouped = list(payloads)  # made for this submission, in this process: marked in place
     for p in grouped:
         p.grouped = p.shared_cache
@@ -92,7 +92,7 @@ def execute_batch_inline(payloads: Sequence[TaskPayload]) -> list[TaskReport] | 
     for i, payload in enumerate(grouped):
         if reports[i] is None:  # keys another process held: this batch holds no lock once its commit is settled
             payload.grouped = False
-            reports[i] = run_one(payload)
+            reports[i] = run_one_inline(payload)
     for root in {p.store_root for p in grouped if p.shared_cache and p.fsync}:
         stores[root].sync()
     done: list[TaskReport] = reports  # type: ignore[assignment]

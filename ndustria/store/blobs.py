@@ -354,6 +354,7 @@ class Blobs:
             if not rows:
                 _run_all(waiting)
                 return None
+            flight: _Flight | None = None
             try:
                 # The landing thread starts before the transaction (one that cannot start leaves none open),
                 # and again in a forked child (its parent's thread did not come along)
@@ -364,7 +365,7 @@ class Blobs:
                 flight = _Flight(self._db, rows, waiting)
                 retry_locked(lambda: self._take_off(flight))
             except BaseException:
-                if self._flight is None or self._flight.rows is not rows:  # not handed over: nothing is in the air
+                if flight is None or self._flight is not flight:  # not handed over: nothing is in the air
                     with contextlib.suppress(sqlite3.Error):
                         if self._db.in_transaction:  # (a Ctrl-C just after BEGIN)
                             self._db.execute("ROLLBACK")
